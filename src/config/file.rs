@@ -1,0 +1,270 @@
+//! The YAML file as written by operators: serde structs that mirror the file one to one.
+//!
+//! Nothing here is trusted yet. Every struct refuses unknown keys, durations are strings
+//! such as `30s` or `12h`, and secrets are still references (`${ENV}` already expanded,
+//! `file:/path` not yet read). [`super::validate`] turns this into the internal
+//! [`super::Config`], collecting every problem it finds.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the proxy accepts browser traffic. At least one listener.
+    pub listen: Vec<ListenFile>,
+    /// The Prometheus listener. Omit to serve no metrics.
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
+    /// Process settings handed to Pingora.
+    #[serde(default)]
+    pub server: ServerFile,
+    /// The OAuth agent's endpoints and the browser origins it trusts.
+    #[serde(default)]
+    pub agent: AgentFile,
+    /// The session cookie.
+    pub cookie: CookieFile,
+    /// Where sessions live and for how long.
+    pub session: SessionFile,
+    /// Log one line per request at `info` on the `bffgate::access` target.
+    #[serde(default)]
+    pub access_log: bool,
+    /// The API routes, matched by longest path prefix.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+/// One listening socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    /// `ip:port`, e.g. `0.0.0.0:8080`.
+    pub addr: String,
+}
+
+/// The metrics listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// `ip:port`; keep it on a loopback or admin network: it answers every path.
+    pub addr: String,
+}
+
+/// The subset of Pingora's `ServerConf` that operators may set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Worker threads of the proxy service (default: the number of CPUs).
+    pub threads: Option<usize>,
+    /// Seconds to keep serving after SIGTERM before draining (default 5).
+    pub grace_period_seconds: Option<u64>,
+    /// Seconds to wait for in-flight requests after the grace period (default 10).
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    /// Pid file (default `/tmp/bffgate.pid`).
+    pub pid_file: Option<String>,
+    /// Socket used to hand listeners to a new process on upgrade (default `/tmp/bffgate_upgrade.sock`).
+    pub upgrade_sock: Option<String>,
+}
+
+/// The OAuth agent and the browser-facing policy shared with API routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentFile {
+    /// Path prefix of the agent endpoints (default `/bff`).
+    pub base_path: String,
+    /// Origins (`scheme://host[:port]`) allowed to call with credentials; unsafe methods
+    /// from any other `Origin` are refused.
+    pub allowed_origins: Vec<String>,
+    /// Header an SPA must send on unsafe methods (default `x-bffgate-csrf`).
+    pub csrf_header: String,
+}
+
+impl Default for AgentFile {
+    fn default() -> Self {
+        AgentFile {
+            base_path: "/bff".into(),
+            allowed_origins: Vec::new(),
+            csrf_header: "x-bffgate-csrf".into(),
+        }
+    }
+}
+
+/// The session cookie.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieFile {
+    /// Cookie name (default `bff_session`); a `__Host-` prefix requires `secure`, path `/`
+    /// and no domain.
+    #[serde(default = "default_cookie_name")]
+    pub name: String,
+    /// `Domain` attribute; omit for a host-only cookie.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// `Path` attribute (default `/`).
+    #[serde(default = "default_cookie_path")]
+    pub path: String,
+    /// `strict` (default), `lax` or `none`.
+    #[serde(default = "default_same_site")]
+    pub same_site: String,
+    /// `Secure` attribute (default true). Turning it off is for plain-HTTP development
+    /// only and is logged as a warning at start.
+    #[serde(default = "default_true")]
+    pub secure: bool,
+    /// Sealing keys; the first seals, the others still open older cookies.
+    pub keys: Vec<KeyFile>,
+}
+
+/// One key of a key ring.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// Short identifier carried in the cookie (1–32 of `A-Za-z0-9_-`).
+    pub id: String,
+    /// 32 bytes, base64-encoded; `${ENV}` or `file:/path`.
+    pub secret: String,
+}
+
+/// Session storage and lifetime.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFile {
+    /// Omit for the embedded in-memory store.
+    #[serde(default)]
+    pub store: Option<StoreFile>,
+    /// 32 bytes, base64-encoded, encrypting tokens inside stored sessions.
+    pub at_rest_key: String,
+    /// A session unused for this long ends (default `30m`).
+    #[serde(default = "default_idle")]
+    pub idle_timeout: String,
+    /// A session ends this long after login, used or not (default `12h`).
+    #[serde(default = "default_absolute")]
+    pub absolute_timeout: String,
+}
+
+/// The session store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// A Redis server.
+    #[serde(default)]
+    pub redis: Option<RedisFile>,
+    /// The embedded store, with its bound.
+    #[serde(default)]
+    pub memory: Option<MemoryFile>,
+}
+
+/// Redis connection settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` or `unix:///path`.
+    pub url: String,
+    /// Key prefix (default `bffgate:`).
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// Longest wait for one store operation (default `1s`).
+    #[serde(default = "default_store_timeout")]
+    pub timeout: String,
+}
+
+/// In-memory store settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryFile {
+    /// The most sessions kept; the least recently used go first (default 100000).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u64,
+}
+
+/// One API route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Unique name, used in metrics and logs.
+    pub name: String,
+    /// What requests the route takes.
+    #[serde(rename = "match")]
+    pub matcher: MatchFile,
+    /// `http://host:port` or `https://host:port`; several are balanced round robin.
+    pub upstreams: Vec<String>,
+    /// A leading path part removed before forwarding.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// `required` (default), `optional` or `none`.
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    /// Header changes on the way upstream.
+    #[serde(default)]
+    pub headers: HeadersFile,
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+/// Route matching.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    /// Path prefix, matched on whole segments (`/api` takes `/api` and `/api/x`, not `/apix`).
+    pub path_prefix: String,
+    /// Exact `Host` (port ignored); omit for any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Allowed methods; omit for all.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+/// Request header changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersFile {
+    /// Header names removed from the request.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Headers set on the request (replacing any the client sent).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    /// TCP (and TLS) connect (default `2s`).
+    pub connect: Option<String>,
+    /// Longest wait for upstream bytes (default `30s`).
+    pub read: Option<String>,
+}
+
+fn default_cookie_name() -> String {
+    "bff_session".into()
+}
+fn default_cookie_path() -> String {
+    "/".into()
+}
+fn default_same_site() -> String {
+    "strict".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_idle() -> String {
+    "30m".into()
+}
+fn default_absolute() -> String {
+    "12h".into()
+}
+fn default_prefix() -> String {
+    "bffgate:".into()
+}
+fn default_store_timeout() -> String {
+    "1s".into()
+}
+fn default_max_sessions() -> u64 {
+    100_000
+}
+fn default_auth() -> String {
+    "required".into()
+}

@@ -1,0 +1,259 @@
+//! Configuration: the YAML file, its validation, and the internal [`Config`] the rest of
+//! the process runs on.
+//!
+//! Loading is `read → expand ${ENV} → deserialize (unknown keys refused) → validate`. The
+//! validation step collects every problem with its key path, so an operator fixes a file in
+//! one pass. Nothing outside this module sees the file structs.
+
+mod error;
+pub mod file;
+mod validate;
+
+pub use error::{ConfigError, ConfigProblem};
+
+use http::{HeaderName, HeaderValue, Method};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zeroize::Zeroize;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Browser-facing listeners.
+    pub listen: Vec<SocketAddr>,
+    /// Prometheus listener, if any.
+    pub metrics: Option<SocketAddr>,
+    /// Process settings for Pingora.
+    pub server: ServerSettings,
+    /// Agent endpoints and browser policy.
+    pub agent: AgentConfig,
+    /// The session cookie.
+    pub cookie: CookieConfig,
+    /// Session storage and lifetimes.
+    pub session: SessionConfig,
+    /// Whether to log one line per request.
+    pub access_log: bool,
+    /// API routes in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Process settings handed to Pingora's `ServerConf`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Seconds of grace after SIGTERM.
+    pub grace_period_seconds: u64,
+    /// Seconds to wait for in-flight work after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Pid file path.
+    pub pid_file: String,
+    /// Listener hand-over socket for graceful upgrade.
+    pub upgrade_sock: String,
+}
+
+/// Agent endpoints and the browser policy shared with API routes.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Path prefix of the agent endpoints, without a trailing slash.
+    pub base_path: String,
+    /// Serialized origins (`scheme://host[:port]`, lowercase) trusted for credentialed calls.
+    pub allowed_origins: Vec<String>,
+    /// Header required on unsafe methods.
+    pub csrf_header: HeaderName,
+}
+
+/// `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only on same-site requests (the default).
+    Strict,
+    /// Also sent on top-level cross-site navigations.
+    Lax,
+    /// Sent on every request; requires `Secure`.
+    None,
+}
+
+impl SameSite {
+    /// The attribute value as written in `Set-Cookie`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// 32 bytes of key material. Its `Debug` never prints the bytes, and it is wiped on drop.
+#[derive(Clone)]
+pub struct SecretKey(pub(crate) [u8; 32]);
+
+impl SecretKey {
+    /// Wraps raw key bytes (tests and tools build keys this way).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SecretKey(bytes)
+    }
+
+    /// The raw bytes, for handing to a cipher.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// One key of the cookie key ring.
+#[derive(Debug, Clone)]
+pub struct CookieKey {
+    /// Identifier carried in sealed cookies.
+    pub id: String,
+    /// Key material.
+    pub secret: SecretKey,
+}
+
+/// The session cookie's name, attributes and key ring.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Cookie name.
+    pub name: String,
+    /// `Domain` attribute.
+    pub domain: Option<String>,
+    /// `Path` attribute.
+    pub path: String,
+    /// `SameSite` attribute.
+    pub same_site: SameSite,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// Key ring; the first key seals.
+    pub keys: Vec<CookieKey>,
+}
+
+/// Which store holds sessions.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded, bounded in-memory store.
+    Memory {
+        /// Most sessions kept.
+        max_sessions: u64,
+    },
+    /// A Redis server.
+    Redis {
+        /// Connection URL (may hold a password: never log it).
+        url: String,
+        /// Key prefix.
+        key_prefix: String,
+        /// Longest wait for one operation.
+        timeout: Duration,
+    },
+}
+
+/// Session storage and lifetimes.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The store.
+    pub store: StoreConfig,
+    /// Key encrypting tokens inside stored sessions.
+    pub at_rest_key: SecretKey,
+    /// Sliding inactivity limit.
+    pub idle_timeout: Duration,
+    /// Hard limit from login.
+    pub absolute_timeout: Duration,
+}
+
+/// How a route treats the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid session is needed; its access token is forwarded.
+    Required,
+    /// A session is used when present; anonymous requests pass without a token.
+    Optional,
+    /// No session is read; the request passes as is (minus our cookie).
+    None,
+}
+
+impl AuthMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+/// One upstream server of a route, resolved at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Whether to speak TLS to it.
+    pub tls: bool,
+    /// Host name for SNI and certificate checks.
+    pub host: String,
+}
+
+/// One API route.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique name.
+    pub name: String,
+    /// Segment-aligned path prefix (no trailing slash unless it is `/`).
+    pub path_prefix: String,
+    /// Exact host (lowercase, no port), or any.
+    pub host: Option<String>,
+    /// Allowed methods, or all.
+    pub methods: Option<Vec<Method>>,
+    /// Upstream servers.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Path part removed before forwarding.
+    pub strip_prefix: Option<String>,
+    /// Session policy.
+    pub auth: AuthMode,
+    /// Request headers removed.
+    pub headers_remove: Vec<HeaderName>,
+    /// Request headers set.
+    pub headers_add: Vec<(HeaderName, HeaderValue)>,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream read timeout.
+    pub read_timeout: Duration,
+}
+
+/// Reads, expands, parses and validates a configuration file.
+///
+/// # Errors
+/// A [`ConfigError`] listing every problem, each with its key path.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::single(path.to_path_buf(), "", format!("cannot read file: {e}"))
+    })?;
+    parse(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses configuration text as if read from `path`, with `env` answering `${NAME}`.
+///
+/// # Errors
+/// As [`load`].
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    validate::parse(path, text, env)
+}

@@ -1,0 +1,184 @@
+//! The session cookie: its name and attributes in one place, and sealing.
+//!
+//! This module never talks to a store: it turns a [`SessionId`] into a `Set-Cookie` value
+//! and a `Cookie` header back into a session id, nothing more.
+
+mod cipher;
+
+pub use cipher::{CookieCipher, Opened};
+
+use crate::config::CookieConfig;
+use crate::session::SessionId;
+
+/// Why a cookie value did not open. Never carries the value itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    /// Not base64url, too short, or not the expected layout.
+    #[error("cookie is malformed")]
+    Malformed,
+    /// An envelope version this build does not know.
+    #[error("cookie version is unknown")]
+    Version,
+    /// Sealed with a key id the ring no longer (or never) held.
+    #[error("cookie was sealed with an unknown key")]
+    UnknownKey,
+    /// Authentication failed: altered, truncated or forged.
+    #[error("cookie failed authentication")]
+    Tampered,
+}
+
+impl CookieError {
+    /// A bounded label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            CookieError::Malformed => "malformed",
+            CookieError::Version => "version",
+            CookieError::UnknownKey => "unknown_key",
+            CookieError::Tampered => "tampered",
+        }
+    }
+}
+
+/// The session cookie's name, attributes and cipher.
+#[derive(Debug)]
+pub struct SessionCookie {
+    config: CookieConfig,
+    cipher: CookieCipher,
+    attributes: String,
+}
+
+impl SessionCookie {
+    /// Builds the cookie policy from validated config.
+    pub fn new(config: &CookieConfig) -> Self {
+        let mut attributes = format!("; Path={}", config.path);
+        if let Some(domain) = &config.domain {
+            attributes.push_str("; Domain=");
+            attributes.push_str(domain);
+        }
+        // HttpOnly always: page scripts must never read the session handle.
+        attributes.push_str("; HttpOnly");
+        if config.secure {
+            attributes.push_str("; Secure");
+        }
+        attributes.push_str("; SameSite=");
+        attributes.push_str(config.same_site.as_str());
+        SessionCookie {
+            config: config.clone(),
+            cipher: CookieCipher::new(&config.name, &config.keys),
+            attributes,
+        }
+    }
+
+    /// The cookie name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The cipher, for tools and tests that mint cookies.
+    pub fn cipher(&self) -> &CookieCipher {
+        &self.cipher
+    }
+
+    /// A `Set-Cookie` value carrying `id`, living `max_age_secs`.
+    pub fn set_cookie(&self, id: &SessionId, max_age_secs: u64) -> String {
+        format!(
+            "{}={}{}; Max-Age={}",
+            self.config.name,
+            self.cipher.seal(id),
+            self.attributes,
+            max_age_secs
+        )
+    }
+
+    /// A `Set-Cookie` value that removes the cookie.
+    pub fn clear_cookie(&self) -> String {
+        format!("{}={}; Max-Age=0", self.config.name, self.attributes)
+    }
+
+    /// Finds our cookie's value among `Cookie` header values (the first occurrence wins).
+    pub fn find<'a>(&self, headers: impl Iterator<Item = &'a [u8]>) -> Option<&'a str> {
+        let name = self.config.name.as_bytes();
+        for header in headers {
+            for pair in header.split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                if pair.len() > name.len() && pair.starts_with(name) && pair[name.len()] == b'=' {
+                    return std::str::from_utf8(&pair[name.len() + 1..]).ok();
+                }
+            }
+        }
+        None
+    }
+
+    /// Rewrites a `Cookie` header value without our cookie; `None` when nothing is left.
+    pub fn strip(&self, header: &[u8]) -> Option<Vec<u8>> {
+        let name = self.config.name.as_bytes();
+        let mut out = Vec::with_capacity(header.len());
+        for pair in header.split(|&b| b == b';') {
+            let trimmed = pair.trim_ascii();
+            let ours = trimmed.len() > name.len()
+                && trimmed.starts_with(name)
+                && trimmed[name.len()] == b'=';
+            if trimmed.is_empty() || ours {
+                continue;
+            }
+            if !out.is_empty() {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(trimmed);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+impl CookieCipher {
+    /// The cipher for a cookie config (what tools and tests use to mint cookies).
+    pub fn from_config(config: &CookieConfig) -> Self {
+        CookieCipher::new(&config.name, &config.keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CookieKey, SameSite, SecretKey};
+
+    fn cookie() -> SessionCookie {
+        SessionCookie::new(&CookieConfig {
+            name: "bff".into(),
+            domain: Some("api.test".into()),
+            path: "/".into(),
+            same_site: SameSite::Strict,
+            secure: true,
+            keys: vec![CookieKey {
+                id: "k".into(),
+                secret: SecretKey::from_bytes([7; 32]),
+            }],
+        })
+    }
+
+    #[test]
+    fn attributes_are_strict_by_default() {
+        let c = cookie().set_cookie(&SessionId::generate(), 60);
+        assert!(c.starts_with("bff="));
+        assert!(
+            c.ends_with("; Path=/; Domain=api.test; HttpOnly; Secure; SameSite=Strict; Max-Age=60")
+        );
+        assert_eq!(
+            cookie().clear_cookie(),
+            "bff=; Path=/; Domain=api.test; HttpOnly; Secure; SameSite=Strict; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn find_and_strip_leave_other_cookies() {
+        let c = cookie();
+        let h: &[u8] = b"bffx=1; theme=dark;bff=abc ; lang=en";
+        assert_eq!(c.find([h].into_iter()), Some("abc"));
+        assert_eq!(
+            c.strip(h).as_deref(),
+            Some(&b"bffx=1; theme=dark; lang=en"[..])
+        );
+        assert_eq!(c.strip(b"bff=abc"), None);
+        assert_eq!(c.find([&b"bffx=1"[..]].into_iter()), None);
+    }
+}

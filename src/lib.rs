@@ -1,0 +1,5 @@
+pub mod config;
+pub mod cookie;
+pub mod metrics;
+pub mod random;
+pub mod session;

@@ -1,0 +1,115 @@
+//! Every Prometheus metric bffgate exports, in one place.
+//!
+//! Metrics are registered through `pingora_prometheus::prometheus` so they land in the
+//! registry its HTTP service serves. Label values are bounded: route names from config,
+//! status codes, fixed outcome words; never paths, users or ids.
+
+use once_cell::sync::Lazy;
+use pingora_prometheus::prometheus::{
+    exponential_buckets, register_histogram_vec, register_int_counter_vec, HistogramVec,
+    IntCounterVec,
+};
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "none";
+
+fn latency_buckets() -> Vec<f64> {
+    // 50 µs … ~6.5 s: loopback store calls to slow upstreams.
+    exponential_buckets(0.000_05, 2.0, 18).unwrap_or_default()
+}
+
+/// Requests answered, by route (config name, `agent`, `health` or `none`) and status code.
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_requests_total",
+        "Requests answered, by route and HTTP status",
+        &["route", "status"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Whole-request latency by route.
+pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "bff_request_duration_seconds",
+        "Time from request start to the end of the response, by route",
+        &["route"],
+        latency_buckets()
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Session lookups on API routes, by result: `ok`, `missing` (no cookie), `invalid`
+/// (cookie does not open), `expired` (session gone or past its end), `error` (store failed).
+pub static SESSION_LOOKUPS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_session_lookups_total",
+        "Session lookups on API routes, by result",
+        &["result"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Cookies that did not open, by reason (`malformed`, `version`, `unknown_key`, `tampered`).
+pub static COOKIE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_cookie_unseal_failures_total",
+        "Session cookies that failed to open, by reason",
+        &["reason"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// CSRF refusals by route.
+pub static CSRF_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_csrf_rejections_total",
+        "Unsafe requests refused for a missing or foreign Origin or a missing CSRF header",
+        &["route"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Session store call latency by operation.
+pub static STORE_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "bff_store_duration_seconds",
+        "Session store call latency, by operation",
+        &["op"],
+        latency_buckets()
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Session store failures (unreachable or timed out) by operation.
+pub static STORE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_store_errors_total",
+        "Session store calls that failed or timed out, by operation",
+        &["op"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Upstream failures by route and kind (`unavailable`, `timeout`).
+pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_upstream_errors_total",
+        "Requests that failed upstream, by route and kind",
+        &["route", "kind"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Registers every metric now, so a scrape shows each family (with its HELP and TYPE)
+/// before the first request that would touch it.
+pub fn init() {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&REQUEST_DURATION);
+    Lazy::force(&SESSION_LOOKUPS);
+    Lazy::force(&COOKIE_FAILURES);
+    Lazy::force(&CSRF_REJECTIONS);
+    Lazy::force(&STORE_DURATION);
+    Lazy::force(&STORE_ERRORS);
+    Lazy::force(&UPSTREAM_ERRORS);
+}

@@ -1,0 +1,124 @@
+//! At-rest encryption of stored sessions, and the names they are stored under.
+//!
+//! A record is `nonce(12) ‖ AES-256-GCM(json, aad = storage key)`: the whole session is
+//! sealed (tokens, but also the user's claims), and binding it to its key means a record
+//! copied under another key does not open. Storage keys and index names are HMACs under the
+//! at-rest key, so a store dump names neither sessions nor users.
+
+use super::state::Stored;
+use super::{Session, SessionId};
+use crate::config::SecretKey;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+
+const NONCE_LEN: usize = 12;
+
+pub(crate) struct Codec {
+    cipher: Aes256Gcm,
+    index_key: [u8; 32],
+    prefix: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+impl Codec {
+    pub(crate) fn new(key: &SecretKey, prefix: &str) -> Self {
+        // A separate key for index names, derived so one secret serves both purposes.
+        let mut h = Sha256::new();
+        h.update(b"bffgate index key v1\0");
+        h.update(key.expose());
+        Codec {
+            cipher: Aes256Gcm::new(key.expose().into()),
+            index_key: h.finalize().into(),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The key a session is stored under. The hash tag (`{…}`) keeps every key of one
+    /// session in one Redis Cluster slot.
+    pub(crate) fn storage_key(&self, id: &SessionId) -> String {
+        let digest = Sha256::digest(id.as_bytes());
+        format!("{}{{{}}}:s", self.prefix, hex(&digest))
+    }
+
+    /// The name of the index of sessions sharing a claim value (`sid` or `sub`).
+    pub(crate) fn index_name(&self, kind: &str, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(kind.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        format!(
+            "{}{}:{}",
+            self.prefix,
+            kind,
+            hex(&mac.finalize().into_bytes())
+        )
+    }
+
+    pub(crate) fn seal(&self, key: &str, s: &Session) -> Vec<u8> {
+        let stored = Stored {
+            sub: s.sub.clone(),
+            sid: s.sid.clone(),
+            claims: s.claims.clone(),
+            tokens: s.tokens.clone(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        };
+        let plain = serde_json::to_vec(&stored).unwrap_or_default();
+        let nonce: [u8; NONCE_LEN] = crate::random::os_bytes();
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: key.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a record; `None` when it does not authenticate (another at-rest key, or damage).
+    pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<Session> {
+        if blob.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = blob.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: key.as_bytes(),
+                },
+            )
+            .ok()?;
+        let s: Stored = serde_json::from_slice(&plain).ok()?;
+        Some(Session {
+            id: id.clone(),
+            sub: s.sub,
+            sid: s.sid,
+            claims: s.claims,
+            tokens: s.tokens,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The embedded store: bounded (least recently used go first) and expiring, for single
+//! instances and development. Sessions do not survive a restart.
+
+use super::{Record, Store, StoreError};
+use async_trait::async_trait;
+use moka::sync::Cache;
+use moka::Expiry;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+struct Entry {
+    blob: Arc<[u8]>,
+    expires: Instant,
+    indexes: Arc<[String]>,
+}
+
+struct PerEntry;
+
+impl Expiry<String, Entry> for PerEntry {
+    fn expire_after_create(&self, _: &String, e: &Entry, now: Instant) -> Option<Duration> {
+        Some(e.expires.saturating_duration_since(now))
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        e: &Entry,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.expires.saturating_duration_since(now))
+    }
+}
+
+type Indexes = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
+/// In-process session store.
+pub struct MemoryStore {
+    cache: Cache<String, Entry>,
+    indexes: Indexes,
+}
+
+impl MemoryStore {
+    /// A store keeping at most `max_sessions` sessions.
+    pub fn new(max_sessions: u64) -> Self {
+        let indexes: Indexes = Arc::default();
+        let on_evict = Arc::clone(&indexes);
+        let cache = Cache::builder()
+            .max_capacity(max_sessions)
+            .expire_after(PerEntry)
+            .eviction_listener(move |key: Arc<String>, entry: Entry, cause| {
+                // Keep the indexes as bounded as the sessions they point at. A replaced
+                // entry (update, touch) is still there.
+                if cause == moka::notification::RemovalCause::Replaced {
+                    return;
+                }
+                if let Ok(mut idx) = on_evict.lock() {
+                    for name in entry.indexes.iter() {
+                        if let Some(set) = idx.get_mut(name) {
+                            set.remove(key.as_str());
+                            if set.is_empty() {
+                                idx.remove(name);
+                            }
+                        }
+                    }
+                }
+            })
+            .build();
+        MemoryStore { cache, indexes }
+    }
+
+    fn index_lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>>, StoreError> {
+        self.indexes
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory index lock poisoned".into()))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, r: &Record) -> Result<(), StoreError> {
+        {
+            let mut idx = self.index_lock()?;
+            for name in &r.indexes {
+                idx.entry(name.clone()).or_default().insert(r.key.clone());
+            }
+        }
+        self.cache.insert(
+            r.key.clone(),
+            Entry {
+                blob: r.blob.as_slice().into(),
+                expires: Instant::now() + r.ttl,
+                indexes: r.indexes.clone().into(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, StoreError> {
+        Ok(self.cache.get(key).and_then(|e| {
+            let left = e.expires.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| (e.blob.to_vec(), left))
+        }))
+    }
+
+    async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError> {
+        let mut updated = false;
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) => {
+                        updated = true;
+                        let mut e = e.into_value();
+                        e.blob = blob.into();
+                        Op::Put(e)
+                    }
+                    None => Op::Nop,
+                }
+            });
+        Ok(updated)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.cache.remove(key).is_some())
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) => {
+                        let mut e = e.into_value();
+                        e.expires = Instant::now() + ttl;
+                        Op::Put(e)
+                    }
+                    None => Op::Nop,
+                }
+            });
+        Ok(())
+    }
+
+    async fn delete_index(&self, index: &str) -> Result<usize, StoreError> {
+        let keys = self.index_lock()?.remove(index).unwrap_or_default();
+        Ok(keys
+            .iter()
+            .filter(|k| self.cache.remove(k.as_str()).is_some())
+            .count())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
