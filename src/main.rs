@@ -1,1 +1,99 @@
-fn main() {}
+//! The `bffgate` command: parse flags, load and validate the config, run the server.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+use bffgate::app::{self, RunOptions};
+use bffgate::config;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// bffgate: an OAuth token-handler (backend-for-frontend) edge proxy.
+///
+/// Browsers hold only a sealed, HttpOnly session cookie; bffgate keeps the tokens and
+/// forwards API calls upstream with `Authorization: Bearer`.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (YAML).
+    #[arg(short, long, env = "BFFGATE_CONFIG", default_value = "conf/bff.yaml")]
+    config: PathBuf,
+
+    /// Validate the configuration, print a summary, and exit (0 valid, 2 invalid).
+    #[arg(long)]
+    check: bool,
+
+    /// Listen address(es), replacing the file's `listen` (comma-separated ip:port).
+    #[arg(long, env = "BFFGATE_LISTEN", value_delimiter = ',')]
+    listen: Vec<std::net::SocketAddr>,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
+    #[arg(long, env = "BFFGATE_LOG", default_value = "info")]
+    log: String,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "BFFGATE_LOG_JSON")]
+    log_json: bool,
+
+    /// Take the listening sockets over from a running bffgate (graceful upgrade).
+    #[arg(short, long)]
+    upgrade: bool,
+
+    /// Run in the background.
+    #[arg(short, long)]
+    daemon: bool,
+
+    /// Print a fresh random 32-byte key (base64) for cookie.keys or at_rest_key, and exit.
+    #[arg(long)]
+    gen_key: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.gen_key {
+        use base64::Engine;
+        let key: [u8; 32] = bffgate::random::os_bytes();
+        println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+        return ExitCode::SUCCESS;
+    }
+    bffgate::logging::init(&cli.log, cli.log_json);
+
+    let mut config = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "bffgate: configuration refused ({} problem(s))",
+                e.problems.len()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if !cli.listen.is_empty() {
+        config.listen = cli.listen.clone();
+    }
+    if cli.check {
+        println!("{}: ok: {}", cli.config.display(), app::describe(&config));
+        return ExitCode::SUCCESS;
+    }
+    if !config.cookie.secure {
+        tracing::warn!("cookie.secure is false: the session cookie travels over plain HTTP; use this only for local development");
+    }
+    let opts = RunOptions {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+    };
+    let server = match app::build_server(&config, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bffgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        "bffgate {} starting: {}",
+        env!("CARGO_PKG_VERSION"),
+        app::describe(&config)
+    );
+    server.run_forever()
+}

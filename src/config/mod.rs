@@ -10,6 +10,7 @@ pub mod file;
 mod validate;
 
 pub use error::{ConfigError, ConfigProblem};
+pub(crate) use validate::segment_prefix;
 
 use http::{HeaderName, HeaderValue, Method};
 use std::fmt;

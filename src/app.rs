@@ -1,0 +1,91 @@
+//! Assembling the Pingora server from a validated config. `main` and the tests both build
+//! the process through [`build_server`].
+
+use crate::config::{Config, StoreConfig};
+use crate::proxy::{EdgeProxy, Snapshot};
+use crate::session::SessionStore;
+use arc_swap::ArcSwap;
+use pingora::prelude::{Opt, Server};
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use std::sync::Arc;
+
+/// Process-level switches from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Take the listening sockets over from a running instance (graceful upgrade).
+    pub upgrade: bool,
+    /// Detach into the background.
+    pub daemon: bool,
+}
+
+/// Why the server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The session store could not be set up.
+    #[error("session store: {0}")]
+    Store(#[from] crate::session::StoreError),
+    /// Pingora refused to start.
+    #[error("server: {0}")]
+    Server(String),
+}
+
+/// Builds the server: the proxy on every listener, the metrics listener, and the store.
+/// Call `run_forever` on the result.
+///
+/// # Errors
+/// [`AppError`] when the store or Pingora cannot be set up.
+pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppError> {
+    crate::metrics::init();
+    let conf = ServerConf {
+        threads: config.server.threads,
+        pid_file: config.server.pid_file.clone(),
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
+        daemon: opts.daemon,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let store = SessionStore::from_config(&config.session)?;
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        EdgeProxy::new(snapshot, store),
+        "bffgate proxy",
+    );
+    for addr in &config.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = config.metrics {
+        let mut metrics = pingora_prometheus::prometheus_http_service();
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
+    }
+    Ok(server)
+}
+
+/// One line describing a config, for `--check` and the start-up log.
+pub fn describe(config: &Config) -> String {
+    let store = match &config.session.store {
+        StoreConfig::Memory { max_sessions } => format!("memory (max {max_sessions} sessions)"),
+        StoreConfig::Redis { .. } => "redis".to_string(),
+    };
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    format!(
+        "{} route(s), listening on {}, sessions in {store}",
+        config.routes.len(),
+        listen.join(", ")
+    )
+}

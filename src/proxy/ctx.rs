@@ -1,0 +1,55 @@
+//! Per-request state shared across the proxy's phases.
+
+use super::{Route, Snapshot};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Created by `new_ctx` (a clock read and one atomic snapshot load, no I/O), filled by
+/// `request_filter`, applied by the upstream and response phases, read by `logging`.
+pub struct RequestCtx {
+    /// When the request started.
+    pub started: Instant,
+    /// The configuration this request runs on from start to end, even across a reload.
+    pub snapshot: Arc<Snapshot>,
+    /// The matched API route.
+    pub route: Option<Arc<Route>>,
+    /// Route label for metrics and logs.
+    pub route_label: Option<String>,
+    /// The access token to forward; taken (moved out) when the upstream request is built.
+    pub token: Option<String>,
+    /// A `Set-Cookie` to add to the response (re-sealed cookie).
+    pub set_cookie: Option<String>,
+    /// The error code answered, if any.
+    pub error_code: Option<&'static str>,
+    /// Whether bffgate wrote the response itself.
+    pub answered_locally: bool,
+    /// Upstream connection attempts so far.
+    pub tries: usize,
+}
+
+impl RequestCtx {
+    /// Fresh state for a request on `snapshot`.
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot,
+            route: None,
+            route_label: None,
+            token: None,
+            set_cookie: None,
+            error_code: None,
+            answered_locally: false,
+            tries: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCtx")
+            .field("route", &self.route_label)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("error_code", &self.error_code)
+            .finish_non_exhaustive()
+    }
+}

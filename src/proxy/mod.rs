@@ -1,0 +1,631 @@
+//! The edge proxy: Pingora's `ProxyHttp` phases for bffgate.
+//!
+//! Each phase is short and delegates. `request_filter` decides everything about a request
+//! (answer it here, or forward it with which token); later phases only apply that decision.
+
+mod ctx;
+mod respond;
+mod route;
+
+pub use ctx::RequestCtx;
+pub use respond::LocalResponse;
+pub use route::{PathError, Route, RouteMatch, RouteTable};
+
+use crate::config::{AgentConfig, AuthMode, Config};
+use crate::cookie::SessionCookie;
+use crate::metrics;
+use crate::session::{now_secs, SessionStore};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::{header, HeaderValue, Method};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::sync::Arc;
+
+/// Everything a request needs from the configuration, swapped whole on reload.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// API routes.
+    pub routes: RouteTable,
+    /// The session cookie policy and cipher.
+    pub cookie: SessionCookie,
+    /// Agent base path, trusted origins, CSRF header.
+    pub agent: AgentConfig,
+    /// Whether to log each request.
+    pub access_log: bool,
+}
+
+impl Snapshot {
+    /// Compiles the per-request view of a validated config.
+    pub fn new(config: &Config) -> Self {
+        Snapshot {
+            routes: RouteTable::new(&config.routes),
+            cookie: SessionCookie::new(&config.cookie),
+            agent: config.agent.clone(),
+            access_log: config.access_log,
+        }
+    }
+}
+
+/// The bffgate proxy.
+pub struct EdgeProxy {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    store: SessionStore,
+}
+
+impl EdgeProxy {
+    /// A proxy over a (reloadable) snapshot and a session store.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, store: SessionStore) -> Self {
+        EdgeProxy { snapshot, store }
+    }
+
+    /// Answers locally, remembering the error code for logs.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        resp: LocalResponse,
+    ) -> Result<bool> {
+        resp.send(session).await?;
+        ctx.answered_locally = true;
+        Ok(true)
+    }
+
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: u16,
+        code: &'static str,
+        message: &str,
+    ) -> Result<bool> {
+        ctx.error_code = Some(code);
+        let mut resp = LocalResponse::error(status, code, message);
+        if matches!(code, "invalid_session" | "session_expired") {
+            // The browser holds a dead handle: drop it so the SPA starts a clean login.
+            resp = resp.with_header("set-cookie", ctx.snapshot.cookie.clear_cookie());
+        }
+        self.answer(session, ctx, resp).await
+    }
+
+    /// `/healthz` and `/readyz`.
+    async fn health(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        ready: bool,
+    ) -> Result<bool> {
+        ctx.route_label = Some("health".into());
+        if !ready {
+            return self
+                .answer(
+                    session,
+                    ctx,
+                    LocalResponse::json(200, &serde_json::json!({"status": "ok"})),
+                )
+                .await;
+        }
+        match self.store.ping().await {
+            Ok(()) => {
+                self.answer(
+                    session,
+                    ctx,
+                    LocalResponse::json(200, &serde_json::json!({"status": "ready"})),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness check: session store unavailable");
+                self.reject(
+                    session,
+                    ctx,
+                    503,
+                    "session_store_unavailable",
+                    "the session store is not reachable",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Applies the route's session policy. `Ok(None)` lets the request through (with
+    /// `ctx.token` set when a session was found); `Ok(Some(..))` is the refusal to send.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        mode: AuthMode,
+    ) -> Option<(u16, &'static str, &'static str)> {
+        let snap = Arc::clone(&ctx.snapshot);
+        let req = session.req_header();
+        if !is_safe_method(&req.method) {
+            if let Err(why) = check_csrf(req, &snap.agent) {
+                if let Some(route) = &ctx.route {
+                    metrics::CSRF_REJECTIONS
+                        .with_label_values(&[route.config.name.as_str()])
+                        .inc();
+                }
+                return Some((403, "csrf_violation", why));
+            }
+        }
+        let cookies = req
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let Some(value) = snap.cookie.find(cookies) else {
+            metrics::SESSION_LOOKUPS
+                .with_label_values(&["missing"])
+                .inc();
+            return (mode == AuthMode::Required).then_some((
+                401,
+                "no_session",
+                "no session: log in first",
+            ));
+        };
+        let opened = match snap.cookie.cipher().open(value) {
+            Ok(o) => o,
+            Err(e) => {
+                metrics::SESSION_LOOKUPS
+                    .with_label_values(&["invalid"])
+                    .inc();
+                metrics::COOKIE_FAILURES
+                    .with_label_values(&[e.label()])
+                    .inc();
+                return Some((401, "invalid_session", "the session cookie is not valid"));
+            }
+        };
+        match self.store.get(&opened.id).await {
+            Ok(Some(s)) => {
+                metrics::SESSION_LOOKUPS.with_label_values(&["ok"]).inc();
+                if opened.needs_reseal {
+                    let max_age = s.expires_at.saturating_sub(now_secs());
+                    ctx.set_cookie = Some(snap.cookie.set_cookie(&s.id, max_age));
+                }
+                ctx.token = Some(s.tokens.access_token);
+                None
+            }
+            Ok(None) => {
+                metrics::SESSION_LOOKUPS
+                    .with_label_values(&["expired"])
+                    .inc();
+                Some((
+                    401,
+                    "session_expired",
+                    "the session has ended: log in again",
+                ))
+            }
+            Err(e) => {
+                metrics::SESSION_LOOKUPS.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "session lookup failed");
+                Some((
+                    503,
+                    "session_store_unavailable",
+                    "sessions cannot be read right now; try again",
+                ))
+            }
+        }
+    }
+}
+
+fn is_safe_method(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// CSRF defence for unsafe methods: the `Origin` must be trusted and the CSRF header
+/// present. A cross-site form or `fetch` without CORS approval can do neither.
+fn check_csrf(req: &RequestHeader, agent: &AgentConfig) -> std::result::Result<(), &'static str> {
+    let origin = req.headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
+    let trusted = origin.is_some_and(|o| {
+        agent
+            .allowed_origins
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(o))
+    });
+    if !trusted {
+        return Err("the request's Origin is missing or not allowed");
+    }
+    if !req.headers.contains_key(&agent.csrf_header) {
+        return Err("the CSRF header is missing");
+    }
+    Ok(())
+}
+
+/// The request's host, lowercase, without port.
+fn request_host(req: &RequestHeader) -> Option<String> {
+    let raw = req.uri.host().map(str::to_string).or_else(|| {
+        req.headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    })?;
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(&raw).to_string()
+    } else {
+        raw.split(':').next().unwrap_or(&raw).to_string()
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.snapshot.load_full())
+    }
+
+    /// Responsibilities: health endpoints; path safety; route lookup (404/405); the route's
+    /// session policy (CSRF, cookie, session, 401/403/503). Returns `Ok(true)` when it
+    /// answered, `Ok(false)` to forward with `ctx.route` (and `ctx.token`) set.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let raw = session.req_header().raw_path();
+        let path_end = raw.iter().position(|&b| b == b'?').unwrap_or(raw.len());
+        let Ok(path) = std::str::from_utf8(&raw[..path_end]).map(str::to_string) else {
+            return self
+                .reject(
+                    session,
+                    ctx,
+                    400,
+                    "invalid_path",
+                    "the path is not valid UTF-8",
+                )
+                .await;
+        };
+        match path.as_str() {
+            "/healthz" => return self.health(session, ctx, false).await,
+            "/readyz" => return self.health(session, ctx, true).await,
+            _ => {}
+        }
+        let snap = Arc::clone(&ctx.snapshot);
+        let host = request_host(session.req_header());
+        let method = session.req_header().method.clone();
+        let found = match snap.routes.find_checked(host.as_deref(), &method, &path) {
+            Ok(f) => f,
+            Err(_) => {
+                return self
+                    .reject(
+                        session,
+                        ctx,
+                        400,
+                        "invalid_path",
+                        "the path has dot-segments or encodings that change its meaning",
+                    )
+                    .await
+            }
+        };
+        let route = match found {
+            RouteMatch::Found(r) => r,
+            RouteMatch::MethodNotAllowed => {
+                return self
+                    .reject(
+                        session,
+                        ctx,
+                        405,
+                        "method_not_allowed",
+                        "this route does not take that method",
+                    )
+                    .await
+            }
+            RouteMatch::NotFound => {
+                return self
+                    .reject(
+                        session,
+                        ctx,
+                        404,
+                        "route_not_found",
+                        "no route matches this path",
+                    )
+                    .await
+            }
+        };
+        ctx.route_label = Some(route.config.name.clone());
+        let mode = route.config.auth;
+        ctx.route = Some(route);
+        if mode == AuthMode::None {
+            return Ok(false);
+        }
+        match self.authenticate(session, ctx, mode).await {
+            None => Ok(false),
+            Some((status, code, message)) => self.reject(session, ctx, status, code, message).await,
+        }
+    }
+
+    /// Picks the route's next upstream (round robin) with its timeouts.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+        let up = route
+            .next_upstream()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream"))?;
+        ctx.tries += 1;
+        let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+        peer.options.connection_timeout = Some(route.config.connect_timeout);
+        peer.options.total_connection_timeout = Some(route.config.connect_timeout);
+        peer.options.read_timeout = Some(route.config.read_timeout);
+        peer.options.write_timeout = Some(route.config.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    /// Retries a failed connect on the route's next upstream, once per upstream.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| ctx.tries < r.config.upstreams.len())
+        {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    /// Responsibilities: the path upstream (`strip_prefix`, otherwise byte for byte); our
+    /// cookie and any client `Authorization` removed; the session's bearer token set;
+    /// `X-Forwarded-*`; the route's header changes.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.clone() else {
+            return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
+        };
+        if let Some(strip) = &route.config.strip_prefix {
+            let raw = upstream.raw_path();
+            if raw.starts_with(strip.as_bytes()) {
+                let rest = &raw[strip.len()..];
+                let mut path = Vec::with_capacity(rest.len() + 1);
+                if !rest.starts_with(b"/") {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(rest);
+                upstream.set_raw_path(&path)?;
+            }
+        }
+        let cookie = &ctx.snapshot.cookie;
+        let cookies: Vec<Vec<u8>> = upstream
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| cookie.strip(v.as_bytes()))
+            .collect();
+        upstream.remove_header(&header::COOKIE);
+        if !cookies.is_empty() {
+            let joined = cookies.join(&b"; "[..]);
+            upstream.insert_header(
+                header::COOKIE,
+                HeaderValue::from_bytes(&joined)
+                    .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "cookie header"))?,
+            )?;
+        }
+        upstream.remove_header(&header::AUTHORIZATION);
+        if let Some(token) = ctx.token.take() {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "access token is not a valid header value",
+                )
+            })?;
+            value.set_sensitive(true);
+            upstream.insert_header(header::AUTHORIZATION, value)?;
+        }
+        for name in &route.config.headers_remove {
+            upstream.remove_header(name);
+        }
+        for (name, value) in &route.config.headers_add {
+            upstream.insert_header(name.clone(), value.clone())?;
+        }
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+        {
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        if let Some(host) = session.req_header().headers.get(header::HOST).cloned() {
+            upstream.insert_header("x-forwarded-host", host)?;
+        }
+        Ok(())
+    }
+
+    /// Drops upstream attempts to set our session cookie; adds a re-sealed cookie when the
+    /// request's cookie was sealed with an older key.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if resp.headers.contains_key(header::SET_COOKIE) {
+            let name = ctx.snapshot.cookie.name();
+            let keep: Vec<HeaderValue> = resp
+                .headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter(|v| {
+                    let b = v.as_bytes();
+                    !(b.len() > name.len()
+                        && b.starts_with(name.as_bytes())
+                        && b[name.len()] == b'=')
+                })
+                .cloned()
+                .collect();
+            resp.remove_header(&header::SET_COOKIE);
+            for v in keep {
+                resp.append_header(header::SET_COOKIE, v)?;
+            }
+        }
+        if let Some(c) = ctx.set_cookie.take() {
+            resp.append_header(header::SET_COOKIE, c)?;
+        }
+        Ok(())
+    }
+
+    /// Turns a failure to proxy into the JSON error the SPA expects: 502 when the upstream
+    /// cannot be reached, 504 when it is too slow.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        use ErrorType::*;
+        let (status, code, message) = match (e.etype(), e.esource()) {
+            (HTTPStatus(s), _) => (*s, "http_error", "the request failed"),
+            (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => (
+                504,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ),
+            (_, ErrorSource::Upstream) => (
+                502,
+                "upstream_unavailable",
+                "the upstream could not be reached",
+            ),
+            (
+                ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+                | ConnectProxyFailure | TLSHandshakeFailure,
+                _,
+            ) => (
+                502,
+                "upstream_unavailable",
+                "the upstream could not be reached",
+            ),
+            (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => {
+                (0, "client_closed", "")
+            }
+            (_, ErrorSource::Downstream) => (400, "bad_request", "the request could not be read"),
+            _ => (
+                500,
+                "internal_error",
+                "bffgate failed to handle the request",
+            ),
+        };
+        if let Some(route) = &ctx.route {
+            if status == 502 || status == 504 {
+                let kind = if status == 504 {
+                    "timeout"
+                } else {
+                    "unavailable"
+                };
+                metrics::UPSTREAM_ERRORS
+                    .with_label_values(&[route.config.name.as_str(), kind])
+                    .inc();
+            }
+        }
+        ctx.error_code = Some(code);
+        if status > 0 && session.response_written().is_none() {
+            let body = LocalResponse::error(status, code, message);
+            if let Err(err) = body.send(session).await {
+                tracing::debug!(error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Metrics and the optional access log.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        let route = ctx.route_label.as_deref().unwrap_or(metrics::NO_ROUTE);
+        metrics::REQUESTS
+            .with_label_values(&[route, status_label(status)])
+            .inc();
+        match &ctx.route {
+            Some(r) => r.duration.observe(elapsed.as_secs_f64()),
+            None => metrics::REQUEST_DURATION
+                .with_label_values(&[route])
+                .observe(elapsed.as_secs_f64()),
+        }
+        if ctx.snapshot.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "bffgate::access",
+                method = %req.method,
+                path = %String::from_utf8_lossy(req.uri.path().as_bytes()),
+                route,
+                status,
+                code = ctx.error_code.unwrap_or(""),
+                micros = elapsed.as_micros() as u64,
+                error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+            );
+        }
+    }
+
+    /// What Pingora writes into its own error logs: method, path and route, never headers.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {} route={}",
+            req.method,
+            req.uri.path(),
+            ctx.route_label.as_deref().unwrap_or(metrics::NO_ROUTE)
+        )
+    }
+}
+
+/// Status codes as static label strings (bounded; an unlisted code counts by its class).
+fn status_label(status: u16) -> &'static str {
+    const COMMON: [(u16, &str); 19] = [
+        (0, "0"),
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    if let Some((_, label)) = COMMON.iter().find(|(code, _)| *code == status) {
+        return label;
+    }
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}

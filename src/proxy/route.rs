@@ -1,0 +1,247 @@
+//! The compiled route table: which route takes a request, and whether its path is safe.
+
+use crate::config::{segment_prefix, RouteConfig, UpstreamConfig};
+use crate::metrics;
+use http::Method;
+use pingora_prometheus::prometheus::Histogram;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A route ready to serve: its config plus per-route runtime state.
+#[derive(Debug)]
+pub struct Route {
+    /// The validated config.
+    pub config: RouteConfig,
+    next: AtomicUsize,
+    /// This route's latency histogram, looked up once.
+    pub duration: Histogram,
+}
+
+impl Route {
+    fn new(config: RouteConfig) -> Self {
+        let duration = metrics::REQUEST_DURATION.with_label_values(&[config.name.as_str()]);
+        Route {
+            config,
+            next: AtomicUsize::new(0),
+            duration,
+        }
+    }
+
+    /// The next upstream in round-robin order.
+    pub fn next_upstream(&self) -> Option<&UpstreamConfig> {
+        let ups = &self.config.upstreams;
+        if ups.is_empty() {
+            return None;
+        }
+        Some(&ups[self.next.fetch_add(1, Ordering::Relaxed) % ups.len()])
+    }
+}
+
+/// What the table says about a request.
+#[derive(Debug, Clone)]
+pub enum RouteMatch {
+    /// This route takes it.
+    Found(Arc<Route>),
+    /// A route has the path but not the method.
+    MethodNotAllowed,
+    /// No route has the path.
+    NotFound,
+}
+
+/// Why a path is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Dot-segments (plain or percent-encoded), or a NUL.
+    DotSegment,
+    /// Decoding or normalising the path would route it elsewhere.
+    Ambiguous,
+}
+
+/// Routes ordered for matching: longest prefix first, host-specific before any-host.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Compiles validated routes.
+    pub fn new(configs: &[RouteConfig]) -> Self {
+        let mut routes: Vec<Arc<Route>> = configs
+            .iter()
+            .cloned()
+            .map(|c| Arc::new(Route::new(c)))
+            .collect();
+        routes.sort_by(|a, b| {
+            b.config
+                .path_prefix
+                .len()
+                .cmp(&a.config.path_prefix.len())
+                .then(b.config.host.is_some().cmp(&a.config.host.is_some()))
+        });
+        RouteTable { routes }
+    }
+
+    /// The routes, in matching order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// Finds the route for a request. `host` is lowercase without a port; `path` has no query.
+    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> RouteMatch {
+        let mut path_matched = false;
+        for route in &self.routes {
+            let c = &route.config;
+            if !segment_prefix(&c.path_prefix, path) {
+                continue;
+            }
+            if c.host.as_deref().is_some_and(|h| Some(h) != host) {
+                continue;
+            }
+            if c.methods.as_ref().is_some_and(|ms| !ms.contains(method)) {
+                path_matched = true;
+                continue;
+            }
+            return RouteMatch::Found(Arc::clone(route));
+        }
+        if path_matched {
+            RouteMatch::MethodNotAllowed
+        } else {
+            RouteMatch::NotFound
+        }
+    }
+
+    /// Routes a raw path (no query), refusing paths whose meaning an upstream could read
+    /// differently: dot-segments in any spelling, and percent-encoding, backslashes or
+    /// empty segments that would make the normalised path land on another route. Plain
+    /// paths skip the extra work.
+    ///
+    /// # Errors
+    /// [`PathError`] says why the path is refused.
+    pub fn find_checked(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        raw: &str,
+    ) -> Result<RouteMatch, PathError> {
+        let found = self.find(host, method, raw);
+        let suspicious = raw.contains(['%', '\\']) || raw.contains("/.") || raw.contains("//");
+        if !suspicious {
+            return Ok(found);
+        }
+        let normal = normalise(raw)?;
+        let again = self.find(host, method, &normal);
+        let same = match (&found, &again) {
+            (RouteMatch::Found(a), RouteMatch::Found(b)) => Arc::ptr_eq(a, b),
+            (RouteMatch::NotFound, RouteMatch::NotFound) => true,
+            (RouteMatch::MethodNotAllowed, RouteMatch::MethodNotAllowed) => true,
+            _ => false,
+        };
+        if same {
+            Ok(found)
+        } else {
+            Err(PathError::Ambiguous)
+        }
+    }
+}
+
+/// Percent-decodes, turns `\` into `/`, drops empty segments; refuses dot-segments.
+fn normalise(raw: &str) -> Result<String, PathError> {
+    let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
+    if decoded.contains(&0) {
+        return Err(PathError::DotSegment);
+    }
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut out = String::with_capacity(decoded.len());
+    for seg in decoded.split('/') {
+        match seg {
+            "" => {}
+            "." | ".." => return Err(PathError::DotSegment),
+            s => {
+                out.push('/');
+                out.push_str(s);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthMode;
+    use std::time::Duration;
+
+    fn route(
+        name: &str,
+        prefix: &str,
+        host: Option<&str>,
+        methods: Option<Vec<Method>>,
+    ) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            path_prefix: prefix.into(),
+            host: host.map(Into::into),
+            methods,
+            upstreams: Vec::new(),
+            strip_prefix: None,
+            auth: AuthMode::None,
+            headers_remove: Vec::new(),
+            headers_add: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(&[
+            route("api", "/api", None, None),
+            route("orders", "/api/orders", None, Some(vec![Method::GET])),
+            route("orders-host", "/api/orders", Some("b.test"), None),
+            route("admin", "/admin", None, None),
+        ])
+    }
+
+    fn name(m: Result<RouteMatch, PathError>) -> String {
+        match m {
+            Ok(RouteMatch::Found(r)) => r.config.name.clone(),
+            Ok(RouteMatch::MethodNotAllowed) => "405".into(),
+            Ok(RouteMatch::NotFound) => "404".into(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn longest_prefix_then_host_then_method() {
+        let t = table();
+        let get = |h: Option<&str>, m: &Method, p: &str| name(t.find_checked(h, m, p));
+        assert_eq!(get(None, &Method::GET, "/api/orders/1"), "orders");
+        assert_eq!(
+            get(Some("b.test"), &Method::POST, "/api/orders"),
+            "orders-host"
+        );
+        assert_eq!(get(None, &Method::POST, "/api/orders"), "api");
+        assert_eq!(get(None, &Method::GET, "/api/ordersx"), "api");
+        assert_eq!(get(None, &Method::GET, "/nope"), "404");
+        let only = RouteTable::new(&[route("r", "/r", None, Some(vec![Method::GET]))]);
+        assert_eq!(name(only.find_checked(None, &Method::PUT, "/r")), "405");
+    }
+
+    #[test]
+    fn paths_that_would_reroute_are_refused() {
+        let t = table();
+        let get = |p: &str| name(t.find_checked(None, &Method::GET, p));
+        assert_eq!(get("/api/orders/a%20b"), "orders");
+        assert_eq!(get("/api/orders/a%2Fb"), "orders");
+        assert_eq!(get("/api/../admin"), "DotSegment");
+        assert_eq!(get("/api/%2e%2E/admin"), "DotSegment");
+        assert_eq!(get("/api/./orders"), "DotSegment");
+        assert_eq!(get("/%61dmin"), "Ambiguous");
+        assert_eq!(get("/api%2Forders"), "Ambiguous");
+        assert_eq!(get("//admin"), "Ambiguous");
+        assert_eq!(get("/api\\orders"), "Ambiguous");
+        assert_eq!(get("/x%00"), "DotSegment");
+    }
+}
