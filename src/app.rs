@@ -1,13 +1,16 @@
 //! Assembling the Pingora server from a validated config. `main` and the tests both build
 //! the process through [`build_server`].
 
+use crate::agent::Agent;
 use crate::config::{Config, StoreConfig};
+use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::{EdgeProxy, Snapshot};
 use crate::session::SessionStore;
 use arc_swap::ArcSwap;
 use pingora::prelude::{Opt, Server};
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
 use std::sync::Arc;
 
 /// Process-level switches from the command line.
@@ -57,10 +60,23 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.bootstrap();
 
     let store = SessionStore::from_config(&config.session)?;
+    let agent = match &config.oidc {
+        Some(oidc) => {
+            let client = Arc::new(
+                OidcClient::new(oidc.clone()).map_err(|e| AppError::Server(e.to_string()))?,
+            );
+            server.add_service(background_service(
+                "oidc discovery",
+                DiscoveryService(Arc::clone(&client)),
+            ));
+            Some(Arc::new(Agent::new(client, store.clone())))
+        }
+        None => None,
+    };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        EdgeProxy::new(snapshot, store),
+        EdgeProxy::new(snapshot, store, agent),
         "bffgate proxy",
     );
     for addr in &config.listen {

@@ -14,11 +14,13 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod agent;
 pub mod app;
 pub mod config;
 pub mod cookie;
 pub mod logging;
 pub mod metrics;
+pub mod oidc;
 pub mod proxy;
 pub mod random;
 pub mod session;

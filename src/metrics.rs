@@ -101,6 +101,20 @@ pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     .unwrap_or_else(|e| panic!("metric registration: {e}"))
 });
 
+/// Logins by outcome: `started`, `ok`, `failed`, `invalid_state`, `binding_mismatch`,
+/// `provider_error`.
+pub static LOGINS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!("bff_logins_total", "Login steps, by outcome", &["outcome"])
+        .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Logouts by outcome: `ok`, `no_session`, `backchannel`, `backchannel_refused`,
+/// `backchannel_replay`.
+pub static LOGOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!("bff_logouts_total", "Logouts, by outcome", &["outcome"])
+        .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
 /// Registers every metric now, so a scrape shows each family (with its HELP and TYPE)
 /// before the first request that would touch it.
 pub fn init() {
@@ -112,4 +126,6 @@ pub fn init() {
     Lazy::force(&STORE_DURATION);
     Lazy::force(&STORE_ERRORS);
     Lazy::force(&UPSTREAM_ERRORS);
+    Lazy::force(&LOGINS);
+    Lazy::force(&LOGOUTS);
 }

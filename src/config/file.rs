@@ -20,6 +20,10 @@ pub struct FileConfig {
     /// Process settings handed to Pingora.
     #[serde(default)]
     pub server: ServerFile,
+    /// The OpenID provider and this client's registration. Omit to run the proxy alone
+    /// (agent endpoints then answer 404).
+    #[serde(default)]
+    pub oidc: Option<OidcFile>,
     /// The OAuth agent's endpoints and the browser origins it trusts.
     #[serde(default)]
     pub agent: AgentFile,
@@ -88,6 +92,48 @@ impl Default for AgentFile {
             csrf_header: "x-bffgate-csrf".into(),
         }
     }
+}
+
+/// The OpenID provider and bffgate's client registration there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    /// Issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`
+    /// and must name exactly this issuer.
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret (`${ENV}` or `file:/path`).
+    pub client_secret: String,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default = "default_client_auth")]
+    pub client_auth: String,
+    /// Scopes requested (default openid, profile, email, offline_access).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// This bffgate's callback URL, as registered: `https://api.example.com/bff/callback`.
+    pub redirect_uri: String,
+    /// Where the browser lands after login when no `return_to` was given.
+    pub post_login_redirect: String,
+    /// Where the provider sends the browser after logout; omit to send none.
+    #[serde(default)]
+    pub post_logout_redirect: Option<String>,
+    /// ID-token signature algorithms accepted (default RS256, ES256, PS256). `none` is
+    /// never accepted.
+    #[serde(default = "default_algs")]
+    pub id_token_algs: Vec<String>,
+    /// ID-token claims `/bff/session` shows (default sub, name, email, preferred_username).
+    #[serde(default = "default_session_claims")]
+    pub session_claims: Vec<String>,
+    /// How long a started login may take (default `10m`).
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout: String,
+    /// Clock skew tolerated on token times (default `60s`).
+    #[serde(default = "default_skew")]
+    pub clock_skew: String,
+    /// Extra authorization request parameters (e.g. `prompt: consent`, `audience: …`).
+    #[serde(default)]
+    pub auth_params: BTreeMap<String, String>,
 }
 
 /// The session cookie.
@@ -267,4 +313,26 @@ fn default_max_sessions() -> u64 {
 }
 fn default_auth() -> String {
     "required".into()
+}
+fn default_client_auth() -> String {
+    "client_secret_basic".into()
+}
+fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "offline_access"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_algs() -> Vec<String> {
+    ["RS256", "ES256", "PS256"].map(String::from).to_vec()
+}
+fn default_session_claims() -> Vec<String> {
+    ["sub", "name", "email", "preferred_username"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_login_timeout() -> String {
+    "10m".into()
+}
+fn default_skew() -> String {
+    "60s".into()
 }

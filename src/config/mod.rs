@@ -30,6 +30,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Process settings for Pingora.
     pub server: ServerSettings,
+    /// The OpenID provider, if the agent is enabled.
+    pub oidc: Option<OidcConfig>,
     /// Agent endpoints and browser policy.
     pub agent: AgentConfig,
     /// The session cookie.
@@ -66,6 +68,69 @@ pub struct AgentConfig {
     pub allowed_origins: Vec<String>,
     /// Header required on unsafe methods.
     pub csrf_header: HeaderName,
+}
+
+/// How bffgate authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret.
+    Basic,
+    /// Id and secret in the form body.
+    Post,
+}
+
+/// A secret string (client secret). Never printed.
+#[derive(Clone)]
+pub struct SecretString(pub(crate) String);
+
+impl SecretString {
+    /// The secret itself, for handing to the client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+impl Drop for SecretString {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The OpenID provider and this client's registration.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Issuer, exactly as the provider names itself.
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: SecretString,
+    /// Token endpoint authentication.
+    pub client_auth: ClientAuth,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// Callback URL.
+    pub redirect_uri: url::Url,
+    /// Default landing page after login.
+    pub post_login_redirect: url::Url,
+    /// Landing page after logout at the provider.
+    pub post_logout_redirect: Option<url::Url>,
+    /// Accepted ID-token algorithms (JOSE names).
+    pub id_token_algs: Vec<String>,
+    /// Claims shown by `/bff/session`.
+    pub session_claims: Vec<String>,
+    /// Lifetime of a login transaction.
+    pub login_timeout: Duration,
+    /// Tolerated clock skew.
+    pub clock_skew: Duration,
+    /// Extra authorization request parameters.
+    pub auth_params: Vec<(String, String)>,
 }
 
 /// `SameSite` attribute of the session cookie.

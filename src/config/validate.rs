@@ -137,6 +137,7 @@ fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
             .unwrap_or_else(|| "/tmp/bffgate_upgrade.sock".into()),
     };
     let agent = agent(f.agent, p);
+    let oidc = f.oidc.map(|o| oidc(o, &base_dir, &agent, p));
     let cookie = cookie(f.cookie, &base_dir, p);
     let session = session(f.session, &base_dir, p);
     let routes = routes(f.routes, &agent, p);
@@ -145,6 +146,7 @@ fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
         listen,
         metrics,
         server,
+        oidc,
         agent,
         cookie,
         session,
@@ -286,6 +288,117 @@ fn agent(f: file::AgentFile, p: &mut Problems) -> AgentConfig {
         base_path,
         allowed_origins,
         csrf_header,
+    }
+}
+
+const ALGS: [&str; 12] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "HS256", "HS384",
+];
+
+fn http_url(s: &str, key: &str, p: &mut Problems) -> url::Url {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => {
+            p.add(key, format!("`{s}` is not an http(s) URL"));
+            url::Url::parse("http://invalid.invalid/")
+                .unwrap_or_else(|_| unreachable!("constant URL"))
+        }
+    }
+}
+
+fn oidc(f: file::OidcFile, base_dir: &Path, agent: &AgentConfig, p: &mut Problems) -> OidcConfig {
+    let issuer = http_url(&f.issuer, "oidc.issuer", p);
+    if issuer.query().is_some() || issuer.fragment().is_some() {
+        p.add("oidc.issuer", "must have no query or fragment");
+    }
+    if f.client_id.is_empty() {
+        p.add("oidc.client_id", "must not be empty");
+    }
+    let client_secret = if let Some(file) = f.client_secret.strip_prefix("file:") {
+        match std::fs::read_to_string(base_dir.join(file)) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => {
+                p.add(
+                    "oidc.client_secret",
+                    format!("cannot read secret file {file}: {e}"),
+                );
+                String::new()
+            }
+        }
+    } else {
+        f.client_secret.clone()
+    };
+    if client_secret.is_empty() {
+        p.add(
+            "oidc.client_secret",
+            "must not be empty (a confidential client needs its secret)",
+        );
+    }
+    let client_auth = match f.client_auth.as_str() {
+        "client_secret_basic" => ClientAuth::Basic,
+        "client_secret_post" => ClientAuth::Post,
+        other => {
+            p.add(
+                "oidc.client_auth",
+                format!("`{other}` is not client_secret_basic or client_secret_post"),
+            );
+            ClientAuth::Basic
+        }
+    };
+    if !f.scopes.iter().any(|s| s == "openid") {
+        p.add("oidc.scopes", "must include `openid`");
+    }
+    let redirect_uri = http_url(&f.redirect_uri, "oidc.redirect_uri", p);
+    if !redirect_uri.path().starts_with(&agent.base_path)
+        || !redirect_uri.path().ends_with("/callback")
+    {
+        p.add(
+            "oidc.redirect_uri",
+            format!("must be this gateway's `{}/callback` URL", agent.base_path),
+        );
+    }
+    let post_login_redirect = http_url(&f.post_login_redirect, "oidc.post_login_redirect", p);
+    let post_logout_redirect = f
+        .post_logout_redirect
+        .as_deref()
+        .map(|u| http_url(u, "oidc.post_logout_redirect", p));
+    for (i, alg) in f.id_token_algs.iter().enumerate() {
+        if alg.eq_ignore_ascii_case("none") {
+            p.add(
+                format!("oidc.id_token_algs[{i}]"),
+                "`none` (unsigned tokens) is never accepted",
+            );
+        } else if !ALGS.contains(&alg.as_str()) {
+            p.add(
+                format!("oidc.id_token_algs[{i}]"),
+                format!("`{alg}` is not a JWS algorithm"),
+            );
+        }
+    }
+    if f.id_token_algs.is_empty() {
+        p.add("oidc.id_token_algs", "at least one algorithm is needed");
+    }
+    OidcConfig {
+        issuer: f.issuer.clone(),
+        client_id: f.client_id,
+        client_secret: SecretString(client_secret),
+        client_auth,
+        scopes: f.scopes,
+        redirect_uri,
+        post_login_redirect,
+        post_logout_redirect,
+        id_token_algs: f.id_token_algs,
+        session_claims: f.session_claims,
+        login_timeout: duration(&f.login_timeout, "oidc.login_timeout", p),
+        clock_skew: humantime::parse_duration(&f.clock_skew).unwrap_or_else(|e| {
+            p.add(
+                "oidc.clock_skew",
+                format!("`{}` is not a duration: {e}", f.clock_skew),
+            );
+            Duration::from_secs(60)
+        }),
+        auth_params: f.auth_params.into_iter().collect(),
     }
 }
 

@@ -74,6 +74,11 @@ impl SessionCookie {
         &self.config.name
     }
 
+    /// Whether the cookie is marked `Secure`.
+    pub fn secure(&self) -> bool {
+        self.config.secure
+    }
+
     /// The cipher, for tools and tests that mint cookies.
     pub fn cipher(&self) -> &CookieCipher {
         &self.cipher

@@ -25,6 +25,8 @@ pub struct RequestCtx {
     pub answered_locally: bool,
     /// Upstream connection attempts so far.
     pub tries: usize,
+    /// The request's `Origin` when trusted: CORS headers go on the response.
+    pub cors_origin: Option<String>,
 }
 
 impl RequestCtx {
@@ -40,6 +42,7 @@ impl RequestCtx {
             error_code: None,
             answered_locally: false,
             tries: 0,
+            cors_origin: None,
         }
     }
 }

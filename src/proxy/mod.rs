@@ -3,6 +3,7 @@
 //! Each phase is short and delegates. `request_filter` decides everything about a request
 //! (answer it here, or forward it with which token); later phases only apply that decision.
 
+pub mod auth;
 mod ctx;
 mod respond;
 mod route;
@@ -11,12 +12,14 @@ pub use ctx::RequestCtx;
 pub use respond::LocalResponse;
 pub use route::{PathError, Route, RouteMatch, RouteTable};
 
-use crate::config::{AgentConfig, AuthMode, Config};
+use crate::agent::{session_refusal, Agent, AgentRoute};
+use crate::config::{segment_prefix, AgentConfig, AuthMode, Config, SessionConfig};
 use crate::cookie::SessionCookie;
 use crate::metrics;
 use crate::session::{now_secs, SessionStore};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use auth::{allowed_origin, check_csrf, is_safe_method, lookup, Lookup};
 use http::{header, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
@@ -33,6 +36,8 @@ pub struct Snapshot {
     pub cookie: SessionCookie,
     /// Agent base path, trusted origins, CSRF header.
     pub agent: AgentConfig,
+    /// Session lifetimes.
+    pub session: SessionConfig,
     /// Whether to log each request.
     pub access_log: bool,
 }
@@ -44,6 +49,7 @@ impl Snapshot {
             routes: RouteTable::new(&config.routes),
             cookie: SessionCookie::new(&config.cookie),
             agent: config.agent.clone(),
+            session: config.session.clone(),
             access_log: config.access_log,
         }
     }
@@ -53,21 +59,41 @@ impl Snapshot {
 pub struct EdgeProxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     store: SessionStore,
+    agent: Option<Arc<Agent>>,
 }
 
 impl EdgeProxy {
-    /// A proxy over a (reloadable) snapshot and a session store.
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, store: SessionStore) -> Self {
-        EdgeProxy { snapshot, store }
+    /// A proxy over a (reloadable) snapshot and a session store, with the OAuth agent when
+    /// a provider is configured.
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        store: SessionStore,
+        agent: Option<Arc<Agent>>,
+    ) -> Self {
+        EdgeProxy {
+            snapshot,
+            store,
+            agent,
+        }
     }
 
-    /// Answers locally, remembering the error code for logs.
+    /// Answers locally, with CORS headers for a trusted origin.
     async fn answer(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        resp: LocalResponse,
+        mut resp: LocalResponse,
     ) -> Result<bool> {
+        if let Some(origin) = &ctx.cors_origin {
+            resp.headers
+                .push(("access-control-allow-origin", origin.clone()));
+            resp.headers
+                .push(("access-control-allow-credentials", "true".into()));
+            resp.headers.push(("vary", "Origin".into()));
+        }
+        if ctx.error_code.is_none() && resp.status >= 400 {
+            ctx.error_code = error_code_of(&resp);
+        }
         resp.send(session).await?;
         ctx.answered_locally = true;
         Ok(true)
@@ -82,15 +108,12 @@ impl EdgeProxy {
         message: &str,
     ) -> Result<bool> {
         ctx.error_code = Some(code);
-        let mut resp = LocalResponse::error(status, code, message);
-        if matches!(code, "invalid_session" | "session_expired") {
-            // The browser holds a dead handle: drop it so the SPA starts a clean login.
-            resp = resp.with_header("set-cookie", ctx.snapshot.cookie.clear_cookie());
-        }
-        self.answer(session, ctx, resp).await
+        self.answer(session, ctx, LocalResponse::error(status, code, message))
+            .await
     }
 
-    /// `/healthz` and `/readyz`.
+    /// `/healthz` (the process is up) and `/readyz` (the store answers and the provider,
+    /// if any, is discovered).
     async fn health(
         &self,
         session: &mut Session,
@@ -99,45 +122,105 @@ impl EdgeProxy {
     ) -> Result<bool> {
         ctx.route_label = Some("health".into());
         if !ready {
+            let ok = LocalResponse::json(200, &serde_json::json!({"status": "ok"}));
+            return self.answer(session, ctx, ok).await;
+        }
+        if let Some(agent) = &self.agent {
+            if !agent.oidc().is_ready() {
+                let msg = "the OpenID provider has not been discovered yet";
+                return self
+                    .reject(session, ctx, 503, "provider_unavailable", msg)
+                    .await;
+            }
+        }
+        if let Err(e) = self.store.ping().await {
+            tracing::warn!(error = %e, "readiness check: session store unavailable");
+            let msg = "the session store is not reachable";
             return self
-                .answer(
-                    session,
-                    ctx,
-                    LocalResponse::json(200, &serde_json::json!({"status": "ok"})),
-                )
+                .reject(session, ctx, 503, "session_store_unavailable", msg)
                 .await;
         }
-        match self.store.ping().await {
-            Ok(()) => {
-                self.answer(
-                    session,
-                    ctx,
-                    LocalResponse::json(200, &serde_json::json!({"status": "ready"})),
-                )
-                .await
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "readiness check: session store unavailable");
-                self.reject(
-                    session,
-                    ctx,
-                    503,
-                    "session_store_unavailable",
-                    "the session store is not reachable",
-                )
-                .await
-            }
-        }
+        let ready = LocalResponse::json(200, &serde_json::json!({"status": "ready"}));
+        self.answer(session, ctx, ready).await
     }
 
-    /// Applies the route's session policy. `Ok(None)` lets the request through (with
-    /// `ctx.token` set when a session was found); `Ok(Some(..))` is the refusal to send.
+    /// Answers a CORS preflight: trusted origins may send credentials, any method, and
+    /// the headers they ask for (which include the CSRF header).
+    async fn preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.route_label = Some("preflight".into());
+        if ctx.cors_origin.is_none() {
+            let msg = "this origin may not call bffgate";
+            return self
+                .reject(session, ctx, 403, "cors_origin_not_allowed", msg)
+                .await;
+        }
+        let requested = session
+            .req_header()
+            .headers
+            .get("access-control-request-headers")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut resp = LocalResponse {
+            status: 204,
+            headers: vec![
+                (
+                    "access-control-allow-methods",
+                    "GET, HEAD, POST, PUT, PATCH, DELETE".into(),
+                ),
+                ("access-control-max-age", "600".into()),
+            ],
+            body: bytes::Bytes::new(),
+            content_type: None,
+        };
+        if !requested.is_empty() {
+            resp.headers
+                .push(("access-control-allow-headers", requested));
+        }
+        self.answer(session, ctx, resp).await
+    }
+
+    /// Requests under the agent's base path.
+    async fn agent(&self, session: &mut Session, ctx: &mut RequestCtx, rest: &str) -> Result<bool> {
+        ctx.route_label = Some("agent".into());
+        let Some(agent) = self.agent.clone() else {
+            let msg = "no OpenID provider is configured";
+            return self.reject(session, ctx, 404, "agent_disabled", msg).await;
+        };
+        let route = match AgentRoute::find(&session.req_header().method, rest) {
+            Ok(r) => r,
+            Err(true) => {
+                let msg = "this endpoint does not take that method";
+                return self
+                    .reject(session, ctx, 405, "method_not_allowed", msg)
+                    .await;
+            }
+            Err(false) => {
+                return self
+                    .reject(
+                        session,
+                        ctx,
+                        404,
+                        "route_not_found",
+                        "no such agent endpoint",
+                    )
+                    .await;
+            }
+        };
+        ctx.route_label = Some(route.label().into());
+        let snap = Arc::clone(&ctx.snapshot);
+        let resp = agent.handle(route, session, &snap).await?;
+        self.answer(session, ctx, resp).await
+    }
+
+    /// Applies the route's session policy. `None` lets the request through (with
+    /// `ctx.token` set when a session was found); `Some` is the refusal to send.
     async fn authenticate(
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
         mode: AuthMode,
-    ) -> Option<(u16, &'static str, &'static str)> {
+    ) -> Option<LocalResponse> {
         let snap = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
         if !is_safe_method(&req.method) {
@@ -147,93 +230,43 @@ impl EdgeProxy {
                         .with_label_values(&[route.config.name.as_str()])
                         .inc();
                 }
-                return Some((403, "csrf_violation", why));
+                return Some(LocalResponse::error(403, "csrf_violation", why));
             }
         }
-        let cookies = req
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .map(HeaderValue::as_bytes);
-        let Some(value) = snap.cookie.find(cookies) else {
-            metrics::SESSION_LOOKUPS
-                .with_label_values(&["missing"])
-                .inc();
-            return (mode == AuthMode::Required).then_some((
-                401,
-                "no_session",
-                "no session: log in first",
-            ));
-        };
-        let opened = match snap.cookie.cipher().open(value) {
-            Ok(o) => o,
-            Err(e) => {
-                metrics::SESSION_LOOKUPS
-                    .with_label_values(&["invalid"])
-                    .inc();
-                metrics::COOKIE_FAILURES
-                    .with_label_values(&[e.label()])
-                    .inc();
-                return Some((401, "invalid_session", "the session cookie is not valid"));
-            }
-        };
-        match self.store.get(&opened.id).await {
-            Ok(Some(s)) => {
-                metrics::SESSION_LOOKUPS.with_label_values(&["ok"]).inc();
-                if opened.needs_reseal {
+        match lookup(&self.store, &snap.cookie, req).await {
+            Lookup::Found { session: s, reseal } => {
+                if reseal {
                     let max_age = s.expires_at.saturating_sub(now_secs());
                     ctx.set_cookie = Some(snap.cookie.set_cookie(&s.id, max_age));
                 }
                 ctx.token = Some(s.tokens.access_token);
                 None
             }
-            Ok(None) => {
-                metrics::SESSION_LOOKUPS
-                    .with_label_values(&["expired"])
-                    .inc();
-                Some((
-                    401,
-                    "session_expired",
-                    "the session has ended: log in again",
-                ))
-            }
-            Err(e) => {
-                metrics::SESSION_LOOKUPS.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, "session lookup failed");
-                Some((
-                    503,
-                    "session_store_unavailable",
-                    "sessions cannot be read right now; try again",
-                ))
-            }
+            Lookup::Missing if mode == AuthMode::Optional => None,
+            other => Some(session_refusal(&other, &snap)),
         }
     }
 }
 
-fn is_safe_method(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// CSRF defence for unsafe methods: the `Origin` must be trusted and the CSRF header
-/// present. A cross-site form or `fetch` without CORS approval can do neither.
-fn check_csrf(req: &RequestHeader, agent: &AgentConfig) -> std::result::Result<(), &'static str> {
-    let origin = req.headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
-    let trusted = origin.is_some_and(|o| {
-        agent
-            .allowed_origins
-            .iter()
-            .any(|a| a.as_bytes().eq_ignore_ascii_case(o))
-    });
-    if !trusted {
-        return Err("the request's Origin is missing or not allowed");
-    }
-    if !req.headers.contains_key(&agent.csrf_header) {
-        return Err("the CSRF header is missing");
-    }
-    Ok(())
+/// The `code` of a JSON error body, for logs.
+fn error_code_of(resp: &LocalResponse) -> Option<&'static str> {
+    const CODES: [&str; 10] = [
+        "no_session",
+        "invalid_session",
+        "session_expired",
+        "csrf_violation",
+        "session_store_unavailable",
+        "provider_unavailable",
+        "invalid_state",
+        "login_failed",
+        "login_expired",
+        "invalid_return_to",
+    ];
+    let body = std::str::from_utf8(&resp.body).ok()?;
+    CODES
+        .iter()
+        .find(|c| body.contains(&format!("\"code\":\"{c}\"")))
+        .copied()
 }
 
 /// The request's host, lowercase, without port.
@@ -283,6 +316,20 @@ impl ProxyHttp for EdgeProxy {
             _ => {}
         }
         let snap = Arc::clone(&ctx.snapshot);
+        ctx.cors_origin = allowed_origin(session.req_header(), &snap.agent)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_string);
+        let req = session.req_header();
+        if req.method == Method::OPTIONS
+            && req.headers.contains_key("access-control-request-method")
+        {
+            return self.preflight(session, ctx).await;
+        }
+        let base = snap.agent.base_path.as_str();
+        if segment_prefix(base, &path) {
+            let rest = path[base.len()..].to_string();
+            return self.agent(session, ctx, &rest).await;
+        }
         let host = request_host(session.req_header());
         let method = session.req_header().method.clone();
         let found = match snap.routes.find_checked(host.as_deref(), &method, &path) {
@@ -332,7 +379,7 @@ impl ProxyHttp for EdgeProxy {
         }
         match self.authenticate(session, ctx, mode).await {
             None => Ok(false),
-            Some((status, code, message)) => self.reject(session, ctx, status, code, message).await,
+            Some(resp) => self.answer(session, ctx, resp).await,
         }
     }
 
@@ -485,6 +532,11 @@ impl ProxyHttp for EdgeProxy {
         }
         if let Some(c) = ctx.set_cookie.take() {
             resp.append_header(header::SET_COOKIE, c)?;
+        }
+        if let Some(origin) = ctx.cors_origin.take() {
+            resp.insert_header("access-control-allow-origin", origin)?;
+            resp.insert_header("access-control-allow-credentials", "true")?;
+            resp.append_header("vary", "Origin")?;
         }
         Ok(())
     }

@@ -67,23 +67,14 @@ impl Codec {
         )
     }
 
-    pub(crate) fn seal(&self, key: &str, s: &Session) -> Vec<u8> {
-        let stored = Stored {
-            sub: s.sub.clone(),
-            sid: s.sid.clone(),
-            claims: s.claims.clone(),
-            tokens: s.tokens.clone(),
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-        };
-        let plain = serde_json::to_vec(&stored).unwrap_or_default();
+    pub(crate) fn seal_bytes(&self, key: &str, plain: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = crate::random::os_bytes();
         let sealed = self
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &plain,
+                    msg: plain,
                     aad: key.as_bytes(),
                 },
             )
@@ -94,14 +85,12 @@ impl Codec {
         out
     }
 
-    /// Opens a record; `None` when it does not authenticate (another at-rest key, or damage).
-    pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<Session> {
+    pub(crate) fn open_bytes(&self, key: &str, blob: &[u8]) -> Option<Vec<u8>> {
         if blob.len() < NONCE_LEN {
             return None;
         }
         let (nonce, sealed) = blob.split_at(NONCE_LEN);
-        let plain = self
-            .cipher
+        self.cipher
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
@@ -109,7 +98,25 @@ impl Codec {
                     aad: key.as_bytes(),
                 },
             )
-            .ok()?;
+            .ok()
+    }
+
+    pub(crate) fn seal(&self, key: &str, s: &Session) -> Vec<u8> {
+        let stored = Stored {
+            sub: s.sub.clone(),
+            sid: s.sid.clone(),
+            claims: s.claims.clone(),
+            tokens: s.tokens.clone(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        };
+        let plain = serde_json::to_vec(&stored).unwrap_or_default();
+        self.seal_bytes(key, &plain)
+    }
+
+    /// Opens a record; `None` when it does not authenticate (another at-rest key, or damage).
+    pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<Session> {
+        let plain = self.open_bytes(key, blob)?;
         let s: Stored = serde_json::from_slice(&plain).ok()?;
         Some(Session {
             id: id.clone(),

@@ -154,6 +154,47 @@ impl Store for MemoryStore {
             .count())
     }
 
+    async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        self.cache.insert(
+            key.to_string(),
+            Entry {
+                blob: blob.into(),
+                expires: Instant::now() + ttl,
+                indexes: Arc::from(Vec::new()),
+            },
+        );
+        Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .cache
+            .remove(key)
+            .filter(|e| e.expires > Instant::now())
+            .map(|e| e.blob.to_vec()))
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut first = false;
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) if e.value().expires > Instant::now() => Op::Nop,
+                    _ => {
+                        first = true;
+                        Op::Put(Entry {
+                            blob: Arc::from(Vec::new()),
+                            expires: Instant::now() + ttl,
+                            indexes: Arc::from(Vec::new()),
+                        })
+                    }
+                }
+            });
+        Ok(first)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -57,6 +57,12 @@ pub trait Store: Send + Sync + 'static {
     async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Removes every key of an index, and the index; how many keys existed.
     async fn delete_index(&self, index: &str) -> Result<usize, StoreError>;
+    /// Stores a short-lived blob under `key` (no indexes).
+    async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError>;
+    /// Removes and returns the blob under `key`, atomically: two callers never both get it.
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Marks `key` as used for `ttl`; true only for the first caller.
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -249,6 +255,40 @@ impl SessionStore {
                 .delete_index(&self.codec.index_name("sub", sub)),
         )
         .await
+    }
+
+    /// Keeps `plain` sealed under the name `name` for `ttl` (login transactions).
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn put_transient(
+        &self,
+        name: &str,
+        plain: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.codec.index_name("t", name);
+        let blob = self.codec.seal_bytes(&key, plain);
+        timed("put", self.backend.put(&key, &blob, ttl)).await
+    }
+
+    /// Takes (reads and deletes, once) what [`Self::put_transient`] kept under `name`.
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.codec.index_name("t", name);
+        let blob = timed("take", self.backend.take(&key)).await?;
+        Ok(blob.and_then(|b| self.codec.open_bytes(&key, &b)))
+    }
+
+    /// True the first time `name` is claimed within `ttl` (replay detection).
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn claim_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.codec.index_name("once", name);
+        timed("claim", self.backend.claim(&key, ttl)).await
     }
 
     /// Whether the backend answers.

@@ -132,6 +132,41 @@ impl Store for RedisStore {
         Ok(deleted)
     }
 
+    async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(blob)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(redis::cmd("GETDEL").arg(key).query_async(&mut conn))
+            .await
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
