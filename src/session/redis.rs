@@ -13,13 +13,18 @@ use std::time::Duration;
 
 /// A Redis-backed store.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// Opened by the first operation, on the runtime that serves requests (the manager
+    /// spawns its driver task there); kept for the life of the process and reconnecting.
+    conn: tokio::sync::OnceCell<ConnectionManager>,
     timeout: Duration,
 }
 
 impl RedisStore {
-    /// Prepares a store for `url`; the connection opens on first use and reopens after any
-    /// failure, so the process starts (and reports not-ready) while Redis is down.
+    /// Prepares a store for `url`. Nothing connects yet: the connection opens on first use
+    /// and reopens after any failure, so the process starts (and reports not-ready) while
+    /// Redis is down.
     ///
     /// # Errors
     /// The URL does not parse.
@@ -31,9 +36,20 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Unavailable(format!("{:?}", e.kind())))?;
-        Ok(RedisStore { conn, timeout })
+        Ok(RedisStore {
+            client,
+            config,
+            conn: tokio::sync::OnceCell::new(),
+            timeout,
+        })
+    }
+
+    /// The shared connection, opening it if this is the first use (or the first use since
+    /// Redis came up).
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let open = || ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
+        let conn = self.run(self.conn.get_or_try_init(open)).await?;
+        Ok(conn.clone())
     }
 
     async fn run<T>(
@@ -65,7 +81,7 @@ fn millis(d: Duration) -> u64 {
 #[async_trait]
 impl Store for RedisStore {
     async fn create(&self, r: &Record) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(&r.key)
@@ -85,7 +101,7 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let (blob, pttl): (Option<Vec<u8>>, i64) = self
             .run(redis::pipe().get(key).pttl(key).query_async(&mut conn))
             .await?;
@@ -93,7 +109,7 @@ impl Store for RedisStore {
     }
 
     async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let done: Option<String> = self
             .run(
                 redis::cmd("SET")
@@ -108,19 +124,19 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let n: u64 = self.run(conn.del(key)).await?;
         Ok(n > 0)
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let _: bool = self.run(conn.pexpire(key, millis(ttl) as i64)).await?;
         Ok(())
     }
 
     async fn delete_index(&self, index: &str) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let keys: Vec<String> = self.run(conn.smembers(index)).await?;
         let mut deleted = 0;
         // One DEL per key: members live in different Cluster slots.
@@ -133,7 +149,7 @@ impl Store for RedisStore {
     }
 
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         self.run(
             redis::cmd("SET")
                 .arg(key)
@@ -146,13 +162,13 @@ impl Store for RedisStore {
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         self.run(redis::cmd("GETDEL").arg(key).query_async(&mut conn))
             .await
     }
 
     async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let set: Option<String> = self
             .run(
                 redis::cmd("SET")
@@ -168,7 +184,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let _: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
     }
