@@ -1,0 +1,592 @@
+//! The integration-test harness: real processes on loopback, one set per test.
+//!
+//! * [`RedisProcess`] — a real `redis-server` on a free port (`stop`/`restart` on the same port).
+//! * [`echo::EchoServer`] — the upstream, answering with a JSON picture of the request.
+//! * [`Gateway`] — the real `bffgate` binary, started on a config written from a template
+//!   with `{LISTEN}`, `{METRICS}` and `{DIR}` placeholders.
+//! * [`GatewayConfig`] / [`route`] — build such templates without repeating the boilerplate.
+//! * [`check_config`] / [`check_file`] — `bffgate --check --config FILE`.
+//! * [`client`], [`expect_error`], [`Echoed`] — talking to the gateway and reading answers.
+//!
+//! Helpers that need the library's session API live in `sessions.rs`, which test files
+//! include only when they need it.
+
+#![allow(dead_code)]
+
+pub mod echo;
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+#[allow(unused_imports)]
+pub use echo::EchoServer;
+#[allow(unused_imports)]
+pub use redis::RedisProcess;
+
+/// The gateway binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_bffgate");
+
+/// How long the gateway may take to answer `/healthz` after spawn.
+const GATEWAY_READY: Duration = Duration::from_secs(10);
+
+/// Environment variables the gateway reads that must not leak in from the caller's shell.
+const SCRUBBED_ENV: &[&str] = &[
+    "BFFGATE_LISTEN",
+    "BFFGATE_CONFIG",
+    "BFFGATE_COOKIE_KEY",
+    "BFFGATE_SESSION_KEY",
+    "BFFGATE_LOG",
+    "BFFGATE_LOG_JSON",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// A loopback port that was free a moment ago (bind `127.0.0.1:0`, read it, drop the socket).
+/// Callers retry on "address in use" since another test may grab it in between.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A `127.0.0.1` port where nothing listens (bound once, then released).
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+/// A deterministic 32-byte secret, base64 (standard alphabet, padded), distinct per `seed`.
+pub fn secret(seed: u8) -> String {
+    let bytes: Vec<u8> = (0u8..32)
+        .map(|i| seed.wrapping_mul(37).wrapping_add(i.wrapping_mul(11)) ^ 0x5a)
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A random 32-byte secret, base64.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("OS randomness");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The at-rest key every test config uses (the test process and the gateway must agree).
+pub fn at_rest_key() -> String {
+    secret(200)
+}
+
+// ---------------------------------------------------------------------------------------
+// Config templates
+
+/// The allowed SPA origin in test configs.
+pub const APP_ORIGIN: &str = "http://app.test";
+/// The CSRF header in test configs.
+pub const CSRF_HEADER: &str = "x-bffgate-csrf";
+/// The session cookie name in test configs.
+pub const COOKIE: &str = "bff_session";
+
+/// A gateway config template; [`GatewayConfig::yaml`] renders it with the `{LISTEN}`,
+/// `{METRICS}` and `{DIR}` placeholders that [`Gateway::start`] fills in.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The cookie key ring, `(id, base64 secret)`; the first seals.
+    pub keys: Vec<(String, String)>,
+    /// A Redis URL, or `None` for the in-memory store (no `session.store` key at all).
+    pub redis: Option<String>,
+    /// `session.store.redis.timeout`.
+    pub store_timeout: String,
+    /// `agent.allowed_origins`.
+    pub allowed_origins: Vec<String>,
+    /// Route entries, each a YAML flow mapping (see [`route`]).
+    pub routes: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// Ring `[k1]`, no Redis, origin `http://app.test`, the given routes.
+    pub fn new(routes: Vec<String>) -> GatewayConfig {
+        GatewayConfig {
+            keys: vec![key("k1")],
+            redis: None,
+            store_timeout: "500ms".into(),
+            allowed_origins: vec![APP_ORIGIN.into()],
+            routes,
+        }
+    }
+
+    /// Use this Redis for sessions.
+    pub fn redis(mut self, url: String) -> GatewayConfig {
+        self.redis = Some(url);
+        self
+    }
+
+    /// Replace the key ring.
+    pub fn keys(mut self, ids: &[&str]) -> GatewayConfig {
+        self.keys = ids.iter().map(|id| key(id)).collect();
+        self
+    }
+
+    /// The YAML template.
+    pub fn yaml(&self) -> String {
+        let keys: String = self
+            .keys
+            .iter()
+            .map(|(id, secret)| format!("    - {{ id: {id}, secret: \"{secret}\" }}\n"))
+            .collect();
+        let store = match &self.redis {
+            Some(url) => format!(
+                "  store:\n    redis:\n      url: {url}\n      key_prefix: \"bfftest:\"\n      timeout: {}\n",
+                self.store_timeout
+            ),
+            None => String::new(),
+        };
+        let origins = self.allowed_origins.join(", ");
+        let routes: String = self.routes.iter().map(|r| format!("  - {r}\n")).collect();
+        format!(
+            "listen:\n  - addr: \"{{LISTEN}}\"\n\
+             metrics:\n  addr: \"{{METRICS}}\"\n\
+             server:\n  threads: 1\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n  \
+             pid_file: \"{{DIR}}/bffgate.pid\"\n  upgrade_sock: \"{{DIR}}/upgrade.sock\"\n\
+             agent:\n  base_path: /bff\n  allowed_origins: [{origins}]\n  csrf_header: {CSRF_HEADER}\n\
+             cookie:\n  name: {COOKIE}\n  path: /\n  same_site: strict\n  secure: false\n  keys:\n{keys}\
+             session:\n{store}  at_rest_key: \"{}\"\n  idle_timeout: 30m\n  absolute_timeout: 12h\n\
+             access_log: false\n\
+             routes:\n{routes}",
+            at_rest_key()
+        )
+    }
+}
+
+/// The fixed test key named `id` (`k1`, `k2`, ...): `(id, secret)`.
+pub fn key(id: &str) -> (String, String) {
+    let seed = id
+        .bytes()
+        .fold(7u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
+    (id.to_owned(), secret(seed))
+}
+
+/// One route as a YAML flow mapping: `extra` is more `key: value` pairs (or empty),
+/// e.g. `"strip_prefix: /api, timeouts: { read: 1s }"`.
+pub fn route(name: &str, path_prefix: &str, upstream: &str, auth: &str, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(
+        "{{ name: {name}, match: {{ path_prefix: \"{path_prefix}\" }}, upstreams: [\"{upstream}\"], auth: {auth}{extra} }}"
+    )
+}
+
+/// Fills the placeholders of a template.
+fn render(template: &str, listen: SocketAddr, metrics: SocketAddr, dir: &Path) -> String {
+    template
+        .replace("{LISTEN}", &listen.to_string())
+        .replace("{METRICS}", &metrics.to_string())
+        .replace("{DIR}", &dir.display().to_string())
+}
+
+/// Writes `template` (placeholders filled with unused ports) to `dir/name` and returns the
+/// path: for loading a config in-process or for `--check`.
+pub fn write_config(dir: &Path, name: &str, template: &str) -> PathBuf {
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let path = dir.join(name);
+    std::fs::write(&path, render(template, listen, metrics, dir)).expect("write config");
+    path
+}
+
+// ---------------------------------------------------------------------------------------
+// The gateway process
+
+/// The real `bffgate` binary, running on a config from a template; stopped on drop.
+pub struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    config_path: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Gateway {
+    /// Writes the config (placeholders filled with free ports) to a tempdir, spawns
+    /// `bffgate --config FILE` with `BFFGATE_LOG=info`, and waits for `/healthz` to answer
+    /// 200. Retries with other ports if they were taken meanwhile.
+    ///
+    /// # Panics
+    /// If the gateway is not healthy within 10 s, with its log.
+    pub async fn start(template: &str) -> Gateway {
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("gateway tempdir");
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let config_path = dir.path().join("bff.yaml");
+            std::fs::write(
+                &config_path,
+                render(template, addr, metrics_addr, dir.path()),
+            )
+            .expect("write gateway config");
+            let log_path = dir.path().join("gateway.log");
+            let log = File::create(&log_path).expect("gateway log");
+            let log_err = log.try_clone().expect("clone log handle");
+            let mut cmd = Command::new(BIN);
+            for var in SCRUBBED_ENV {
+                cmd.env_remove(var);
+            }
+            let child = cmd
+                .arg("--config")
+                .arg(&config_path)
+                .env("BFFGATE_LOG", "info")
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log_err)
+                .spawn()
+                .expect("spawn bffgate");
+            let mut gateway = Gateway {
+                child,
+                dir,
+                addr,
+                metrics_addr,
+                config_path,
+                log_path,
+            };
+            match gateway.wait_healthy().await {
+                Ok(()) => return gateway,
+                Err(exited) => {
+                    last_log = gateway.log();
+                    let port_taken = last_log.contains("in use") || last_log.contains("AddrInUse");
+                    if !(exited && port_taken) {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("bffgate did not become healthy; its log:\n{last_log}");
+    }
+
+    /// Polls `/healthz`; `Err(true)` if the process exited, `Err(false)` on deadline.
+    async fn wait_healthy(&mut self) -> Result<(), bool> {
+        let client = client();
+        let deadline = Instant::now() + GATEWAY_READY;
+        let url = self.url("/healthz");
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(true);
+            }
+            if let Ok(resp) = client
+                .get(&url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+            {
+                if resp.status() == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base_url() + path`; `path` is used as written (percent-encoding kept).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url(), path)
+    }
+
+    /// The proxy listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:METRICS_PORT/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
+    }
+
+    /// The rendered config file the gateway runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The gateway's stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The tempdir holding the config and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the pid of our own child, not yet reaped (try_wait above).
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// --check
+
+/// Writes `yaml` to a tempfile and runs `bffgate --check --config FILE` with `env` set.
+/// Returns the exit status and stdout+stderr.
+pub fn check_config(yaml: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bff.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    check_file(&path, env)
+}
+
+/// Runs `bffgate --check --config PATH` with `env` set (and no inherited `BFFGATE_*`).
+/// Returns the exit status and stdout+stderr.
+///
+/// # Panics
+/// If the check does not finish within 20 s.
+pub fn check_file(path: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("out.log");
+    let out = File::create(&out_path).expect("out file");
+    let err = out.try_clone().expect("clone");
+    let mut cmd = Command::new(BIN);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .arg("--check")
+        .arg("--config")
+        .arg(path)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn bffgate --check");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "bffgate --check did not exit within 20 s; output:\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+/// A client for the gateway: no redirects followed, no cookie store (tests set `Cookie`
+/// by hand), no proxy, 20 s overall timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("reqwest client")
+}
+
+/// `bff_session=VALUE`.
+pub fn session_cookie(value: &str) -> String {
+    format!("{COOKIE}={value}")
+}
+
+/// What the echo upstream saw.
+#[derive(Debug, Deserialize)]
+pub struct Echoed {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: String,
+}
+
+impl Echoed {
+    /// All values of a header (lower-case name).
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The only value of a header; panics if it came more than once.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.header_all(name);
+        assert!(
+            values.len() <= 1,
+            "header {name} sent {} times: {values:?}",
+            values.len()
+        );
+        values.into_iter().next()
+    }
+
+    /// `(name, value)` pairs of every cookie the upstream received, in order, across all
+    /// `Cookie` headers.
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.header_all("cookie")
+            .iter()
+            .flat_map(|h| {
+                h.split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .map(|c| match c.split_once('=') {
+                Some((n, v)) => (n.to_owned(), v.to_owned()),
+                None => (c, String::new()),
+            })
+            .collect()
+    }
+}
+
+/// Asserts a response came from the echo upstream (200, JSON) and returns what it saw.
+pub async fn expect_echo(resp: reqwest::Response) -> Echoed {
+    let status = resp.status();
+    let text = resp.text().await.expect("response body");
+    assert_eq!(
+        status, 200,
+        "expected the upstream's 200, got {status}: {text}"
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an echo body ({e}): {text}"))
+}
+
+/// Asserts an error response: `status`, a JSON body `{"code": code, "message": <non-empty>}`.
+/// Returns the body.
+pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    let got = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = resp.text().await.expect("response body");
+    assert_eq!(
+        got.as_u16(),
+        status,
+        "expected {status} {code}, got {got}: {text}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text:?}"));
+    assert_eq!(body["code"], code, "wrong error code in {text}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(!message.is_empty(), "error without a message: {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "error content-type is {content_type:?}, not JSON"
+    );
+    body
+}
+
+/// A raw HTTP/1.1 request with `Connection: close`, for request targets a URL library
+/// would normalise (e.g. dot segments). Returns the status and the body text.
+pub fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("read timeout");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(req.as_bytes()).expect("write request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes; returns whether
+/// it succeeded.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,260 @@
+//! One contract for every `SessionStore` backend, run in-process against the memory store
+//! and a real redis-server: the same calls must give the same answers.
+
+mod common;
+#[path = "common/sessions.rs"]
+mod sessions;
+
+use bffgate::session::Session;
+use common::{route, GatewayConfig, RedisProcess};
+use sessions::{now, Sessions};
+
+async fn open(cfg: GatewayConfig) -> (tempfile::TempDir, Sessions) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_config(dir.path(), "bff.yaml", &cfg.yaml());
+    let sessions = Sessions::open(&path).await;
+    (dir, sessions)
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig::new(vec![route("r", "/r", "http://127.0.0.1:9", "none", "")])
+}
+
+/// Asserts the stored copy of `expected` has the same content.
+async fn assert_stored(s: &Sessions, expected: &Session) {
+    let got = s
+        .store
+        .get(&expected.id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("session of {} missing", expected.sub));
+    assert_eq!(&got, expected, "stored session differs");
+    assert_eq!(got.id, expected.id);
+    assert_eq!(got.sub, expected.sub);
+    assert_eq!(got.sid, expected.sid);
+    assert_eq!(got.claims, expected.claims);
+    assert_eq!(got.tokens.access_token, expected.tokens.access_token);
+    assert_eq!(got.tokens.refresh_token, expected.tokens.refresh_token);
+    assert_eq!(got.tokens.id_token, expected.tokens.id_token);
+    assert_eq!(
+        got.tokens.access_expires_at,
+        expected.tokens.access_expires_at
+    );
+    assert_eq!(got.created_at, expected.created_at);
+    assert_eq!(got.expires_at, expected.expires_at);
+}
+
+async fn assert_gone(s: &Sessions, session: &Session) {
+    let got = s.store.get(&session.id).await.expect("get");
+    assert!(got.is_none(), "session of {} should be gone", session.sub);
+}
+
+async fn store_contract(s: &Sessions) {
+    s.store.ping().await.expect("ping");
+
+    let a1 = s.new_session("user-a", Some("sid-a1"), "at-a1");
+    let a2 = s.new_session("user-a", Some("sid-a2"), "at-a2");
+    let b1 = s.new_session("user-b", Some("sid-b1"), "at-b1");
+    let c1 = s.new_session("user-c", None, "at-c1");
+    assert_ne!(a1.id, a2.id, "session ids must be fresh");
+    let t = now();
+    assert!(
+        a1.created_at.abs_diff(t) <= 2,
+        "created_at {} is not now {t}",
+        a1.created_at
+    );
+    let absolute = s.cfg.session.absolute_timeout.as_secs();
+    assert_eq!(a1.expires_at, a1.created_at + absolute);
+
+    // Nothing there before create.
+    assert_gone(s, &a1).await;
+    for session in [&a1, &a2, &b1, &c1] {
+        s.store.create(session).await.expect("create");
+    }
+    for session in [&a1, &a2, &b1, &c1] {
+        assert_stored(s, session).await;
+    }
+
+    // update replaces the content.
+    let mut a1_new = a1.clone();
+    a1_new.tokens.access_token = "at-a1-refreshed".into();
+    a1_new.tokens.refresh_token = Some("rt-a1".into());
+    a1_new.tokens.id_token = Some("idt-a1".into());
+    a1_new.tokens.access_expires_at = Some(t + 300);
+    a1_new.claims = serde_json::json!({ "name": "Ada L.", "roles": ["admin"] });
+    assert!(
+        s.store.update(&a1_new).await.expect("update"),
+        "update of a present session"
+    );
+    assert_stored(s, &a1_new).await;
+    assert_stored(s, &a2).await;
+
+    // delete removes one session and nothing else.
+    assert!(
+        s.store.delete(&a1.id).await.expect("delete"),
+        "delete of a present session"
+    );
+    assert_gone(s, &a1).await;
+    assert_stored(s, &a2).await;
+    // Deleting or updating it again is not an error, and says it was absent.
+    assert!(!s.store.delete(&a1.id).await.expect("delete twice"));
+    assert!(!s.store.update(&a1_new).await.expect("update deleted"));
+    assert_gone(s, &a1).await;
+
+    // delete_by_sid: back-channel logout of one IdP session.
+    assert_eq!(
+        s.store
+            .delete_by_sid("sid-b1")
+            .await
+            .expect("delete_by_sid"),
+        1
+    );
+    assert_gone(s, &b1).await;
+    assert_stored(s, &a2).await;
+    assert_stored(s, &c1).await;
+    assert_eq!(
+        s.store
+            .delete_by_sid("sid-unknown")
+            .await
+            .expect("delete_by_sid unknown"),
+        0
+    );
+    assert_stored(s, &a2).await;
+
+    // delete_by_sub: every session of one user, no one else's.
+    let a3 = s.new_session("user-a", Some("sid-a3"), "at-a3");
+    s.store.create(&a3).await.expect("create a3");
+    assert_eq!(
+        s.store
+            .delete_by_sub("user-a")
+            .await
+            .expect("delete_by_sub"),
+        2
+    );
+    assert_gone(s, &a2).await;
+    assert_gone(s, &a3).await;
+    assert_stored(s, &c1).await;
+    assert_eq!(
+        s.store
+            .delete_by_sub("user-nobody")
+            .await
+            .expect("delete_by_sub unknown"),
+        0
+    );
+    assert_stored(s, &c1).await;
+
+    // A session deleted by sub is not found by its sid either.
+    assert_eq!(
+        s.store
+            .delete_by_sid("sid-a2")
+            .await
+            .expect("delete_by_sid after sub"),
+        0
+    );
+    assert_stored(s, &c1).await;
+
+    s.store.ping().await.expect("ping after work");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_meets_the_contract() {
+    let (_dir, sessions) = open(config()).await;
+    store_contract(&sessions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_meets_the_contract() {
+    let redis = RedisProcess::start();
+    let (_dir, sessions) = open(config().redis(redis.url())).await;
+    store_contract(&sessions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
+    let redis_proc = RedisProcess::start();
+    let (_dir, sessions) = open(config().redis(redis_proc.url())).await;
+    let mut session = sessions.new_session("user-z", Some("sid-z"), "at-very-secret-token");
+    session.tokens.refresh_token = Some("rt-very-secret-token".into());
+    sessions.store.create(&session).await.expect("create");
+
+    // Dump every key and value the store wrote.
+    let client = redis::Client::open(redis_proc.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "the store wrote nothing to Redis");
+    let mut dump = keys.join("\n");
+    let mut raw: Vec<u8> = keys.join("\n").into_bytes();
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap()],
+            "set" => redis::cmd("SMEMBERS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "hash" => redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "list" => redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            other => panic!("unexpected Redis type {other} for {key}"),
+        };
+        for v in values {
+            raw.extend_from_slice(&v);
+            dump.push('\n');
+            dump.push_str(&String::from_utf8_lossy(&v));
+        }
+    }
+    assert!(
+        keys.iter().all(|k| k.starts_with("bfftest:")),
+        "keys outside the prefix: {keys:?}"
+    );
+    assert!(
+        !dump.contains("very-secret-token"),
+        "a token is stored in clear"
+    );
+    let id = session.id.as_bytes();
+    assert!(
+        !raw.windows(id.len()).any(|w| w == id),
+        "the raw session id is stored"
+    );
+    let id_hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id_b64 = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, id);
+    assert!(
+        !dump.to_ascii_lowercase().contains(&id_hex),
+        "the session id is stored in hex"
+    );
+    assert!(
+        !dump.contains(&id_b64),
+        "the session id is stored in base64url"
+    );
+    let cookie = sessions.seal(&session);
+    assert!(!dump.contains(&cookie), "the sealed cookie is stored");
+}
