@@ -1,0 +1,43 @@
+//! Bench helper: creates one logged-in session in the store of a bffgate config file and
+//! prints its cookie as `NAME=VALUE` on stdout, ready for `wrk -H "Cookie: ..."`.
+//!
+//! ```text
+//! cargo run --release --example mksession -- /path/to/bench.yaml
+//! ```
+//!
+//! The session belongs to `bench-user` with access token `at-bench` (no refresh or ID
+//! token, no expiry), so the upstream sees `Authorization: Bearer at-bench`. A dev tool
+//! used by `bench/run.sh`: it stops at the first error.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let path = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: mksession CONFIG_PATH"),
+    );
+    let cfg =
+        bffgate::config::load(&path).unwrap_or_else(|e| panic!("config {}: {e}", path.display()));
+    let store =
+        bffgate::session::SessionStore::from_config(&cfg.session).expect("open the session store");
+    let tokens = bffgate::session::Tokens {
+        access_token: "at-bench".into(),
+        refresh_token: None,
+        id_token: None,
+        access_expires_at: None,
+    };
+    let session = bffgate::session::Session::new(
+        "bench-user".into(),
+        None,
+        serde_json::json!({}),
+        tokens,
+        &cfg.session,
+    );
+    store.create(&session).await.expect("store the session");
+    let cookie = bffgate::cookie::CookieCipher::from_config(&cfg.cookie).seal(&session.id);
+    println!("{}={}", cfg.cookie.name, cookie);
+}

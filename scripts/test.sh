@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The one command that installs everything the tests need and runs them all.
+#
+#   bash scripts/test.sh
+#
+# Works on a fresh Debian 12 machine as root (sudo is used only if present and not
+# root). Repeated runs skip the apt step when every package is already installed.
+# CI runs this through .ci/run with CI=true and no stdin.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# ---------------------------------------------------------------------------
+# System packages
+# ---------------------------------------------------------------------------
+APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential)
+# Commands checked besides dpkg, so a machine with the tools from elsewhere passes too.
+NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+    else echo "error: need root (or sudo) to run: $*" >&2; return 1
+    fi
+}
+
+# apt_install PKG...: installs the packages (one `apt-get update` first) without letting
+# their maintainer scripts start services (redis-server would otherwise start a system
+# instance; the tests start their own and must not rely on one).
+apt_install() {
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+        created_policy=1
+    fi
+    local rc=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends "$@" || rc=$?
+    fi
+    if [ "$created_policy" -eq 1 ]; then as_root rm -f "$policy"; fi
+    return "$rc"
+}
+
+section "system packages"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+for c in "${NEEDED_COMMANDS[@]}"; do
+    command -v "$c" >/dev/null 2>&1 || { missing+=("(command $c)"); }
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "all present: ${APT_PACKAGES[*]}"
+else
+    echo "missing: ${missing[*]}; installing ${APT_PACKAGES[*]}"
+    apt_install "${APT_PACKAGES[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+# >>> FUTURE TEST DEPENDENCIES GO HERE <<<
+# Later issues add, in this block:
+#   - the OpenID provider used by the end-to-end tests:  (cd tests/<op-dir> && npm ci)
+#   - Debian's `chromium` (add it to APT_PACKAGES above, command `chromium`)
+# Keep each step idempotent and fast when already installed.
+# ---------------------------------------------------------------------------
+
+section "toolchain"
+cargo --version
+rustc --version
+if cargo nextest --version >/dev/null 2>&1; then
+    HAVE_NEXTEST=1
+    cargo nextest --version | head -n1
+else
+    HAVE_NEXTEST=0
+    echo "cargo-nextest not found: falling back to cargo test"
+fi
+redis-server --version
+
+section "cargo fmt --check"
+cargo fmt --all --check
+
+section "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+# Both test runs always happen; the script fails at the end if either failed. Doctests
+# run first so the test runner's summary is the last thing printed.
+failed=()
+
+section "cargo test --doc (nextest does not run doctests)"
+cargo test --doc || failed+=("doctests")
+
+if [ "$HAVE_NEXTEST" -eq 1 ]; then
+    section "cargo nextest run --no-fail-fast"
+    cargo nextest run --no-fail-fast || failed+=("nextest")
+else
+    section "cargo test --all-targets --no-fail-fast"
+    cargo test --all-targets --no-fail-fast || failed+=("cargo test")
+fi
+
+if [ "${#failed[@]}" -ne 0 ]; then
+    section "FAILED: ${failed[*]}"
+    exit 1
+fi
+section "all checks passed"
