@@ -554,3 +554,49 @@ fn allowed_claims(all: &serde_json::Value, allow: &[String]) -> serde_json::Valu
         .collect::<serde_json::Map<_, _>>();
     serde_json::Value::Object(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/openapi.yaml` lists exactly the endpoints [`AgentRoute::ALL`] serves.
+    #[test]
+    fn openapi_describes_every_endpoint_and_no_other() {
+        let text = include_str!("../../docs/openapi.yaml");
+        let doc: serde_yaml::Value = serde_yaml::from_str(text).expect("openapi.yaml parses");
+        let paths = doc
+            .get("paths")
+            .and_then(|p| p.as_mapping())
+            .expect("paths");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in paths {
+            for (method, _) in ops.as_mapping().expect("operations") {
+                documented.push((
+                    method.as_str().expect("method").to_ascii_uppercase(),
+                    path.as_str().expect("path").to_string(),
+                ));
+            }
+        }
+        documented.sort();
+        let mut served: Vec<(String, String)> = AgentRoute::ALL
+            .iter()
+            .map(|(_, m, p)| (m.to_string(), (*p).to_string()))
+            .collect();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn routes_resolve_by_method_and_path() {
+        assert_eq!(
+            AgentRoute::find(&Method::GET, "/session"),
+            Ok(AgentRoute::Session)
+        );
+        assert_eq!(
+            AgentRoute::find(&Method::HEAD, "/session"),
+            Ok(AgentRoute::Session)
+        );
+        assert_eq!(AgentRoute::find(&Method::GET, "/logout"), Err(true));
+        assert_eq!(AgentRoute::find(&Method::GET, "/nope"), Err(false));
+    }
+}
