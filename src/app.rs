@@ -69,7 +69,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
                 "oidc discovery",
                 DiscoveryService(Arc::clone(&client)),
             ));
-            Some(Arc::new(Agent::new(client, store.clone())))
+            Some(Arc::new(Agent::new(client, store.clone(), &config.session)))
         }
         None => None,
     };

@@ -6,8 +6,8 @@
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter_vec, HistogramVec,
-    IntCounterVec,
+    exponential_buckets, register_histogram, register_histogram_vec, register_int_counter_vec,
+    Histogram, HistogramVec, IntCounterVec,
 };
 
 /// Route label for requests that matched no route.
@@ -115,6 +115,37 @@ pub static LOGOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
         .unwrap_or_else(|e| panic!("metric registration: {e}"))
 });
 
+/// Token refreshes by outcome: `ok`, `invalid_grant`, `unavailable`, `grace_hit`,
+/// `lock_wait` (another request or instance refreshed; this one used its result).
+pub static REFRESHES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_refreshes_total",
+        "Access-token refreshes, by outcome",
+        &["outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Time spent in the provider's token endpoint for refreshes.
+pub static REFRESH_DURATION: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "bff_refresh_duration_seconds",
+        "Refresh-token grant latency at the provider",
+        latency_buckets()
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Time a request waited for a refresh lock (in-process or store-wide).
+pub static REFRESH_LOCK_WAIT: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "bff_refresh_lock_wait_seconds",
+        "Time requests waited on another request's refresh",
+        latency_buckets()
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
 /// Registers every metric now, so a scrape shows each family (with its HELP and TYPE)
 /// before the first request that would touch it.
 pub fn init() {
@@ -128,4 +159,7 @@ pub fn init() {
     Lazy::force(&UPSTREAM_ERRORS);
     Lazy::force(&LOGINS);
     Lazy::force(&LOGOUTS);
+    Lazy::force(&REFRESHES);
+    Lazy::force(&REFRESH_DURATION);
+    Lazy::force(&REFRESH_LOCK_WAIT);
 }

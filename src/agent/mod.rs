@@ -5,9 +5,11 @@
 //! errors as `{"code", "message"}`, and never a token in anything the browser receives.
 
 mod redirect;
+mod refresh;
 mod transaction;
 
 pub use redirect::resolve as resolve_return_to;
+pub use refresh::{Freshness, Refresher};
 
 use crate::config::OidcConfig;
 use crate::oidc::{OidcClient, OidcError};
@@ -34,6 +36,8 @@ pub enum AgentRoute {
     Session,
     /// `GET /userinfo`: the provider's userinfo.
     UserInfo,
+    /// `POST /refresh`: refresh the access token now.
+    Refresh,
     /// `POST /logout`: end the session.
     Logout,
     /// `POST /backchannel-logout`: the provider ends sessions.
@@ -42,12 +46,13 @@ pub enum AgentRoute {
 
 impl AgentRoute {
     /// Every endpoint with its method and path (relative to the base path).
-    pub const ALL: [(AgentRoute, Method, &'static str); 7] = [
+    pub const ALL: [(AgentRoute, Method, &'static str); 8] = [
         (AgentRoute::Login, Method::GET, "/login"),
         (AgentRoute::LoginStart, Method::POST, "/login/start"),
         (AgentRoute::Callback, Method::GET, "/callback"),
         (AgentRoute::Session, Method::GET, "/session"),
         (AgentRoute::UserInfo, Method::GET, "/userinfo"),
+        (AgentRoute::Refresh, Method::POST, "/refresh"),
         (AgentRoute::Logout, Method::POST, "/logout"),
         (
             AgentRoute::BackchannelLogout,
@@ -80,6 +85,7 @@ impl AgentRoute {
             AgentRoute::Callback => "agent_callback",
             AgentRoute::Session => "agent_session",
             AgentRoute::UserInfo => "agent_userinfo",
+            AgentRoute::Refresh => "agent_refresh",
             AgentRoute::Logout => "agent_logout",
             AgentRoute::BackchannelLogout => "agent_backchannel_logout",
         }
@@ -94,6 +100,7 @@ const MAX_FORM_BODY: usize = 64 * 1024;
 pub struct Agent {
     oidc: Arc<OidcClient>,
     store: SessionStore,
+    refresher: Refresher,
 }
 
 fn query_param(req: &pingora::http::RequestHeader, name: &str) -> Option<String> {
@@ -142,8 +149,27 @@ fn redirect(to: &str) -> LocalResponse {
 
 impl Agent {
     /// An agent over a provider client and the session store.
-    pub fn new(oidc: Arc<OidcClient>, store: SessionStore) -> Self {
-        Agent { oidc, store }
+    pub fn new(
+        oidc: Arc<OidcClient>,
+        store: SessionStore,
+        session: &crate::config::SessionConfig,
+    ) -> Self {
+        let refresher = Refresher::new(
+            Arc::clone(&oidc),
+            store.clone(),
+            session.refresh_before_expiry,
+            session.refresh_lock_wait,
+        );
+        Agent {
+            oidc,
+            store,
+            refresher,
+        }
+    }
+
+    /// The token refresher the proxy path uses.
+    pub fn refresher(&self) -> &Refresher {
+        &self.refresher
     }
 
     /// The provider client.
@@ -166,7 +192,10 @@ impl Agent {
         snap: &Snapshot,
     ) -> pingora::Result<LocalResponse> {
         let req = http.req_header();
-        if matches!(route, AgentRoute::LoginStart | AgentRoute::Logout) {
+        if matches!(
+            route,
+            AgentRoute::LoginStart | AgentRoute::Logout | AgentRoute::Refresh
+        ) {
             if let Err(why) = check_csrf(req, &snap.agent) {
                 crate::metrics::CSRF_REJECTIONS
                     .with_label_values(&[route.label()])
@@ -180,6 +209,7 @@ impl Agent {
             AgentRoute::Callback => self.callback(http, snap).await,
             AgentRoute::Session => self.session(http, snap).await,
             AgentRoute::UserInfo => self.userinfo(http, snap).await,
+            AgentRoute::Refresh => self.refresh(http, snap).await,
             AgentRoute::Logout => self.logout(http, snap).await,
             AgentRoute::BackchannelLogout => self.backchannel_logout(http).await?,
         })
@@ -398,6 +428,29 @@ impl Agent {
         }
     }
 
+    /// `POST /refresh`: refreshes the session's access token now.
+    async fn refresh(&self, http: &HttpSession, snap: &Snapshot) -> LocalResponse {
+        let session = match lookup(&self.store, &snap.cookie, http.req_header()).await {
+            Lookup::Found { session, .. } => session,
+            other => return session_refusal(&other, snap),
+        };
+        if session.tokens.refresh_token.is_none() {
+            return LocalResponse::error(
+                409,
+                "no_refresh_token",
+                "this session has no refresh token",
+            );
+        }
+        match self.refresher.ensure_fresh(session, true).await {
+            Freshness::Fresh(t) => LocalResponse::json(
+                200,
+                &json!({ "access_token_expires_at": t.access_expires_at }),
+            ),
+            Freshness::Ended => session_refusal(&Lookup::Expired, snap),
+            Freshness::Unavailable => refresh_unavailable(),
+        }
+    }
+
     /// `POST /logout`: ends the session here and offers the provider's logout URL.
     async fn logout(&self, http: &HttpSession, snap: &Snapshot) -> LocalResponse {
         let mut logout_url = None;
@@ -508,6 +561,15 @@ impl Agent {
             Err(_) => Ok(store_failure()),
         }
     }
+}
+
+/// The 503 for a token that could not be refreshed and has expired.
+pub fn refresh_unavailable() -> LocalResponse {
+    LocalResponse::error(
+        503,
+        "refresh_unavailable",
+        "the access token could not be refreshed; try again",
+    )
 }
 
 /// The 401 (or 503) for a lookup that found no live session.

@@ -186,6 +186,13 @@ pub struct SessionFile {
     /// A session ends this long after login, used or not (default `12h`).
     #[serde(default = "default_absolute")]
     pub absolute_timeout: String,
+    /// Refresh an access token this long before it expires (default `30s`).
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_expiry: String,
+    /// How long a request waits for a refresh another request or instance is doing before
+    /// it gives up (default `5s`).
+    #[serde(default = "default_refresh_wait")]
+    pub refresh_lock_wait: String,
 }
 
 /// The session store.
@@ -335,4 +342,10 @@ fn default_login_timeout() -> String {
 }
 fn default_skew() -> String {
     "60s".into()
+}
+fn default_refresh_before() -> String {
+    "30s".into()
+}
+fn default_refresh_wait() -> String {
+    "5s".into()
 }

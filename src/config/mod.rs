@@ -239,6 +239,10 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Hard limit from login.
     pub absolute_timeout: Duration,
+    /// Refresh access tokens this long before they expire.
+    pub refresh_before_expiry: Duration,
+    /// Longest wait for a refresh done by someone else.
+    pub refresh_lock_wait: Duration,
 }
 
 /// How a route treats the session.

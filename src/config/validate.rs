@@ -548,6 +548,16 @@ fn session(f: file::SessionFile, base_dir: &Path, p: &mut Problems) -> SessionCo
         at_rest_key,
         idle_timeout,
         absolute_timeout,
+        refresh_before_expiry: humantime::parse_duration(&f.refresh_before_expiry).unwrap_or_else(
+            |e| {
+                p.add(
+                    "session.refresh_before_expiry",
+                    format!("`{}` is not a duration: {e}", f.refresh_before_expiry),
+                );
+                Duration::from_secs(30)
+            },
+        ),
+        refresh_lock_wait: duration(&f.refresh_lock_wait, "session.refresh_lock_wait", p),
     }
 }
 

@@ -297,10 +297,10 @@ impl OidcClient {
             .id_token()
             .ok_or_else(|| OidcError::Rejected("the token response has no ID token".into()))?;
         let nonce = Nonce::new(nonce.to_string());
-        let mut verified = self.verify_id_token(&provider, id_token, &nonce);
+        let mut verified = self.verify_id_token(&provider, id_token, Some(&nonce));
         if matches!(&verified, Err(e) if e.contains("key")) && self.refresh_keys(&provider).await {
             let provider = self.provider().await?;
-            verified = self.verify_id_token(&provider, id_token, &nonce);
+            verified = self.verify_id_token(&provider, id_token, Some(&nonce));
         }
         let claims = verified.map_err(|e| OidcError::Rejected(format!("ID token refused: {e}")))?;
         let sub = claims
@@ -332,7 +332,7 @@ impl OidcClient {
         &self,
         provider: &Provider,
         token: &openidconnect::core::CoreIdToken,
-        nonce: &Nonce,
+        nonce: Option<&Nonce>,
     ) -> Result<serde_json::Value, String> {
         let algs: Vec<CoreJwsSigningAlgorithm> = self
             .config
@@ -355,16 +355,29 @@ impl OidcClient {
                     Ok(())
                 }
             });
-        token.claims(&verifier, nonce).map_err(|e| e.to_string())?;
+        match nonce {
+            Some(n) => token.claims(&verifier, n).map(|_| ()),
+            // Refreshed ID tokens carry no nonce to check (OpenID Connect Core §12.2).
+            None => token
+                .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                .map(|_| ()),
+        }
+        .map_err(|e| e.to_string())?;
         jwt_payload(&token.to_string()).ok_or_else(|| "the ID token payload is not JSON".into())
     }
 
-    /// Refreshes tokens with a refresh token. A new ID token, if any, is validated.
+    /// Refreshes tokens with a refresh token. A new ID token, if one comes back, is
+    /// validated (signature, issuer, audience, expiry) and must name the same `sub`.
     ///
     /// # Errors
-    /// [`OidcError::Rejected`] for `invalid_grant` and other refusals;
+    /// [`OidcError::InvalidGrant`] when the provider refuses the refresh token;
+    /// [`OidcError::Rejected`] for other refusals or an invalid ID token;
     /// [`OidcError::Unavailable`] when the provider cannot be reached or fails.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<crate::session::Tokens, OidcError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        sub: &str,
+    ) -> Result<crate::session::Tokens, OidcError> {
         let provider = self.provider().await?;
         let token = RefreshToken::new(refresh_token.to_string());
         let response = provider
@@ -374,6 +387,17 @@ impl OidcClient {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
+        let id_token = response.extra_fields().id_token();
+        if let Some(t) = id_token {
+            let claims = self
+                .verify_id_token(&provider, t, None)
+                .map_err(|e| OidcError::Rejected(format!("refreshed ID token refused: {e}")))?;
+            if claims.get("sub").and_then(|s| s.as_str()) != Some(sub) {
+                return Err(OidcError::Rejected(
+                    "refreshed ID token names another user".into(),
+                ));
+            }
+        }
         Ok(crate::session::Tokens {
             access_token: response.access_token().secret().clone(),
             refresh_token: Some(
@@ -381,7 +405,7 @@ impl OidcClient {
                     .refresh_token()
                     .map_or_else(|| refresh_token.to_string(), |t| t.secret().clone()),
             ),
-            id_token: response.extra_fields().id_token().map(ToString::to_string),
+            id_token: id_token.map(ToString::to_string),
             access_expires_at: response
                 .expires_in()
                 .map(|d| crate::session::now_secs().saturating_add(d.as_secs())),

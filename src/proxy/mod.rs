@@ -12,7 +12,7 @@ pub use ctx::RequestCtx;
 pub use respond::LocalResponse;
 pub use route::{PathError, Route, RouteMatch, RouteTable};
 
-use crate::agent::{session_refusal, Agent, AgentRoute};
+use crate::agent::{refresh_unavailable, session_refusal, Agent, AgentRoute, Freshness};
 use crate::config::{segment_prefix, AgentConfig, AuthMode, Config, SessionConfig};
 use crate::cookie::SessionCookie;
 use crate::metrics;
@@ -239,8 +239,19 @@ impl EdgeProxy {
                     let max_age = s.expires_at.saturating_sub(now_secs());
                     ctx.set_cookie = Some(snap.cookie.set_cookie(&s.id, max_age));
                 }
-                ctx.token = Some(s.tokens.access_token);
-                None
+                let Some(agent) = self.agent.as_ref().filter(|a| a.refresher().due(&s.tokens))
+                else {
+                    ctx.token = Some(s.tokens.access_token);
+                    return None;
+                };
+                match agent.refresher().ensure_fresh(s, false).await {
+                    Freshness::Fresh(t) => {
+                        ctx.token = Some(t.access_token);
+                        None
+                    }
+                    Freshness::Ended => Some(session_refusal(&Lookup::Expired, &snap)),
+                    Freshness::Unavailable => Some(refresh_unavailable()),
+                }
             }
             Lookup::Missing if mode == AuthMode::Optional => None,
             other => Some(session_refusal(&other, &snap)),

@@ -52,6 +52,12 @@ impl Codec {
         format!("{}{{{}}}:s", self.prefix, hex(&digest))
     }
 
+    /// A companion key of a session (lock, grace record) in the same Cluster slot.
+    pub(crate) fn session_key(&self, id: &SessionId, suffix: &str) -> String {
+        let digest = Sha256::digest(id.as_bytes());
+        format!("{}{{{}}}:{suffix}", self.prefix, hex(&digest))
+    }
+
     /// The name of the index of sessions sharing a claim value (`sid` or `sub`).
     pub(crate) fn index_name(&self, kind: &str, value: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key)

@@ -195,6 +195,40 @@ impl Store for MemoryStore {
         Ok(first)
     }
 
+    async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        let mut taken = false;
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) if e.value().expires > Instant::now() => Op::Nop,
+                    _ => {
+                        taken = true;
+                        Op::Put(Entry {
+                            blob: token.into(),
+                            expires: Instant::now() + ttl,
+                            indexes: Arc::from(Vec::new()),
+                        })
+                    }
+                }
+            });
+        Ok(taken)
+    }
+
+    async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError> {
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) if &*e.value().blob == token => Op::Remove,
+                    _ => Op::Nop,
+                }
+            });
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -63,6 +63,10 @@ pub trait Store: Send + Sync + 'static {
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Marks `key` as used for `ttl`; true only for the first caller.
     async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Takes the lock `key` for `ttl` if nobody holds it, remembering `token`.
+    async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError>;
+    /// Releases the lock `key` if `token` still holds it (compare-and-delete).
+    async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -291,6 +295,74 @@ impl SessionStore {
         timed("claim", self.backend.claim(&key, ttl)).await
     }
 
+    /// Takes the session's refresh lock (shared by every instance on this store).
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn lock_session(
+        &self,
+        id: &SessionId,
+        token: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = self.codec.session_key(id, "lock");
+        timed("lock", self.backend.lock(&key, token, ttl)).await
+    }
+
+    /// Releases the session's refresh lock if `token` holds it.
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn unlock_session(&self, id: &SessionId, token: &[u8]) -> Result<(), StoreError> {
+        let key = self.codec.session_key(id, "lock");
+        timed("unlock", self.backend.unlock(&key, token)).await
+    }
+
+    fn grace_key(&self, id: &SessionId, old_refresh_token: &str) -> String {
+        let tag = self.codec.index_name("rt", old_refresh_token);
+        let short = tag.rsplit(':').next().unwrap_or_default();
+        self.codec.session_key(id, &format!("grace:{short}"))
+    }
+
+    /// Remembers, for `ttl`, which tokens replaced a refresh token, so a request that read
+    /// the session before the refresh finished uses them instead of replaying a rotated
+    /// refresh token.
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn put_grace(
+        &self,
+        id: &SessionId,
+        old_refresh_token: &str,
+        tokens: &Tokens,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.grace_key(id, old_refresh_token);
+        let blob = self
+            .codec
+            .seal_bytes(&key, &serde_json::to_vec(tokens).unwrap_or_default());
+        timed("put", self.backend.put(&key, &blob, ttl)).await
+    }
+
+    /// The tokens that replaced `old_refresh_token`, if that happened within the grace time.
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn get_grace(
+        &self,
+        id: &SessionId,
+        old_refresh_token: &str,
+    ) -> Result<Option<Tokens>, StoreError> {
+        let key = self.grace_key(id, old_refresh_token);
+        let Some((blob, _)) = timed("get", self.backend.get(&key)).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .codec
+            .open_bytes(&key, &blob)
+            .and_then(|plain| serde_json::from_slice(&plain).ok()))
+    }
+
     /// Whether the backend answers.
     ///
     /// # Errors
@@ -311,6 +383,8 @@ mod tests {
             at_rest_key: SecretKey::from_bytes([9; 32]),
             idle_timeout: Duration::from_secs(60),
             absolute_timeout: Duration::from_secs(3600),
+            refresh_before_expiry: Duration::from_secs(30),
+            refresh_lock_wait: Duration::from_secs(5),
         }
     }
 

@@ -183,6 +183,35 @@ impl Store for RedisStore {
         Ok(set.is_some())
     }
 
+    async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.connection().await?;
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        // Only the holder releases: a lock that expired and was taken by another instance
+        // stays theirs.
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        );
+        let _: i64 = self
+            .run(script.key(key).arg(token).invoke_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
         let _: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
