@@ -207,18 +207,35 @@ pub struct StoreFile {
     pub memory: Option<MemoryFile>,
 }
 
-/// Redis connection settings.
+/// Redis connection settings: exactly one of `url`, `cluster` and `sentinel`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisFile {
-    /// `redis://[user:password@]host:port[/db]`, `rediss://…` or `unix:///path`.
-    pub url: String,
+    /// A single server: `redis://[user:password@]host:port[/db]`, `rediss://…` or `unix:///path`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A Redis Cluster: seed node URLs.
+    #[serde(default)]
+    pub cluster: Option<Vec<String>>,
+    /// A Sentinel-managed master.
+    #[serde(default)]
+    pub sentinel: Option<SentinelFile>,
     /// Key prefix (default `bffgate:`).
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
     /// Longest wait for one store operation (default `1s`).
     #[serde(default = "default_store_timeout")]
     pub timeout: String,
+}
+
+/// Sentinel settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelFile {
+    /// The master's name as the sentinels know it.
+    pub master_name: String,
+    /// Sentinel URLs, e.g. `redis://10.0.0.1:26379`.
+    pub nodes: Vec<String>,
 }
 
 /// In-memory store settings.

@@ -217,14 +217,30 @@ pub enum StoreConfig {
         /// Most sessions kept.
         max_sessions: u64,
     },
-    /// A Redis server.
+    /// Redis.
     Redis {
-        /// Connection URL (may hold a password: never log it).
-        url: String,
+        /// How to reach it (URLs may hold a password: never log them).
+        mode: RedisMode,
         /// Key prefix.
         key_prefix: String,
         /// Longest wait for one operation.
         timeout: Duration,
+    },
+}
+
+/// Which Redis deployment holds sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server (`redis://`, `rediss://` or `unix://`).
+    Single(String),
+    /// A Redis Cluster, by seed node URLs.
+    Cluster(Vec<String>),
+    /// The master a set of sentinels names.
+    Sentinel {
+        /// The monitored master's name.
+        master_name: String,
+        /// Sentinel URLs (`redis://host:26379`).
+        nodes: Vec<String>,
     },
 }
 

@@ -519,15 +519,57 @@ fn session(f: file::SessionFile, base_dir: &Path, p: &mut Problems) -> SessionCo
             redis: Some(r),
             memory: None,
         }) => {
-            if let Err(e) = redis::Client::open(r.url.as_str()) {
-                // The URL may carry a password: describe the problem, never echo it.
-                p.add(
-                    "session.store.redis.url",
-                    format!("not a Redis URL ({:?})", e.kind()),
-                );
-            }
+            let url_ok = |u: &str, key: &str, p: &mut Problems| {
+                if let Err(e) = redis::Client::open(u) {
+                    // The URL may carry a password: describe the problem, never echo it.
+                    p.add(key, format!("not a Redis URL ({:?})", e.kind()));
+                }
+            };
+            let mode = match (r.url, r.cluster, r.sentinel) {
+                (Some(url), None, None) => {
+                    url_ok(&url, "session.store.redis.url", p);
+                    RedisMode::Single(url)
+                }
+                (None, Some(nodes), None) => {
+                    if nodes.is_empty() {
+                        p.add("session.store.redis.cluster", "name at least one seed node");
+                    }
+                    for (i, n) in nodes.iter().enumerate() {
+                        url_ok(n, &format!("session.store.redis.cluster[{i}]"), p);
+                    }
+                    RedisMode::Cluster(nodes)
+                }
+                (None, None, Some(s)) => {
+                    if s.nodes.is_empty() {
+                        p.add(
+                            "session.store.redis.sentinel.nodes",
+                            "name at least one sentinel",
+                        );
+                    }
+                    if s.master_name.is_empty() {
+                        p.add(
+                            "session.store.redis.sentinel.master_name",
+                            "must not be empty",
+                        );
+                    }
+                    for (i, n) in s.nodes.iter().enumerate() {
+                        url_ok(n, &format!("session.store.redis.sentinel.nodes[{i}]"), p);
+                    }
+                    RedisMode::Sentinel {
+                        master_name: s.master_name,
+                        nodes: s.nodes,
+                    }
+                }
+                _ => {
+                    p.add(
+                        "session.store.redis",
+                        "set exactly one of `url`, `cluster` and `sentinel`",
+                    );
+                    RedisMode::Single(String::new())
+                }
+            };
             StoreConfig::Redis {
-                url: r.url,
+                mode,
                 key_prefix: r.key_prefix,
                 timeout: duration(&r.timeout, "session.store.redis.timeout", p),
             }

@@ -116,11 +116,11 @@ impl SessionStore {
                 (Arc::new(MemoryStore::new(*max_sessions)), "bffgate:")
             }
             StoreConfig::Redis {
-                url,
+                mode,
                 key_prefix,
                 timeout,
             } => (
-                Arc::new(RedisStore::new(url, *timeout)?),
+                Arc::new(RedisStore::new(mode, *timeout)?),
                 key_prefix.as_str(),
             ),
         };

@@ -1,67 +1,224 @@
-//! Sessions in Redis, over one multiplexed connection that reconnects by itself.
+//! Sessions in Redis: a standalone server, a Cluster, or a Sentinel-managed master.
 //!
-//! Every operation is one round trip (a pipeline where it needs several commands) and is
-//! bounded by the configured timeout, so an unreachable Redis costs a request at most that
-//! long before it is answered 503.
+//! Every operation is one round trip (a pipeline where it needs several commands on one
+//! key) and is bounded by the configured timeout, so an unreachable Redis costs a request
+//! at most that long before it is answered 503. Connections open on first use, on the
+//! runtime that serves requests, and reopen by themselves: the connection manager
+//! (standalone) and the cluster client follow their servers; in Sentinel mode a failed
+//! connection, or a master that became a replica (`READONLY`), is dropped and the next
+//! operation asks the sentinels for the current master.
 
 use super::{Record, Store, StoreError};
+use crate::config::RedisMode;
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How the store reaches Redis.
+enum Connector {
+    Single {
+        client: Client,
+        config: ConnectionManagerConfig,
+        conn: tokio::sync::OnceCell<ConnectionManager>,
+    },
+    Cluster {
+        client: ClusterClient,
+        conn: tokio::sync::OnceCell<ClusterConnection>,
+    },
+    Sentinel {
+        sentinel: tokio::sync::Mutex<SentinelClient>,
+        config: AsyncConnectionConfig,
+        conn: ArcSwapOption<MultiplexedConnection>,
+    },
+}
+
+/// One connection of whichever kind; cheap to clone, multiplexed.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Plain(MultiplexedConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Plain(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Plain(c) => c.get_db(),
+        }
+    }
+}
 
 /// A Redis-backed store.
 pub struct RedisStore {
-    client: Client,
-    config: ConnectionManagerConfig,
-    /// Opened by the first operation, on the runtime that serves requests (the manager
-    /// spawns its driver task there); kept for the life of the process and reconnecting.
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    connector: Connector,
     timeout: Duration,
 }
 
+fn bad_url(e: &redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("bad Redis address ({:?})", e.kind()))
+}
+
 impl RedisStore {
-    /// Prepares a store for `url`. Nothing connects yet: the connection opens on first use
-    /// and reopens after any failure, so the process starts (and reports not-ready) while
-    /// Redis is down.
+    /// Prepares a store. Nothing connects yet: the connection opens on first use and
+    /// reopens after any failure, so the process starts (and reports not-ready) while Redis
+    /// is down.
     ///
     /// # Errors
-    /// The URL does not parse.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        Ok(RedisStore {
-            client,
-            config,
-            conn: tokio::sync::OnceCell::new(),
-            timeout,
-        })
+    /// An address does not parse.
+    pub fn new(mode: &RedisMode, timeout: Duration) -> Result<Self, StoreError> {
+        let connector = match mode {
+            RedisMode::Single(url) => Connector::Single {
+                client: Client::open(url.as_str()).map_err(|e| bad_url(&e))?,
+                config: ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500)),
+                conn: tokio::sync::OnceCell::new(),
+            },
+            RedisMode::Cluster(nodes) => Connector::Cluster {
+                client: ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .build()
+                    .map_err(|e| bad_url(&e))?,
+                conn: tokio::sync::OnceCell::new(),
+            },
+            RedisMode::Sentinel { master_name, nodes } => Connector::Sentinel {
+                sentinel: tokio::sync::Mutex::new(
+                    SentinelClient::build(
+                        nodes.iter().map(String::as_str).collect(),
+                        master_name.clone(),
+                        None,
+                        SentinelServerType::Master,
+                    )
+                    .map_err(|e| bad_url(&e))?,
+                ),
+                config: AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout)),
+                conn: ArcSwapOption::empty(),
+            },
+        };
+        Ok(RedisStore { connector, timeout })
     }
 
-    /// The shared connection, opening it if this is the first use (or the first use since
-    /// Redis came up).
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let open = || ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
-        let conn = self.run(self.conn.get_or_try_init(open)).await?;
-        Ok(conn.clone())
+    /// The shared connection, opening it if needed.
+    async fn connection(&self) -> Result<Conn, StoreError> {
+        match &self.connector {
+            Connector::Single {
+                client,
+                config,
+                conn,
+            } => {
+                let open = || ConnectionManager::new_with_config(client.clone(), config.clone());
+                Ok(Conn::Single(
+                    self.bounded(conn.get_or_try_init(open)).await?.clone(),
+                ))
+            }
+            Connector::Cluster { client, conn } => {
+                let open = || client.get_async_connection();
+                Ok(Conn::Cluster(
+                    self.bounded(conn.get_or_try_init(open)).await?.clone(),
+                ))
+            }
+            Connector::Sentinel {
+                sentinel,
+                config,
+                conn,
+            } => {
+                if let Some(c) = conn.load_full() {
+                    return Ok(Conn::Plain((*c).clone()));
+                }
+                let mut guard = sentinel.lock().await;
+                if let Some(c) = conn.load_full() {
+                    return Ok(Conn::Plain((*c).clone()));
+                }
+                let fresh = self
+                    .bounded(guard.get_async_connection_with_config(config))
+                    .await?;
+                conn.store(Some(Arc::new(fresh.clone())));
+                tracing::info!("connected to the Redis master named by the sentinels");
+                Ok(Conn::Plain(fresh))
+            }
+        }
+    }
+
+    /// Forgets a Sentinel-mode connection after a failure that suggests a failover.
+    fn on_failure(&self, e: &redis::RedisError) {
+        if let Connector::Sentinel { conn, .. } = &self.connector {
+            let readonly = e.to_string().contains("READONLY");
+            if readonly
+                || e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+            {
+                conn.store(None);
+            }
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.on_failure(&e);
+                Err(if e.is_timeout() {
+                    StoreError::Timeout
+                } else {
+                    StoreError::Unavailable(describe(&e))
+                })
+            }
+            Err(_) => {
+                if let Connector::Sentinel { conn, .. } = &self.connector {
+                    conn.store(None);
+                }
+                Err(StoreError::Timeout)
+            }
+        }
     }
 
     async fn run<T>(
         &self,
         op: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
-            Ok(Err(e)) => Err(StoreError::Unavailable(describe(&e))),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        self.bounded(op).await
     }
 }
 
@@ -82,22 +239,21 @@ fn millis(d: Duration) -> u64 {
 impl Store for RedisStore {
     async fn create(&self, r: &Record) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(&r.key)
-            .arg(&r.blob)
-            .arg("PX")
-            .arg(millis(r.ttl))
-            .ignore();
+        let mut set = redis::cmd("SET");
+        set.arg(&r.key).arg(&r.blob).arg("PX").arg(millis(r.ttl));
+        self.run(set.query_async::<()>(&mut conn)).await?;
+        // Indexes live in other Cluster slots than the session: one pipeline per index key.
         for index in &r.indexes {
+            let mut pipe = redis::pipe();
             pipe.cmd("SADD").arg(index).arg(&r.key).ignore();
             // An index outlives its longest possible member; each login extends it.
             pipe.cmd("PEXPIRE")
                 .arg(index)
                 .arg(millis(r.index_ttl))
                 .ignore();
+            self.run(pipe.query_async::<()>(&mut conn)).await?;
         }
-        self.run(pipe.query_async::<()>(&mut conn)).await
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, StoreError> {
