@@ -115,6 +115,11 @@ for b in "$BIN/bffgate" "$BIN/examples/echo_upstream" "$BIN/examples/passthrough
 done
 
 # --------------------------------------------------------------------------- setup
+# Other work on the machine (a cargo build, a test run) skews every number: note it.
+LOADAVG_START="$(cut -d' ' -f1 /proc/loadavg)"
+if awk -v l="$LOADAVG_START" 'BEGIN { exit !(l > 0.7) }'; then
+    log "warning: load average is $LOADAVG_START before the run: something else is using the CPUs"
+fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bffgate-bench.XXXXXX")"
 PIDS=()
 cleanup() {
@@ -283,6 +288,9 @@ proc_cpu_ticks() { # utime+stime of a process (all threads)
     local stat; stat="$(cat "/proc/$1/stat")"; stat="${stat##*) }"
     awk '{ print $12 + $13 }' <<<"$stat"
 }
+redis_cmds() { # commands Redis has processed so far (each call adds one: its own INFO)
+    redis-cli -p "$REDIS_PORT" info stats | awk -F: '/^total_commands_processed:/ { print $2 + 0 }'
+}
 cpu_busy_total() { # "busy total" jiffies of one CPU from /proc/stat
     awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print busy, total }' /proc/stat
 }
@@ -292,14 +300,17 @@ run_wrk() {
     local name="$1" secs="$2" pid="$3" url="$4"; shift 4
     local out="$WORK/wrk-$name.out"
     local t0 l0 l0t t1 l1 l1t
+    local r0 r1
+    r0="$(redis_cmds)"
     t0="$(proc_cpu_ticks "$pid")"; read -r l0 l0t < <(cpu_busy_total "$LOAD_CPU")
     on_load_cpu timeout --signal=INT --kill-after=5 $(( secs + 20 )) \
         wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s -s "$LUA" "$@" "$url" >"$out" 2>&1 \
         || { cat "$out" >&2; die "wrk failed for $name"; }
     t1="$(proc_cpu_ticks "$pid")"; read -r l1 l1t < <(cpu_busy_total "$LOAD_CPU")
+    r1="$(redis_cmds)"
     local line; line="$(grep '^BENCH ' "$out" || true)"
     [ -n "$line" ] || { cat "$out" >&2; die "no result line from wrk for $name"; }
-    awk -v ticks=$(( t1 - t0 )) -v hz="$CLK_TCK" -v lb=$(( l1 - l0 )) -v lt=$(( l1t - l0t )) '
+    awk -v ticks=$(( t1 - t0 )) -v hz="$CLK_TCK" -v lb=$(( l1 - l0 )) -v lt=$(( l1t - l0t )) -v rc=$(( r1 - r0 - 1 )) '
       { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
       END {
         secs = v["duration_us"] / 1e6
@@ -308,7 +319,8 @@ run_wrk() {
         proxy = 100 * ticks / hz / secs
         load = (lt > 0) ? 100 * lb / lt : 0
         cpu_us = (v["requests"] > 0) ? 1e6 * ticks / hz / v["requests"] : 0
-        printf "%.0f %.0f %.0f %.0f %.0f %d %.1f %d\n", rps, v["p50_us"], v["p99_us"], proxy, load, errs, cpu_us, v["requests"]
+        rpr = (v["requests"] > 0) ? rc / v["requests"] : 0
+        printf "%.0f %.0f %.0f %.0f %.0f %d %.1f %d %.2f\n", rps, v["p50_us"], v["p99_us"], proxy, load, errs, cpu_us, v["requests"], rpr
       }' <<<"$line"
 }
 
@@ -328,7 +340,7 @@ for (( r=1; r<=ROUNDS; r++ )); do
         fi
         res="$(run_wrk "$c-run$r" "$DURATION" "${CASE_PID[$c]}" "${CASE_URL[$c]}" "${extra[@]}")"
         RES[$c,$r]="$res"
-        log "round $r case $c: $res  (rps p50us p99us proxy%cpu load%cpu errors cpu_us/req requests)"
+        log "round $r case $c: $res  (rps p50us p99us proxy%cpu load%cpu errors cpu_us/req requests redis_cmds/req)"
     done
 done
 
@@ -340,7 +352,7 @@ kill -0 "$PASS_PID" 2>/dev/null || die "passthrough died during the run"
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 declare -A M
 for c in "${CASES[@]}"; do
-    for f in 1 2 3 4 5 6 7 8; do
+    for f in 1 2 3 4 5 6 7 8 9; do
         M[$c,$f]="$(for (( r=1; r<=ROUNDS; r++ )); do awk -v f="$f" '{ print $f }' <<<"${RES[$c,$r]}"; done | median)"
     done
 done
@@ -357,19 +369,21 @@ fi
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)"
 
 table() {
-    printf '| case | req/s | p50 ms | p99 ms | proxy CPU %% | proxy CPU µs/req | load CPU %% | errors |\n'
-    printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+    printf '| case | req/s | p50 ms | p99 ms | proxy CPU %% | proxy CPU µs/req | load CPU %% | Redis cmds/req | errors |\n'
+    printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
     for c in "${CASES[@]}"; do
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${CASE_NAME[$c]}" "${M[$c,1]}" \
-            "$(ms "${M[$c,2]}")" "$(ms "${M[$c,3]}")" "${M[$c,4]}" "${M[$c,7]}" "${M[$c,5]}" "${M[$c,6]}"
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${CASE_NAME[$c]}" "${M[$c,1]}" \
+            "$(ms "${M[$c,2]}")" "$(ms "${M[$c,3]}")" "${M[$c,4]}" "${M[$c,7]}" "${M[$c,5]}" "${M[$c,9]}" "${M[$c,6]}"
     done
     printf '\n'
-    printf -- '- b/a: req/s %s, p50 %s, p99 %s (cost of the session: cookie unseal + Redis read + bearer)\n' \
-        "$(ratio "${M[b,1]}" "${M[a,1]}")" "$(ratio "${M[b,2]}" "${M[a,2]}")" "$(ratio "${M[b,3]}" "${M[a,3]}")"
-    printf -- '- a/c: req/s %s, p50 %s, p99 %s (cost of bffgate itself over bare Pingora)\n' \
-        "$(ratio "${M[a,1]}" "${M[c,1]}")" "$(ratio "${M[a,2]}" "${M[c,2]}")" "$(ratio "${M[a,3]}" "${M[c,3]}")"
+    printf -- '- b/a: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (the session: cookie unseal + Redis read + bearer)\n' \
+        "$(ratio "${M[b,1]}" "${M[a,1]}")" "$(ratio "${M[b,2]}" "${M[a,2]}")" "$(ratio "${M[b,3]}" "${M[a,3]}")" \
+        "$(ratio "${M[b,7]}" "${M[a,7]}")"
+    printf -- '- a/c: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (bffgate itself over bare Pingora)\n' \
+        "$(ratio "${M[a,1]}" "${M[c,1]}")" "$(ratio "${M[a,2]}" "${M[c,2]}")" "$(ratio "${M[a,3]}" "${M[c,3]}")" \
+        "$(ratio "${M[a,7]}" "${M[c,7]}")"
 }
-PARAMS="wrk ${THREADS} thread(s), ${CONNS} connections, ${DURATION}s measured after ${WARMUP}s warm-up per case, ${ROUNDS} round(s) (median); proxy on CPU ${PROXY_CPU} (1 thread), wrk+echo+redis on CPU ${LOAD_CPU}; commit ${GIT_REV}; ${NCPU}x ${CPU_MODEL}"
+PARAMS="wrk ${THREADS} thread(s), ${CONNS} connections, ${DURATION}s measured after ${WARMUP}s warm-up per case, ${ROUNDS} round(s) (median); proxy on CPU ${PROXY_CPU} (1 thread), wrk+echo+redis on CPU ${LOAD_CPU}; commit ${GIT_REV}; ${NCPU}x ${CPU_MODEL}; load average before the run ${LOADAVG_START}"
 
 echo
 echo "bffgate hot-path benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"

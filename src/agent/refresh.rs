@@ -119,8 +119,10 @@ impl Refresher {
             Ok(None) => return Freshness::Ended,
             Err(_) => return Self::fallback(session.tokens),
         };
-        if current.tokens.access_token != session.tokens.access_token && !self.due(&current.tokens)
-        {
+        // Tokens that changed since this request read the session are the result of the
+        // refresh it was about to do: one refresh per generation, even for tokens so short-
+        // lived that they are due again at once.
+        if current.tokens.access_token != session.tokens.access_token {
             metrics::REFRESHES.with_label_values(&["lock_wait"]).inc();
             metrics::REFRESH_LOCK_WAIT.observe(waited.elapsed().as_secs_f64());
             return Freshness::Fresh(current.tokens);
@@ -150,7 +152,7 @@ impl Refresher {
             }
         }
         metrics::REFRESH_LOCK_WAIT.observe(waited.elapsed().as_secs_f64());
-        let outcome = self.refresh_locked(&mut current, force).await;
+        let outcome = self.refresh_locked(&mut current).await;
         if let Err(e) = self.store.unlock_session(&current.id, &token).await {
             tracing::debug!(error = %e, "refresh lock release failed; it expires by itself");
         }
@@ -158,13 +160,13 @@ impl Refresher {
     }
 
     /// The refresh itself, with the store lock held.
-    async fn refresh_locked(&self, current: &mut Session, force: bool) -> Freshness {
+    async fn refresh_locked(&self, current: &mut Session) -> Freshness {
         // The session may have been refreshed between our read and the lock.
         match self.store.get(&current.id).await {
             Ok(Some(s)) => {
                 let changed = s.tokens.access_token != current.tokens.access_token;
                 *current = s;
-                if changed && (!self.due(&current.tokens) || force) {
+                if changed {
                     metrics::REFRESHES.with_label_values(&["lock_wait"]).inc();
                     return Freshness::Fresh(current.tokens.clone());
                 }
