@@ -40,6 +40,7 @@ pub enum AppError {
 /// [`AppError`] when the store or Pingora cannot be set up.
 pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppError> {
     crate::metrics::init();
+    crate::metrics::CONFIG_LAST_RELOAD.set(crate::session::now_secs() as f64);
     let conf = ServerConf {
         threads: config.server.threads,
         pid_file: config.server.pid_file.clone(),

@@ -6,8 +6,8 @@
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    exponential_buckets, register_histogram, register_histogram_vec, register_int_counter_vec,
-    Histogram, HistogramVec, IntCounterVec,
+    exponential_buckets, register_gauge, register_histogram, register_histogram_vec,
+    register_int_counter_vec, Gauge, Histogram, HistogramVec, IntCounterVec,
 };
 
 /// Route label for requests that matched no route.
@@ -146,6 +146,48 @@ pub static REFRESH_LOCK_WAIT: Lazy<Histogram> = Lazy::new(|| {
     .unwrap_or_else(|e| panic!("metric registration: {e}"))
 });
 
+/// Time from sending the request upstream to its response header, by route.
+pub static UPSTREAM_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "bff_upstream_duration_seconds",
+        "Time from connecting upstream to the upstream's response header, by route",
+        &["route"],
+        latency_buckets()
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// OpenID provider call latency by operation (`discovery`, `jwks`, `token`, `refresh`,
+/// `userinfo`, `revoke`).
+pub static PROVIDER_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "bff_provider_duration_seconds",
+        "OpenID provider call latency, by operation",
+        &["op"],
+        latency_buckets()
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Configuration reloads by result (`ok`, `error`).
+pub static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "bff_config_reloads_total",
+        "Configuration reloads, by result",
+        &["result"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
+/// Unix time of the last successful configuration load (start or reload).
+pub static CONFIG_LAST_RELOAD: Lazy<Gauge> = Lazy::new(|| {
+    register_gauge!(
+        "bff_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful configuration load"
+    )
+    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+});
+
 /// Registers every metric now, so a scrape shows each family (with its HELP and TYPE)
 /// before the first request that would touch it.
 pub fn init() {
@@ -162,4 +204,8 @@ pub fn init() {
     Lazy::force(&REFRESHES);
     Lazy::force(&REFRESH_DURATION);
     Lazy::force(&REFRESH_LOCK_WAIT);
+    Lazy::force(&UPSTREAM_DURATION);
+    Lazy::force(&PROVIDER_DURATION);
+    Lazy::force(&CONFIG_RELOADS);
+    Lazy::force(&CONFIG_LAST_RELOAD);
 }

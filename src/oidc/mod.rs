@@ -122,6 +122,16 @@ fn random_token<const N: usize>() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::os_bytes::<N>())
 }
 
+/// Runs one provider call, recording its latency under `op`.
+async fn timed<T>(op: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = fut.await;
+    crate::metrics::PROVIDER_DURATION
+        .with_label_values(&[op])
+        .observe(started.elapsed().as_secs_f64());
+    out
+}
+
 fn now_utc() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
@@ -168,7 +178,7 @@ impl OidcClient {
         }
         let issuer = IssuerUrl::new(self.config.issuer.clone())
             .map_err(|_| OidcError::Misconfigured("issuer is not a URL".into()))?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
+        let metadata = timed("discovery", Metadata::discover_async(issuer, &self.http))
             .await
             .map_err(discovery_error)?;
         let provider = Arc::new(self.build(metadata));
@@ -224,7 +234,12 @@ impl OidcClient {
         if current.fetched.elapsed() < JWKS_REFRESH_INTERVAL {
             return false;
         }
-        match CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http).await {
+        match timed(
+            "jwks",
+            CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http),
+        )
+        .await
+        {
             Ok(jwks) => {
                 let metadata = current.metadata.clone().set_jwks(jwks);
                 self.provider.store(Some(Arc::new(self.build(metadata))));
@@ -289,9 +304,8 @@ impl OidcClient {
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|_| OidcError::Misconfigured("the provider has no token endpoint".into()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+            .request_async(&self.http);
+        let response = timed("token", response).await.map_err(token_error)?;
         let id_token = response
             .extra_fields()
             .id_token()
@@ -384,9 +398,8 @@ impl OidcClient {
             .client
             .exchange_refresh_token(&token)
             .map_err(|_| OidcError::Misconfigured("the provider has no token endpoint".into()))?
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+            .request_async(&self.http);
+        let response = timed("refresh", response).await.map_err(token_error)?;
         let id_token = response.extra_fields().id_token();
         if let Some(t) = id_token {
             let claims = self
@@ -426,7 +439,8 @@ impl OidcClient {
             .get(url.url().clone())
             .bearer_auth(access_token)
             .header("accept", "application/json")
-            .send()
+            .send();
+        let resp = timed("userinfo", resp)
             .await
             .map_err(|e| OidcError::Unavailable(format!("userinfo: {}", without_url(&e))))?;
         match resp.status().as_u16() {
@@ -468,7 +482,7 @@ impl OidcClient {
                 ("client_secret", self.config.client_secret.expose()),
             ]),
         };
-        match req.send().await {
+        match timed("revoke", req.send()).await {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(
                 status = r.status().as_u16(),

@@ -27,6 +27,8 @@ pub struct RequestCtx {
     pub tries: usize,
     /// The request's `Origin` when trusted: CORS headers go on the response.
     pub cors_origin: Option<String>,
+    /// When the request was sent upstream (for upstream latency).
+    pub upstream_started: Option<Instant>,
 }
 
 impl RequestCtx {
@@ -43,6 +45,7 @@ impl RequestCtx {
             answered_locally: false,
             tries: 0,
             cors_origin: None,
+            upstream_started: None,
         }
     }
 }

@@ -446,6 +446,7 @@ impl ProxyHttp for EdgeProxy {
         let Some(route) = ctx.route.clone() else {
             return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
         };
+        ctx.upstream_started = Some(std::time::Instant::now());
         if let Some(strip) = &route.config.strip_prefix {
             let raw = upstream.raw_path();
             if raw.starts_with(strip.as_bytes()) {
@@ -540,6 +541,11 @@ impl ProxyHttp for EdgeProxy {
             for v in keep {
                 resp.append_header(header::SET_COOKIE, v)?;
             }
+        }
+        if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
+            metrics::UPSTREAM_DURATION
+                .with_label_values(&[route.config.name.as_str()])
+                .observe(started.elapsed().as_secs_f64());
         }
         if let Some(c) = ctx.set_cookie.take() {
             resp.append_header(header::SET_COOKIE, c)?;
