@@ -5,6 +5,7 @@ use crate::agent::Agent;
 use crate::config::{Config, StoreConfig};
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::{EdgeProxy, Snapshot};
+use crate::reload::ConfigReloader;
 use crate::session::SessionStore;
 use arc_swap::ArcSwap;
 use pingora::prelude::{Opt, Server};
@@ -20,6 +21,8 @@ pub struct RunOptions {
     pub upgrade: bool,
     /// Detach into the background.
     pub daemon: bool,
+    /// Listen addresses from the command line, re-applied on every reload.
+    pub listen_override: Vec<std::net::SocketAddr>,
 }
 
 /// Why the server could not be assembled.
@@ -75,6 +78,13 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         None => None,
     };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
+    let reloader = ConfigReloader::new(
+        config.clone(),
+        opts.listen_override.clone(),
+        Arc::clone(&snapshot),
+        store.clone(),
+    );
+    server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         EdgeProxy::new(snapshot, store, agent),

@@ -10,6 +10,7 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` phases: routing, CSRF, session lookup, forwarding.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`app`]: assembles the Pingora server; used by `main` and tests.
+//! - [`reload`]: configuration hot reload (SIGHUP, file changes).
 //! - [`logging`], [`random`]: process logging; OS randomness.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -23,4 +24,5 @@ pub mod metrics;
 pub mod oidc;
 pub mod proxy;
 pub mod random;
+pub mod reload;
 pub mod session;

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         upgrade: cli.upgrade,
         daemon: cli.daemon,
+        listen_override: cli.listen.clone(),
     };
     let server = match app::build_server(&config, &opts) {
         Ok(s) => s,

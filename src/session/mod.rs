@@ -76,15 +76,22 @@ pub trait Store: Send + Sync + 'static {
 pub struct SessionStore {
     backend: Arc<dyn Store>,
     codec: Arc<Codec>,
-    idle_timeout: Duration,
-    absolute_timeout: Duration,
+    lifetimes: Arc<arc_swap::ArcSwap<Lifetimes>>,
+}
+
+/// Session lifetimes, swappable on configuration reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Sliding inactivity limit.
+    pub idle: Duration,
+    /// Hard limit from login.
+    pub absolute: Duration,
 }
 
 impl std::fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionStore")
-            .field("idle_timeout", &self.idle_timeout)
-            .field("absolute_timeout", &self.absolute_timeout)
+            .field("lifetimes", &**self.lifetimes.load())
             .finish_non_exhaustive()
     }
 }
@@ -132,15 +139,21 @@ impl SessionStore {
         SessionStore {
             backend,
             codec: Arc::new(Codec::new(&config.at_rest_key, prefix)),
-            idle_timeout: config.idle_timeout,
-            absolute_timeout: config.absolute_timeout,
+            lifetimes: Arc::new(arc_swap::ArcSwap::from_pointee(Lifetimes {
+                idle: config.idle_timeout,
+                absolute: config.absolute_timeout,
+            })),
         }
     }
 
     /// TTL for a session now: the idle timeout, cut at its absolute end, at least 1 s.
     fn ttl(&self, s: &Session) -> Duration {
         let left = Duration::from_secs(s.expires_at.saturating_sub(now_secs()));
-        self.idle_timeout.min(left).max(Duration::from_secs(1))
+        self.lifetimes
+            .load()
+            .idle
+            .min(left)
+            .max(Duration::from_secs(1))
     }
 
     fn indexes(&self, s: &Session) -> Vec<String> {
@@ -149,6 +162,12 @@ impl SessionStore {
             v.push(self.codec.index_name("sid", sid));
         }
         v
+    }
+
+    /// Applies new lifetimes (configuration reload). Existing sessions keep their absolute
+    /// end; the idle limit applies from their next use.
+    pub fn set_lifetimes(&self, lifetimes: Lifetimes) {
+        self.lifetimes.store(Arc::new(lifetimes));
     }
 
     /// Stores a new session.
@@ -161,7 +180,7 @@ impl SessionStore {
             blob: self.codec.seal(&key, s),
             ttl: self.ttl(s),
             indexes: self.indexes(s),
-            index_ttl: self.absolute_timeout,
+            index_ttl: self.lifetimes.load().absolute,
             key,
         };
         timed("create", self.backend.create(&record)).await
@@ -194,8 +213,8 @@ impl SessionStore {
     /// Extends the idle TTL in the background once a tenth of it (at most a minute) has
     /// passed since the last extension: one write per interval, not one per request.
     fn slide(&self, key: String, s: &Session, ttl_left: Duration) {
-        let interval =
-            (self.idle_timeout / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let interval = (self.lifetimes.load().idle / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
         let target = self.ttl(s);
         if target <= ttl_left + interval {
             return;

@@ -1,0 +1,177 @@
+//! Configuration hot reload: on `SIGHUP`, and when the config file's content changes.
+//!
+//! A reload is load → validate → compile → one atomic swap of the [`Snapshot`]. An invalid
+//! file changes nothing: the reason is logged and counted. Requests in flight keep the
+//! snapshot they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
+//! the cookie key ring and session lifetimes reload; listeners, the metrics listener,
+//! server settings, the store and the provider need a restart, and a change to them is
+//! reported as such.
+
+use crate::config::{self, Config};
+use crate::metrics;
+use crate::proxy::Snapshot;
+use crate::session::{now_secs, Lifetimes, SessionStore};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the file is looked at. A change is applied once two looks agree, so an editor's
+/// half-written file is not loaded: a write is live within about two intervals.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration is live.
+    Applied,
+    /// The file was refused; the running configuration stays.
+    Refused,
+}
+
+/// Watches the config file and swaps the running snapshot.
+pub struct ConfigReloader {
+    path: PathBuf,
+    listen_override: Vec<SocketAddr>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    store: SessionStore,
+    running: Mutex<Config>,
+}
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+impl ConfigReloader {
+    /// A reloader for the config `running` was loaded from; `listen_override` (from the
+    /// command line or environment) is applied to every reload, as at start.
+    pub fn new(
+        running: Config,
+        listen_override: Vec<SocketAddr>,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        store: SessionStore,
+    ) -> Self {
+        ConfigReloader {
+            path: running.source.clone(),
+            listen_override,
+            snapshot,
+            store,
+            running: Mutex::new(running),
+        }
+    }
+
+    /// Loads the file and, if it is valid, makes it live.
+    pub fn reload(&self, why: &str) -> ReloadOutcome {
+        let mut new = match config::load(&self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::CONFIG_RELOADS.with_label_values(&["error"]).inc();
+                tracing::error!(
+                    trigger = why,
+                    "configuration reload refused; the running configuration stays:\n{e}"
+                );
+                return ReloadOutcome::Refused;
+            }
+        };
+        if !self.listen_override.is_empty() {
+            new.listen = self.listen_override.clone();
+        }
+        if let Ok(old) = self.running.lock() {
+            for what in restart_needed(&old, &new) {
+                tracing::warn!(trigger = why, "{what} changed: that takes a restart (or a graceful upgrade); the rest is reloaded");
+            }
+        }
+        self.snapshot.store(Arc::new(Snapshot::new(&new)));
+        self.store.set_lifetimes(Lifetimes {
+            idle: new.session.idle_timeout,
+            absolute: new.session.absolute_timeout,
+        });
+        metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
+        metrics::CONFIG_LAST_RELOAD.set(now_secs() as f64);
+        tracing::info!(
+            trigger = why,
+            routes = new.routes.len(),
+            "configuration reloaded"
+        );
+        if let Ok(mut running) = self.running.lock() {
+            *running = new;
+        }
+        ReloadOutcome::Applied
+    }
+}
+
+/// The parts of a configuration that only a restart applies, where they differ.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.listen != new.listen {
+        out.push("listen");
+    }
+    if old.metrics != new.metrics {
+        out.push("metrics.addr");
+    }
+    if format!("{:?}", old.server) != format!("{:?}", new.server) {
+        out.push("server");
+    }
+    if format!("{:?}", old.session.store) != format!("{:?}", new.session.store) {
+        out.push("session.store");
+    }
+    let provider = |c: &Config| {
+        c.oidc
+            .as_ref()
+            .map(|o| format!("{}|{}|{:?}", o.issuer, o.client_id, o.redirect_uri))
+    };
+    if provider(old) != provider(new) {
+        out.push("oidc");
+    }
+    out
+}
+
+#[async_trait]
+impl BackgroundService for ConfigReloader {
+    /// Reloads on `SIGHUP` and on file changes until shutdown.
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // The handler is installed here, after any daemon fork.
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP reload unavailable");
+                None
+            }
+        };
+        let read = || std::fs::read(&self.path).ok().map(|b| content_hash(&b));
+        let mut applied = read();
+        let mut seen = applied;
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    self.reload("SIGHUP");
+                    applied = read();
+                    seen = applied;
+                }
+                _ = tick.tick() => {
+                    let now = read();
+                    // Apply a change once two consecutive looks agree on it.
+                    if now.is_some() && now == seen && now != applied {
+                        self.reload("file change");
+                        applied = now;
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
+}
