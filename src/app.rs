@@ -3,11 +3,13 @@
 
 use crate::agent::Agent;
 use crate::config::{Config, StoreConfig};
+use crate::health::HealthChecker;
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::{EdgeProxy, Snapshot};
 use crate::reload::ConfigReloader;
 use crate::session::SessionStore;
 use arc_swap::ArcSwap;
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{Opt, Server};
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
@@ -51,6 +53,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
         daemon: opts.daemon,
+        ca_file: config.server.upstream_ca_file.clone(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -78,6 +81,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         None => None,
     };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
+    let snapshot_for_health = Arc::clone(&snapshot);
     let reloader = ConfigReloader::new(
         config.clone(),
         opts.listen_override.clone(),
@@ -91,8 +95,24 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         "bffgate proxy",
     );
     for addr in &config.listen {
-        proxy.add_tcp(&addr.to_string());
+        match config.tls.iter().find(|(a, _)| a == addr) {
+            Some((_, tls)) => {
+                let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
+                    .map_err(|e| AppError::Server(format!("TLS listener {addr}: {e}")))?;
+                // HTTP/2 to browsers, offered by ALPN next to HTTP/1.1.
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+            }
+            None => proxy.add_tcp(&addr.to_string()),
+        }
     }
+    for route in config.routes.iter().filter(|r| !r.tls_verify) {
+        tracing::warn!(route = %route.name, "tls_verify is false: upstream certificates are not checked; use this only for testing");
+    }
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker::new(Arc::clone(&snapshot_for_health)),
+    ));
     server.add_service(proxy);
 
     if let Some(addr) = config.metrics {

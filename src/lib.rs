@@ -11,6 +11,7 @@
 //! - [`metrics`]: every Prometheus metric.
 //! - [`app`]: assembles the Pingora server; used by `main` and tests.
 //! - [`reload`]: configuration hot reload (SIGHUP, file changes).
+//! - [`health`]: active upstream health checks.
 //! - [`logging`], [`random`]: process logging; OS randomness.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod app;
 pub mod config;
 pub mod cookie;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod oidc;

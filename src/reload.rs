@@ -88,6 +88,9 @@ impl ConfigReloader {
                 tracing::warn!(trigger = why, "{what} changed: that takes a restart (or a graceful upgrade); the rest is reloaded");
             }
         }
+        for route in new.routes.iter().filter(|r| !r.tls_verify) {
+            tracing::warn!(route = %route.name, "tls_verify is false: upstream certificates are not checked");
+        }
         self.snapshot.store(Arc::new(Snapshot::new(&new)));
         self.store.set_lifetimes(Lifetimes {
             idle: new.session.idle_timeout,
@@ -110,7 +113,7 @@ impl ConfigReloader {
 /// The parts of a configuration that only a restart applies, where they differ.
 fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if old.listen != new.listen {
+    if old.listen != new.listen || old.tls != new.tls {
         out.push("listen");
     }
     if old.metrics != new.metrics {

@@ -304,8 +304,15 @@ impl Agent {
                 .filter(|c| c.is_ascii_lowercase() || *c == '_')
                 .take(64)
                 .collect();
+            let binding =
+                find_cookie(req, &Self::login_cookie_name(snap)).map(transaction::binding_hash);
             let txn = transaction::take(&self.store, &state).await.ok().flatten();
             let mut target = txn
+                .filter(|t| {
+                    binding
+                        .as_deref()
+                        .is_some_and(|b| bool::from(b.as_bytes().ct_eq(t.binding.as_bytes())))
+                })
                 .and_then(|t| url::Url::parse(&t.return_to).ok())
                 .unwrap_or_else(|| config.post_login_redirect.clone());
             target.query_pairs_mut().append_pair("login_error", &code);

@@ -45,6 +45,19 @@ pub struct FileConfig {
 pub struct ListenFile {
     /// `ip:port`, e.g. `0.0.0.0:8080`.
     pub addr: String,
+    /// Terminate TLS here (HTTP/2 is offered by ALPN).
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+}
+
+/// A TLS listener's certificate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM certificate chain, leaf first.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
 }
 
 /// The metrics listener.
@@ -69,6 +82,8 @@ pub struct ServerFile {
     pub pid_file: Option<String>,
     /// Socket used to hand listeners to a new process on upgrade (default `/tmp/bffgate_upgrade.sock`).
     pub upgrade_sock: Option<String>,
+    /// PEM CA bundle trusted for HTTPS upstreams instead of the system's roots.
+    pub upstream_ca_file: Option<String>,
 }
 
 /// The OAuth agent and the browser-facing policy shared with API routes.
@@ -270,6 +285,22 @@ pub struct RouteFile {
     /// Upstream timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    /// Verify HTTPS upstreams' certificates and host names (default true). `false` is for
+    /// testing only and is logged as a warning.
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
+    /// Active health checks of the upstreams (TCP connect); omit for passive checks only.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckFile>,
+}
+
+/// Active health checking.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    /// Time between checks (default `5s`).
+    #[serde(default = "default_hc_interval")]
+    pub interval: String,
 }
 
 /// Route matching.
@@ -364,5 +395,8 @@ fn default_refresh_before() -> String {
     "30s".into()
 }
 fn default_refresh_wait() -> String {
+    "5s".into()
+}
+fn default_hc_interval() -> String {
     "5s".into()
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub source: PathBuf,
     /// Browser-facing listeners.
     pub listen: Vec<SocketAddr>,
+    /// TLS settings of listeners, by address (absent: plain HTTP).
+    pub tls: Vec<(SocketAddr, TlsListener)>,
     /// Prometheus listener, if any.
     pub metrics: Option<SocketAddr>,
     /// Process settings for Pingora.
@@ -44,6 +46,15 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
+/// A TLS listener's certificate files (checked readable at load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    /// PEM certificate chain path.
+    pub cert: String,
+    /// PEM private key path.
+    pub key: String,
+}
+
 /// Process settings handed to Pingora's `ServerConf`.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -57,6 +68,8 @@ pub struct ServerSettings {
     pub pid_file: String,
     /// Listener hand-over socket for graceful upgrade.
     pub upgrade_sock: String,
+    /// CA bundle for HTTPS upstreams.
+    pub upstream_ca_file: Option<String>,
 }
 
 /// Agent endpoints and the browser policy shared with API routes.
@@ -319,6 +332,10 @@ pub struct RouteConfig {
     pub connect_timeout: Duration,
     /// Upstream read timeout.
     pub read_timeout: Duration,
+    /// Whether HTTPS upstreams' certificates are verified.
+    pub tls_verify: bool,
+    /// Active health-check interval, if enabled.
+    pub health_check: Option<Duration>,
 }
 
 /// Reads, expands, parses and validates a configuration file.

@@ -112,6 +112,26 @@ fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
     if f.listen.is_empty() {
         p.add("listen", "at least one listener is needed");
     }
+    let tls = f
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let t = l.tls.as_ref()?;
+            let addr = l.addr.parse().ok()?;
+            let resolve = |f: &str| base_dir.join(f).to_string_lossy().into_owned();
+            let (cert, key) = (resolve(&t.cert), resolve(&t.key));
+            for (what, path) in [("cert", &cert), ("key", &key)] {
+                if let Err(e) = std::fs::read(path) {
+                    p.add(
+                        format!("listen[{i}].tls.{what}"),
+                        format!("cannot read {path}: {e}"),
+                    );
+                }
+            }
+            Some((addr, TlsListener { cert, key }))
+        })
+        .collect();
     let metrics = f
         .metrics
         .as_ref()
@@ -135,6 +155,16 @@ fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
             .server
             .upgrade_sock
             .unwrap_or_else(|| "/tmp/bffgate_upgrade.sock".into()),
+        upstream_ca_file: f.server.upstream_ca_file.map(|c| {
+            let path = base_dir.join(&c).to_string_lossy().into_owned();
+            if let Err(e) = std::fs::read(&path) {
+                p.add(
+                    "server.upstream_ca_file",
+                    format!("cannot read {path}: {e}"),
+                );
+            }
+            path
+        }),
     };
     let agent = agent(f.agent, p);
     let oidc = f.oidc.map(|o| oidc(o, &base_dir, &agent, p));
@@ -144,6 +174,7 @@ fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
     Config {
         source: path.to_path_buf(),
         listen,
+        tls,
         metrics,
         server,
         oidc,
@@ -837,6 +868,10 @@ fn routes(f: Vec<file::RouteFile>, agent: &AgentConfig, p: &mut Problems) -> Vec
             .map_or(Duration::from_secs(30), |d| {
                 duration(d, &format!("{key}.timeouts.read"), p)
             });
+        let health_check = r
+            .health_check
+            .as_ref()
+            .map(|h| duration(&h.interval, &format!("{key}.health_check.interval"), p));
         let route = RouteConfig {
             name: r.name,
             path_prefix: prefix,
@@ -849,6 +884,8 @@ fn routes(f: Vec<file::RouteFile>, agent: &AgentConfig, p: &mut Problems) -> Vec
             headers_add,
             connect_timeout,
             read_timeout,
+            tls_verify: r.tls_verify,
+            health_check,
         };
         if let Some(j) = out.iter().position(|o| ambiguous(o, &route)) {
             p.add(

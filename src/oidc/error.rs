@@ -1,7 +1,7 @@
 //! OpenID provider failures. Messages never carry tokens, codes or secrets.
 
 /// Why an exchange with the provider failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OidcError {
     /// The provider cannot be reached, timed out, or failed (5xx).
     #[error("provider unavailable: {0}")]

@@ -104,7 +104,8 @@ pub struct OidcClient {
     config: OidcConfig,
     http: reqwest::Client,
     provider: ArcSwapOption<Provider>,
-    last_attempt: Mutex<Option<Instant>>,
+    /// When discovery was last tried, and how it failed.
+    last_attempt: Mutex<Option<(Instant, Option<OidcError>)>>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -173,18 +174,23 @@ impl OidcClient {
     /// [`OidcError::Unavailable`] when the provider cannot be reached;
     /// [`OidcError::Misconfigured`] when its discovery document is not acceptable.
     pub async fn discover(&self) -> Result<Arc<Provider>, OidcError> {
+        let result = self.fetch_metadata().await;
         if let Ok(mut last) = self.last_attempt.lock() {
-            *last = Some(Instant::now());
+            *last = Some((Instant::now(), result.as_ref().err().cloned()));
         }
-        let issuer = IssuerUrl::new(self.config.issuer.clone())
-            .map_err(|_| OidcError::Misconfigured("issuer is not a URL".into()))?;
-        let metadata = timed("discovery", Metadata::discover_async(issuer, &self.http))
-            .await
-            .map_err(discovery_error)?;
+        let metadata = result?;
         let provider = Arc::new(self.build(metadata));
         self.provider.store(Some(Arc::clone(&provider)));
         tracing::info!(issuer = %self.config.issuer, "OpenID provider discovered");
         Ok(provider)
+    }
+
+    async fn fetch_metadata(&self) -> Result<Metadata, OidcError> {
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|_| OidcError::Misconfigured("issuer is not a URL".into()))?;
+        timed("discovery", Metadata::discover_async(issuer, &self.http))
+            .await
+            .map_err(discovery_error)
     }
 
     fn build(&self, metadata: Metadata) -> Provider {
@@ -214,16 +220,13 @@ impl OidcClient {
         if let Some(p) = self.provider.load_full() {
             return Ok(p);
         }
-        let recent = self
-            .last_attempt
-            .lock()
-            .ok()
-            .and_then(|l| *l)
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-        if recent {
-            return Err(OidcError::Unavailable(
-                "the provider's discovery is not available yet".into(),
-            ));
+        // Within a second of a failed attempt, answer with that attempt's error rather
+        // than asking the provider again.
+        let recent = self.last_attempt.lock().ok().and_then(|l| l.clone());
+        if let Some((at, Some(err))) = recent {
+            if at.elapsed() < Duration::from_secs(1) {
+                return Err(err);
+            }
         }
         self.discover().await
     }
@@ -468,20 +471,22 @@ impl OidcClient {
         else {
             return;
         };
-        let mut req = self.http.post(url).form(&[
+        let mut form = vec![
             ("token", refresh_token),
             ("token_type_hint", "refresh_token"),
-        ]);
-        req = match self.config.client_auth {
-            ClientAuth::Basic => req.basic_auth(
+        ];
+        if self.config.client_auth == ClientAuth::Post {
+            // RFC 6749 §2.3.1: credentials in the form body, never in the URL.
+            form.push(("client_id", self.config.client_id.as_str()));
+            form.push(("client_secret", self.config.client_secret.expose()));
+        }
+        let mut req = self.http.post(url).form(&form);
+        if self.config.client_auth == ClientAuth::Basic {
+            req = req.basic_auth(
                 form_encode(&self.config.client_id),
                 Some(form_encode(self.config.client_secret.expose())),
-            ),
-            ClientAuth::Post => req.query(&[
-                ("client_id", self.config.client_id.as_str()),
-                ("client_secret", self.config.client_secret.expose()),
-            ]),
-        };
+            );
+        }
         match timed("revoke", req.send()).await {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(

@@ -25,6 +25,8 @@ pub struct RequestCtx {
     pub answered_locally: bool,
     /// Upstream connection attempts so far.
     pub tries: usize,
+    /// Index (in the route) of the upstream tried last.
+    pub upstream_index: usize,
     /// The request's `Origin` when trusted: CORS headers go on the response.
     pub cors_origin: Option<String>,
     /// When the request was sent upstream (for upstream latency).
@@ -44,6 +46,7 @@ impl RequestCtx {
             error_code: None,
             answered_locally: false,
             tries: 0,
+            upstream_index: 0,
             cors_origin: None,
             upstream_started: None,
         }

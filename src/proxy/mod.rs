@@ -27,6 +27,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
 
+/// How long an upstream that failed a connect stays out of rotation.
+const PASSIVE_EJECT_MS: u64 = 5_000;
+
 /// Everything a request needs from the configuration, swapped whole on reload.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -223,7 +226,19 @@ impl EdgeProxy {
     ) -> Option<LocalResponse> {
         let snap = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
-        if !is_safe_method(&req.method) {
+        if is_upgrade(req) {
+            // Browsers cannot add headers to a WebSocket handshake, but always send its
+            // Origin: a trusted Origin is what stops cross-site WebSocket hijacking.
+            if allowed_origin(req, &snap.agent).is_none() {
+                if let Some(route) = &ctx.route {
+                    metrics::CSRF_REJECTIONS
+                        .with_label_values(&[route.config.name.as_str()])
+                        .inc();
+                }
+                let why = "the upgrade request's Origin is missing or not allowed";
+                return Some(LocalResponse::error(403, "csrf_violation", why));
+            }
+        } else if !is_safe_method(&req.method) {
             if let Err(why) = check_csrf(req, &snap.agent) {
                 if let Some(route) = &ctx.route {
                     metrics::CSRF_REJECTIONS
@@ -257,6 +272,11 @@ impl EdgeProxy {
             other => Some(session_refusal(&other, &snap)),
         }
     }
+}
+
+/// Whether a request asks to switch protocols (WebSocket).
+fn is_upgrade(req: &RequestHeader) -> bool {
+    req.headers.contains_key(header::UPGRADE)
 }
 
 /// The `code` of a JSON error body, for logs.
@@ -404,11 +424,14 @@ impl ProxyHttp for EdgeProxy {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let up = route
+        let (index, up) = route
             .next_upstream()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream"))?;
         ctx.tries += 1;
+        ctx.upstream_index = index;
         let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+        peer.options.verify_cert = route.config.tls_verify;
+        peer.options.verify_hostname = route.config.tls_verify;
         peer.options.connection_timeout = Some(route.config.connect_timeout);
         peer.options.total_connection_timeout = Some(route.config.connect_timeout);
         peer.options.read_timeout = Some(route.config.read_timeout);
@@ -424,12 +447,13 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if ctx
-            .route
-            .as_ref()
-            .is_some_and(|r| ctx.tries < r.config.upstreams.len())
-        {
-            e.set_retry(true);
+        if let Some(route) = &ctx.route {
+            // Passive health: an upstream that refuses connections leaves the rotation
+            // for a while; the request moves on to the next one.
+            route.mark_down(ctx.upstream_index, PASSIVE_EJECT_MS);
+            if ctx.tries < route.config.upstreams.len() {
+                e.set_retry(true);
+            }
         }
         e
     }

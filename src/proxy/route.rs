@@ -4,7 +4,7 @@ use crate::config::{segment_prefix, RouteConfig, UpstreamConfig};
 use crate::metrics;
 use http::Method;
 use pingora_prometheus::prometheus::Histogram;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A route ready to serve: its config plus per-route runtime state.
@@ -13,6 +13,8 @@ pub struct Route {
     /// The validated config.
     pub config: RouteConfig,
     next: AtomicUsize,
+    /// Per upstream: until when (ms since the Unix epoch) it is taken out of rotation.
+    down_until: Vec<AtomicU64>,
     /// This route's latency histogram, looked up once.
     pub duration: Histogram,
 }
@@ -21,20 +23,55 @@ impl Route {
     fn new(config: RouteConfig) -> Self {
         let duration = metrics::REQUEST_DURATION.with_label_values(&[config.name.as_str()]);
         Route {
+            down_until: config.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
             config,
             next: AtomicUsize::new(0),
             duration,
         }
     }
 
-    /// The next upstream in round-robin order.
-    pub fn next_upstream(&self) -> Option<&UpstreamConfig> {
+    /// The next upstream in round-robin order, skipping those taken out of rotation (by a
+    /// failed connect or health check) unless every one is. Returns its index too.
+    pub fn next_upstream(&self) -> Option<(usize, &UpstreamConfig)> {
         let ups = &self.config.upstreams;
         if ups.is_empty() {
             return None;
         }
-        Some(&ups[self.next.fetch_add(1, Ordering::Relaxed) % ups.len()])
+        let now = now_millis();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let healthy = (0..ups.len())
+            .map(|k| (start + k) % ups.len())
+            .find(|&i| self.down_until[i].load(Ordering::Relaxed) <= now);
+        let i = healthy.unwrap_or(start % ups.len());
+        Some((i, &ups[i]))
     }
+
+    /// Takes upstream `i` out of rotation for `for_ms` milliseconds.
+    pub fn mark_down(&self, i: usize, for_ms: u64) {
+        if let Some(d) = self.down_until.get(i) {
+            d.store(now_millis().saturating_add(for_ms), Ordering::Relaxed);
+        }
+    }
+
+    /// Puts upstream `i` back into rotation.
+    pub fn mark_up(&self, i: usize) {
+        if let Some(d) = self.down_until.get(i) {
+            d.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether upstream `i` is in rotation.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.down_until
+            .get(i)
+            .is_some_and(|d| d.load(Ordering::Relaxed) <= now_millis())
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What the table says about a request.
@@ -192,6 +229,8 @@ mod tests {
             headers_add: Vec::new(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
+            tls_verify: true,
+            health_check: None,
         }
     }
 

@@ -1,0 +1,86 @@
+//! Active upstream health checks: a TCP connect to each upstream of every route that asks
+//! for it, at the route's interval. A failed check takes the upstream out of rotation until
+//! a check succeeds; passive ejection (a failed connect while proxying) is in the proxy.
+
+use crate::proxy::Snapshot;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the checker wakes to see which routes are due.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Checks the upstreams of the current configuration snapshot.
+pub struct HealthChecker {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+impl HealthChecker {
+    /// A checker over the (reloadable) snapshot.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+        HealthChecker { snapshot }
+    }
+
+    async fn check_due(&self, last: &mut HashMap<String, Instant>) {
+        let snap = self.snapshot.load_full();
+        for route in snap.routes.routes() {
+            let Some(interval) = route.config.health_check else {
+                continue;
+            };
+            let due = last
+                .get(&route.config.name)
+                .is_none_or(|t| t.elapsed() >= interval);
+            if !due {
+                continue;
+            }
+            last.insert(route.config.name.clone(), Instant::now());
+            for (i, up) in route.config.upstreams.iter().enumerate() {
+                let ok = matches!(
+                    tokio::time::timeout(
+                        route.config.connect_timeout,
+                        tokio::net::TcpStream::connect(up.addr)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                );
+                let was_up = route.is_up(i);
+                if ok {
+                    route.mark_up(i);
+                } else {
+                    // Out until the next check says otherwise.
+                    let hold = interval
+                        .saturating_mul(2)
+                        .as_millis()
+                        .try_into()
+                        .unwrap_or(u64::MAX);
+                    route.mark_down(i, hold);
+                }
+                if was_up != ok {
+                    tracing::warn!(route = %route.config.name, upstream = %up.addr, healthy = ok, "upstream health changed");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last = HashMap::new();
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => self.check_due(&mut last).await,
+            }
+        }
+    }
+}
