@@ -226,27 +226,26 @@ impl EdgeProxy {
     ) -> Option<LocalResponse> {
         let snap = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
-        if is_upgrade(req) {
-            // Browsers cannot add headers to a WebSocket handshake, but always send its
-            // Origin: a trusted Origin is what stops cross-site WebSocket hijacking.
-            if allowed_origin(req, &snap.agent).is_none() {
-                if let Some(route) = &ctx.route {
-                    metrics::CSRF_REJECTIONS
-                        .with_label_values(&[route.config.name.as_str()])
-                        .inc();
-                }
-                let why = "the upgrade request's Origin is missing or not allowed";
-                return Some(LocalResponse::error(403, "csrf_violation", why));
+        // Browsers cannot add headers to a WebSocket handshake, but always send its Origin:
+        // a trusted Origin is what stops cross-site WebSocket hijacking. Other unsafe
+        // requests need the CSRF header too.
+        let csrf = if is_upgrade(req) {
+            match allowed_origin(req, &snap.agent) {
+                Some(_) => Ok(()),
+                None => Err("the upgrade request's Origin is missing or not allowed"),
             }
-        } else if !is_safe_method(&req.method) {
-            if let Err(why) = check_csrf(req, &snap.agent) {
-                if let Some(route) = &ctx.route {
-                    metrics::CSRF_REJECTIONS
-                        .with_label_values(&[route.config.name.as_str()])
-                        .inc();
-                }
-                return Some(LocalResponse::error(403, "csrf_violation", why));
+        } else if is_safe_method(&req.method) {
+            Ok(())
+        } else {
+            check_csrf(req, &snap.agent)
+        };
+        if let Err(why) = csrf {
+            if let Some(route) = &ctx.route {
+                metrics::CSRF_REJECTIONS
+                    .with_label_values(&[route.config.name.as_str()])
+                    .inc();
             }
+            return Some(LocalResponse::error(403, "csrf_violation", why));
         }
         match lookup(&self.store, &snap.cookie, req).await {
             Lookup::Found { session: s, reseal } => {

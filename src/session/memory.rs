@@ -174,27 +174,6 @@ impl Store for MemoryStore {
             .map(|e| e.blob.to_vec()))
     }
 
-    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut first = false;
-        self.cache
-            .entry(key.to_string())
-            .and_compute_with(|current| {
-                use moka::ops::compute::Op;
-                match current {
-                    Some(e) if e.value().expires > Instant::now() => Op::Nop,
-                    _ => {
-                        first = true;
-                        Op::Put(Entry {
-                            blob: Arc::from(Vec::new()),
-                            expires: Instant::now() + ttl,
-                            indexes: Arc::from(Vec::new()),
-                        })
-                    }
-                }
-            });
-        Ok(first)
-    }
-
     async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut taken = false;
         self.cache

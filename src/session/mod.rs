@@ -61,8 +61,6 @@ pub trait Store: Send + Sync + 'static {
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError>;
     /// Removes and returns the blob under `key`, atomically: two callers never both get it.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Marks `key` as used for `ttl`; true only for the first caller.
-    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Takes the lock `key` for `ttl` if nobody holds it, remembering `token`.
     async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError>;
     /// Releases the lock `key` if `token` still holds it (compare-and-delete).
@@ -311,7 +309,7 @@ impl SessionStore {
     /// The backend failed.
     pub async fn claim_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
         let key = self.codec.index_name("once", name);
-        timed("claim", self.backend.claim(&key, ttl)).await
+        timed("claim", self.backend.lock(&key, b"1", ttl)).await
     }
 
     /// Takes the session's refresh lock (shared by every instance on this store).

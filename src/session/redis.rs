@@ -323,22 +323,6 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut conn = self.connection().await?;
-        let set: Option<String> = self
-            .run(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(set.is_some())
-    }
-
     async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut conn = self.connection().await?;
         let set: Option<String> = self
