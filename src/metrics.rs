@@ -188,24 +188,40 @@ pub static CONFIG_LAST_RELOAD: Lazy<Gauge> = Lazy::new(|| {
     .unwrap_or_else(|e| panic!("metric registration: {e}"))
 });
 
-/// Registers every metric now, so a scrape shows each family (with its HELP and TYPE)
-/// before the first request that would touch it.
+/// The fixed label values of outcome counters, created at zero by [`init`].
+const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 6] = [
+    (&SESSION_LOOKUPS, &["ok", "missing", "invalid", "expired", "error"]),
+    (&COOKIE_FAILURES, &["malformed", "version", "unknown_key", "tampered"]),
+    (
+        &LOGINS,
+        &["started", "ok", "failed", "invalid_state", "binding_mismatch", "provider_error"],
+    ),
+    (
+        &LOGOUTS,
+        &["ok", "no_session", "backchannel", "backchannel_refused", "backchannel_replay"],
+    ),
+    (&REFRESHES, &["ok", "invalid_grant", "unavailable", "grace_hit", "lock_wait"]),
+    (&CONFIG_RELOADS, &["ok", "error"]),
+];
+
+/// Registers every metric now and creates each outcome counter's series at zero, so a
+/// scrape shows every family (and `rate()` has a starting point) before the first event.
+/// Families labelled by route or operation appear with their first observation.
 pub fn init() {
     Lazy::force(&REQUESTS);
     Lazy::force(&REQUEST_DURATION);
-    Lazy::force(&SESSION_LOOKUPS);
-    Lazy::force(&COOKIE_FAILURES);
     Lazy::force(&CSRF_REJECTIONS);
     Lazy::force(&STORE_DURATION);
     Lazy::force(&STORE_ERRORS);
     Lazy::force(&UPSTREAM_ERRORS);
-    Lazy::force(&LOGINS);
-    Lazy::force(&LOGOUTS);
-    Lazy::force(&REFRESHES);
     Lazy::force(&REFRESH_DURATION);
     Lazy::force(&REFRESH_LOCK_WAIT);
     Lazy::force(&UPSTREAM_DURATION);
     Lazy::force(&PROVIDER_DURATION);
-    Lazy::force(&CONFIG_RELOADS);
     Lazy::force(&CONFIG_LAST_RELOAD);
+    for (counter, values) in FIXED_LABELS {
+        for value in values {
+            counter.with_label_values(&[value]);
+        }
+    }
 }
