@@ -7,7 +7,7 @@
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
     exponential_buckets, register_gauge, register_histogram, register_histogram_vec,
-    register_int_counter_vec, Gauge, Histogram, HistogramVec, IntCounterVec,
+    register_int_counter_vec, Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec,
 };
 
 /// Route label for requests that matched no route.
@@ -188,19 +188,55 @@ pub static CONFIG_LAST_RELOAD: Lazy<Gauge> = Lazy::new(|| {
     .unwrap_or_else(|e| panic!("metric registration: {e}"))
 });
 
+/// `bff_session_lookups_total{result="ok"}`, looked up once: it is on every API request.
+pub(crate) static LOOKUP_OK: Lazy<IntCounter> =
+    Lazy::new(|| SESSION_LOOKUPS.with_label_values(&["ok"]));
+
+/// `bff_store_duration_seconds{op="get"}`, looked up once: it is on every API request.
+pub(crate) static STORE_GET: Lazy<Histogram> =
+    Lazy::new(|| STORE_DURATION.with_label_values(&["get"]));
+
 /// The fixed label values of outcome counters, created at zero by [`init`].
 const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 6] = [
-    (&SESSION_LOOKUPS, &["ok", "missing", "invalid", "expired", "error"]),
-    (&COOKIE_FAILURES, &["malformed", "version", "unknown_key", "tampered"]),
+    (
+        &SESSION_LOOKUPS,
+        &["ok", "missing", "invalid", "expired", "error"],
+    ),
+    (
+        &COOKIE_FAILURES,
+        &["malformed", "version", "unknown_key", "tampered"],
+    ),
     (
         &LOGINS,
-        &["started", "ok", "failed", "invalid_state", "binding_mismatch", "provider_error"],
+        &[
+            "started",
+            "ok",
+            "failed",
+            "invalid_state",
+            "binding_mismatch",
+            "provider_error",
+        ],
     ),
     (
         &LOGOUTS,
-        &["ok", "no_session", "backchannel", "backchannel_refused", "backchannel_replay"],
+        &[
+            "ok",
+            "no_session",
+            "backchannel",
+            "backchannel_refused",
+            "backchannel_replay",
+        ],
     ),
-    (&REFRESHES, &["ok", "invalid_grant", "unavailable", "grace_hit", "lock_wait"]),
+    (
+        &REFRESHES,
+        &[
+            "ok",
+            "invalid_grant",
+            "unavailable",
+            "grace_hit",
+            "lock_wait",
+        ],
+    ),
     (&CONFIG_RELOADS, &["ok", "error"]),
 ];
 

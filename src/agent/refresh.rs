@@ -177,9 +177,13 @@ impl Refresher {
         let Some(old_rt) = current.tokens.refresh_token.clone() else {
             return Self::fallback(current.tokens.clone());
         };
+        // A grace record is only worth using when it holds tokens this session has not seen
+        // yet that are not themselves due; otherwise ask the provider.
         if let Ok(Some(tokens)) = self.store.get_grace(&current.id, &old_rt).await {
-            metrics::REFRESHES.with_label_values(&["grace_hit"]).inc();
-            return Freshness::Fresh(tokens);
+            if tokens.access_token != current.tokens.access_token && !self.due(&tokens) {
+                metrics::REFRESHES.with_label_values(&["grace_hit"]).inc();
+                return Freshness::Fresh(tokens);
+            }
         }
         let started = Instant::now();
         let result = self.oidc.refresh(&old_rt, &current.sub).await;
@@ -197,12 +201,17 @@ impl Refresher {
                         tracing::warn!(error = %e, "refreshed tokens not stored; the next request refreshes again")
                     }
                 }
-                if let Err(e) = self
-                    .store
-                    .put_grace(&current.id, &old_rt, &tokens, GRACE_TTL)
-                    .await
-                {
-                    tracing::debug!(error = %e, "grace record not stored");
+                // Only a rotated refresh token can be replayed by mistake: without rotation
+                // the old one stays valid and needs no grace record.
+                let rotated = tokens.refresh_token.as_deref() != Some(old_rt.as_str());
+                if rotated {
+                    if let Err(e) = self
+                        .store
+                        .put_grace(&current.id, &old_rt, &tokens, GRACE_TTL)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "grace record not stored");
+                    }
                 }
                 metrics::REFRESHES.with_label_values(&["ok"]).inc();
                 Freshness::Fresh(tokens)

@@ -54,7 +54,7 @@ pub async fn lookup(store: &SessionStore, cookie: &SessionCookie, req: &RequestH
     };
     match store.get(&opened.id).await {
         Ok(Some(session)) => {
-            metrics::SESSION_LOOKUPS.with_label_values(&["ok"]).inc();
+            metrics::LOOKUP_OK.inc();
             Lookup::Found {
                 session,
                 reseal: opened.needs_reseal,

@@ -13,8 +13,9 @@ pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     /// The matched API route.
     pub route: Option<Arc<Route>>,
-    /// Route label for metrics and logs.
-    pub route_label: Option<String>,
+    /// Label for metrics and logs when the request is not for an API route (`health`,
+    /// `agent_*`, …); an API route is labelled by its name.
+    pub route_label: Option<&'static str>,
     /// The access token to forward; taken (moved out) when the upstream request is built.
     pub token: Option<String>,
     /// A `Set-Cookie` to add to the response (re-sealed cookie).
@@ -49,6 +50,17 @@ impl RequestCtx {
             upstream_index: 0,
             cors_origin: None,
             upstream_started: None,
+        }
+    }
+}
+
+impl RequestCtx {
+    /// The `route` label of this request: the API route's name, the local handler, or `none`.
+    pub fn label(&self) -> &str {
+        match (&self.route, self.route_label) {
+            (Some(r), _) => r.config.name.as_str(),
+            (None, Some(l)) => l,
+            (None, None) => crate::metrics::NO_ROUTE,
         }
     }
 }

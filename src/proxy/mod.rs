@@ -123,7 +123,7 @@ impl EdgeProxy {
         ctx: &mut RequestCtx,
         ready: bool,
     ) -> Result<bool> {
-        ctx.route_label = Some("health".into());
+        ctx.route_label = Some("health");
         if !ready {
             let ok = LocalResponse::json(200, &serde_json::json!({"status": "ok"}));
             return self.answer(session, ctx, ok).await;
@@ -150,7 +150,7 @@ impl EdgeProxy {
     /// Answers a CORS preflight: trusted origins may send credentials, any method, and
     /// the headers they ask for (which include the CSRF header).
     async fn preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.route_label = Some("preflight".into());
+        ctx.route_label = Some("preflight");
         if ctx.cors_origin.is_none() {
             let msg = "this origin may not call bffgate";
             return self
@@ -185,7 +185,7 @@ impl EdgeProxy {
 
     /// Requests under the agent's base path.
     async fn agent(&self, session: &mut Session, ctx: &mut RequestCtx, rest: &str) -> Result<bool> {
-        ctx.route_label = Some("agent".into());
+        ctx.route_label = Some("agent");
         let Some(agent) = self.agent.clone() else {
             let msg = "no OpenID provider is configured";
             return self.reject(session, ctx, 404, "agent_disabled", msg).await;
@@ -210,7 +210,7 @@ impl EdgeProxy {
                     .await;
             }
         };
-        ctx.route_label = Some(route.label().into());
+        ctx.route_label = Some(route.label());
         let snap = Arc::clone(&ctx.snapshot);
         let resp = agent.handle(route, session, &snap).await?;
         self.answer(session, ctx, resp).await
@@ -401,7 +401,6 @@ impl ProxyHttp for EdgeProxy {
                     .await
             }
         };
-        ctx.route_label = Some(route.config.name.clone());
         let mode = route.config.auth;
         ctx.route = Some(route);
         if mode == AuthMode::None {
@@ -650,7 +649,7 @@ impl ProxyHttp for EdgeProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
-        let route = ctx.route_label.as_deref().unwrap_or(metrics::NO_ROUTE);
+        let route = ctx.label();
         metrics::REQUESTS
             .with_label_values(&[route, status_label(status)])
             .inc();
@@ -678,12 +677,7 @@ impl ProxyHttp for EdgeProxy {
     /// What Pingora writes into its own error logs: method, path and route, never headers.
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
         let req = session.req_header();
-        format!(
-            "{} {} route={}",
-            req.method,
-            req.uri.path(),
-            ctx.route_label.as_deref().unwrap_or(metrics::NO_ROUTE)
-        )
+        format!("{} {} route={}", req.method, req.uri.path(), ctx.label())
     }
 }
 

@@ -101,9 +101,14 @@ async fn timed<T>(
 ) -> Result<T, StoreError> {
     let started = Instant::now();
     let out = fut.await;
-    metrics::STORE_DURATION
-        .with_label_values(&[op])
-        .observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    if op == "get" {
+        metrics::STORE_GET.observe(elapsed);
+    } else {
+        metrics::STORE_DURATION
+            .with_label_values(&[op])
+            .observe(elapsed);
+    }
     if out.is_err() {
         metrics::STORE_ERRORS.with_label_values(&[op]).inc();
     }

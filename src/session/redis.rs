@@ -214,11 +214,20 @@ impl RedisStore {
         }
     }
 
+    /// Runs one operation. Its time is bounded by the connection's own response timeout
+    /// (set to the store timeout), so no extra timer is armed per request.
     async fn run<T>(
         &self,
         op: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        self.bounded(op).await
+        op.await.map_err(|e| {
+            self.on_failure(&e);
+            if e.is_timeout() {
+                StoreError::Timeout
+            } else {
+                StoreError::Unavailable(describe(&e))
+            }
+        })
     }
 }
 

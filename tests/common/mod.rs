@@ -13,8 +13,10 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod echo;
 pub mod redis;
+pub mod sentinel;
 
 use std::collections::BTreeMap;
 use std::fs::File;
