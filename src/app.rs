@@ -3,6 +3,7 @@
 
 use crate::agent::Agent;
 use crate::config::{Config, StoreConfig};
+use crate::drain::DrainWatcher;
 use crate::health::HealthChecker;
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::{EdgeProxy, Snapshot};
@@ -82,6 +83,9 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     };
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
     let snapshot_for_health = Arc::clone(&snapshot);
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = DrainWatcher::new(server.watch_execution_phase(), Arc::clone(&draining));
+    server.add_service(background_service("drain watcher", watcher));
     let reloader = ConfigReloader::new(
         config.clone(),
         opts.listen_override.clone(),
@@ -91,7 +95,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        EdgeProxy::new(snapshot, store, agent),
+        EdgeProxy::new(snapshot, store, agent, Arc::clone(&draining)),
         "bffgate proxy",
     );
     for addr in &config.listen {

@@ -52,7 +52,9 @@ impl HealthChecker {
                     route.mark_up(i);
                 } else {
                     // Out until the next check says otherwise.
+                    // Held past the next check, however short the interval is.
                     let hold = interval
+                        .max(TICK)
                         .saturating_mul(2)
                         .as_millis()
                         .try_into()

@@ -12,6 +12,7 @@
 //! - [`app`]: assembles the Pingora server; used by `main` and tests.
 //! - [`reload`]: configuration hot reload (SIGHUP, file changes).
 //! - [`health`]: active upstream health checks.
+//! - [`drain`]: stop keeping connections alive during a graceful upgrade or shutdown.
 //! - [`logging`], [`random`]: process logging; OS randomness.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +21,7 @@ pub mod agent;
 pub mod app;
 pub mod config;
 pub mod cookie;
+pub mod drain;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -153,10 +153,15 @@ fn every_metric_is_registered_at_start_by_init() {
         .and_then(|(_, rest)| rest.split_once("];"))
         .map_or("", |(block, _)| block);
     forced.extend(fixed.split('&').skip(1).filter_map(|t| {
-        let name = t.split(|c: char| !(c.is_ascii_uppercase() || c == '_')).next()?;
+        let name = t
+            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .next()?;
         (!name.is_empty()).then_some(name)
     }));
-    assert_eq!(statics, forced, "statics vs Lazy::force / FIXED_LABELS in metrics::init");
+    assert_eq!(
+        statics, forced,
+        "statics vs Lazy::force / FIXED_LABELS in metrics::init"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

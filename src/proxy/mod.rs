@@ -63,6 +63,7 @@ pub struct EdgeProxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     store: SessionStore,
     agent: Option<Arc<Agent>>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EdgeProxy {
@@ -72,11 +73,13 @@ impl EdgeProxy {
         snapshot: Arc<ArcSwap<Snapshot>>,
         store: SessionStore,
         agent: Option<Arc<Agent>>,
+        draining: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         EdgeProxy {
             snapshot,
             store,
             agent,
+            draining,
         }
     }
 
@@ -327,6 +330,11 @@ impl ProxyHttp for EdgeProxy {
     /// session policy (CSRF, cookie, session, 401/403/503). Returns `Ok(true)` when it
     /// answered, `Ok(false)` to forward with `ctx.route` (and `ctx.token`) set.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            // Another process is taking over (or this one is stopping): answer this request
+            // with `Connection: close` so the client's next request opens a new connection.
+            session.set_keepalive(None);
+        }
         let raw = session.req_header().raw_path();
         let path_end = raw.iter().position(|&b| b == b'?').unwrap_or(raw.len());
         let Ok(path) = std::str::from_utf8(&raw[..path_end]).map(str::to_string) else {

@@ -46,10 +46,11 @@ impl Route {
         Some((i, &ups[i]))
     }
 
-    /// Takes upstream `i` out of rotation for `for_ms` milliseconds.
+    /// Takes upstream `i` out of rotation for (at least) `for_ms` milliseconds.
     pub fn mark_down(&self, i: usize, for_ms: u64) {
         if let Some(d) = self.down_until.get(i) {
-            d.store(now_millis().saturating_add(for_ms), Ordering::Relaxed);
+            // Never shortens an ejection already in force.
+            d.fetch_max(now_millis().saturating_add(for_ms), Ordering::Relaxed);
         }
     }
 
