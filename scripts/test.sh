@@ -15,9 +15,9 @@ section() { printf '\n==== %s ====\n' "$*"; }
 # ---------------------------------------------------------------------------
 # System packages
 # ---------------------------------------------------------------------------
-APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential)
+APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential chromium)
 # Commands checked besides dpkg, so a machine with the tools from elsewhere passes too.
-NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make)
+NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make chromium)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -64,11 +64,40 @@ fi
 
 # ---------------------------------------------------------------------------
 # >>> FUTURE TEST DEPENDENCIES GO HERE <<<
-# Later issues add, in this block:
-#   - the OpenID provider used by the end-to-end tests:  (cd tests/<op-dir> && npm ci)
-#   - Debian's `chromium` (add it to APT_PACKAGES above, command `chromium`)
+# Node packages of the end-to-end tests: the OpenID provider (tests/provider,
+# oidc-provider) and the real-browser test's driver (tests/browser, playwright-core,
+# which drives Debian's `chromium` from APT_PACKAGES above and downloads no browser).
+# `npm ci` runs only when node_modules is missing or package.json / package-lock.json
+# changed since the last install (a stamp in node_modules records their hash).
 # Keep each step idempotent and fast when already installed.
 # ---------------------------------------------------------------------------
+section "node packages (tests/provider, tests/browser)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "error: Node.js >= 20 with npm is needed by the end-to-end tests (node: $(command -v node || echo missing), npm: $(command -v npm || echo missing))" >&2
+    exit 1
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+    echo "error: Node.js >= 20 is needed by the end-to-end tests, found $(node --version)" >&2
+    exit 1
+fi
+echo "node $(node --version), npm $(npm --version)"
+
+# npm_ci DIR: `npm ci` in DIR unless its node_modules matches package(-lock).json.
+npm_ci() {
+    local dir="$1" stamp="$1/node_modules/.bffgate-npm-ci.stamp" want
+    want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    if [ -d "$dir/node_modules" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        echo "$dir: node_modules up to date"
+        return 0
+    fi
+    echo "$dir: npm ci"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+}
+npm_ci tests/provider
+npm_ci tests/browser
+chromium --version 2>/dev/null || { echo "error: chromium does not run" >&2; exit 1; }
 
 section "toolchain"
 cargo --version
