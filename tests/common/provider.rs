@@ -30,7 +30,9 @@ use serde_json::{json, Value};
 use url::Url;
 
 /// How long the provider may take to print `READY` after spawn.
-const READY_DEADLINE: Duration = Duration::from_secs(10);
+/// Generous: loading oidc-provider and making an RSA key takes seconds when the suite
+/// keeps both cores busy. A bound on "it started", not a performance check.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The most redirects and form posts one drive through the provider follows.
