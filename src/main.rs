@@ -8,6 +8,11 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the proxy allocates and frees many small buffers per request, and glibc's
+/// allocator showed as ~15% of CPU in profiles of the authenticated path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// bffgate: an OAuth token-handler (backend-for-frontend) edge proxy.
 ///
 /// Browsers hold only a sealed, HttpOnly session cookie; bffgate keeps the tokens and

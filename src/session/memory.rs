@@ -106,6 +106,25 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn get_sliding(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut found = None;
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) if e.value().expires > Instant::now() => {
+                        let mut e = e.into_value();
+                        found = Some(e.blob.to_vec());
+                        e.expires = Instant::now() + ttl;
+                        Op::Put(e)
+                    }
+                    _ => Op::Nop,
+                }
+            });
+        Ok(found)
+    }
+
     async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError> {
         let mut updated = false;
         self.cache

@@ -49,6 +49,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, record: &Record) -> Result<(), StoreError>;
     /// The blob and remaining TTL under `key`, if present.
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, StoreError>;
+    /// The blob under `key`, if present, setting its TTL to `ttl` in the same step (a
+    /// sliding expiry: one round trip, one command).
+    async fn get_sliding(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces the blob of an existing key, keeping its TTL; false if absent.
     async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError>;
     /// Removes a key; false if absent.
@@ -189,14 +192,16 @@ impl SessionStore {
         timed("create", self.backend.create(&record)).await
     }
 
-    /// Loads a live session, sliding its idle timeout forward when due. `None` when it does
-    /// not exist, has reached its absolute end (it is then deleted), or cannot be opened.
+    /// Loads a live session and restarts its idle timeout. `None` when it does not exist,
+    /// has reached its absolute end (it is then deleted), or cannot be opened.
     ///
     /// # Errors
     /// The backend failed.
     pub async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
         let key = self.codec.storage_key(id);
-        let Some((blob, ttl_left)) = timed("get", self.backend.get(&key)).await? else {
+        let idle = self.lifetimes.load().idle;
+        // Reading a session is using it: its idle timeout restarts in the same command.
+        let Some(blob) = timed("get", self.backend.get_sliding(&key, idle)).await? else {
             return Ok(None);
         };
         let Some(session) = self.codec.open(&key, id, &blob) else {
@@ -205,29 +210,12 @@ impl SessionStore {
             );
             return Ok(None);
         };
+        // The sliding TTL may run past the absolute end; the end is checked here.
         if session.expires_at <= now_secs() {
             let _ = timed("delete", self.backend.delete(&key)).await;
             return Ok(None);
         }
-        self.slide(key, &session, ttl_left);
         Ok(Some(session))
-    }
-
-    /// Extends the idle TTL in the background once a tenth of it (at most a minute) has
-    /// passed since the last extension: one write per interval, not one per request.
-    fn slide(&self, key: String, s: &Session, ttl_left: Duration) {
-        let interval = (self.lifetimes.load().idle / 10)
-            .clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let target = self.ttl(s);
-        if target <= ttl_left + interval {
-            return;
-        }
-        let backend = Arc::clone(&self.backend);
-        tokio::spawn(async move {
-            if let Err(e) = timed("touch", backend.touch(&key, target)).await {
-                tracing::debug!(error = %e, "sliding a session's idle timeout failed");
-            }
-        });
     }
 
     /// Replaces a session's contents (e.g. new tokens), keeping its TTL; false if it ended.

@@ -273,6 +273,13 @@ impl Store for RedisStore {
         Ok(blob.map(|b| (b, Duration::from_millis(u64::try_from(pttl).unwrap_or(0)))))
     }
 
+    async fn get_sliding(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut getex = redis::cmd("GETEX");
+        getex.arg(key).arg("PX").arg(millis(ttl));
+        self.run(getex.query_async(&mut conn)).await
+    }
+
     async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError> {
         let mut conn = self.connection().await?;
         let done: Option<String> = self
