@@ -5,48 +5,13 @@ mod common;
 #[path = "common/sessions.rs"]
 mod sessions;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::scrape::{parse, Sample};
 use common::{
     client, eventually, route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess,
 };
 use sessions::Sessions;
-
-/// One sample line: `name{labels} value`.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let value: f64 = value.parse().ok()?;
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|kv| !kv.is_empty())
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    Some((k.trim().to_owned(), v.trim_matches('"').to_owned()))
-                })
-                .collect();
-            Some(Sample {
-                name: name.to_owned(),
-                labels,
-                value,
-            })
-        })
-        .collect()
-}
 
 /// Sum of the samples named `name` whose labels include all of `want`; `None` if no line
 /// matches.

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::scrape::{parse, Sample};
 use common::{
     client, eventually, expect_echo, expect_error, route, session_cookie, write_config, EchoServer,
     Gateway, GatewayConfig,
@@ -166,40 +167,6 @@ fn every_metric_is_registered_at_start_by_init() {
 
 // ---------------------------------------------------------------------------------------
 // A scrape
-
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let value: f64 = value.parse().ok()?;
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|kv| !kv.is_empty())
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    Some((k.trim().to_owned(), v.trim_matches('"').to_owned()))
-                })
-                .collect();
-            Some(Sample {
-                name: name.to_owned(),
-                labels,
-                value,
-            })
-        })
-        .collect()
-}
 
 /// Every series of `name`: its labels (as `k=v,…`) → value.
 fn series(samples: &[Sample], name: &str) -> BTreeMap<String, f64> {

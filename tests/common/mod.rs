@@ -16,6 +16,7 @@
 pub mod cluster;
 pub mod echo;
 pub mod redis;
+pub mod scrape;
 pub mod sentinel;
 
 use std::collections::BTreeMap;
