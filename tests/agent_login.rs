@@ -760,6 +760,20 @@ async fn callback_state_must_be_known_unused_and_from_this_browser() {
     )
     .await;
 
+    // A response naming another issuer (RFC 9207 mix-up) is refused, and leaves the real
+    // transaction alone.
+    assert!(
+        query_param(&back, "iss").is_some(),
+        "the provider sends iss: {back}"
+    );
+    let other_issuer = with_param(&back, "iss", Some("https://evil.test"));
+    expect_error(
+        env.callback(&other_issuer, &binding).await,
+        400,
+        "issuer_mismatch",
+    )
+    .await;
+
     // The real callback works once…
     let resp = env.callback(&back, &binding).await;
     assert_eq!(resp.status(), 302, "{}", env.gw.log());

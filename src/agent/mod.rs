@@ -321,6 +321,16 @@ impl Agent {
                 .inc();
             return redirect(target.as_str());
         }
+        // RFC 9207: a response naming another issuer is a mix-up attack (a code from one
+        // provider delivered as another's). Refused before the transaction is touched.
+        if query_param(req, "iss").is_some_and(|iss| iss != config.issuer) {
+            crate::metrics::LOGINS.with_label_values(&["failed"]).inc();
+            return LocalResponse::error(
+                400,
+                "issuer_mismatch",
+                "the authorization response names another issuer",
+            );
+        }
         let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
             return LocalResponse::error(400, "invalid_request", "the callback has no code");
         };
