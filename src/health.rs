@@ -1,10 +1,12 @@
-//! Active upstream health checks: a TCP connect to each upstream of every route that asks
-//! for it, at the route's interval. A failed check takes the upstream out of rotation until
+//! Active upstream health checks: `pingora-load-balancing`'s TCP health check against each
+//! upstream of every route that asks for it, at the route's interval. A failed check takes the upstream out of rotation until
 //! a check succeeds; passive ejection (a failed connect while proxying) is in the proxy.
 
 use crate::proxy::Snapshot;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::lb::health_check::{HealthCheck, TcpHealthCheck};
+use pingora::lb::Backend;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
@@ -39,14 +41,12 @@ impl HealthChecker {
             }
             last.insert(route.config.name.clone(), Instant::now());
             for (i, up) in route.config.upstreams.iter().enumerate() {
-                let ok = matches!(
-                    tokio::time::timeout(
-                        route.config.connect_timeout,
-                        tokio::net::TcpStream::connect(up.addr)
-                    )
-                    .await,
-                    Ok(Ok(_))
-                );
+                let mut check = TcpHealthCheck::default();
+                check.peer_template.options.connection_timeout = Some(route.config.connect_timeout);
+                let ok = match Backend::new(&up.addr.to_string()) {
+                    Ok(backend) => check.check(&backend).await.is_ok(),
+                    Err(_) => false,
+                };
                 let was_up = route.is_up(i);
                 if ok {
                     route.mark_up(i);
