@@ -78,9 +78,10 @@ pub struct ServerFile {
     pub grace_period_seconds: Option<u64>,
     /// Seconds to wait for in-flight requests after the grace period (default 10).
     pub graceful_shutdown_timeout_seconds: Option<u64>,
-    /// Pid file (default `/tmp/bffgate.pid`).
+    /// Pid file (default `bffgate.pid` in `$RUNTIME_DIRECTORY`, which systemd sets, else `/tmp`).
     pub pid_file: Option<String>,
-    /// Socket used to hand listeners to a new process on upgrade (default `/tmp/bffgate_upgrade.sock`).
+    /// Socket used to hand listeners to a new process on upgrade (default
+    /// `bffgate_upgrade.sock` in `$RUNTIME_DIRECTORY`, else `/tmp`).
     pub upgrade_sock: Option<String>,
     /// PEM CA bundle trusted for HTTPS upstreams instead of the system's roots.
     pub upstream_ca_file: Option<String>,

@@ -39,7 +39,10 @@ pub(super) fn parse(
         let key = if key == "." { String::new() } else { key };
         ConfigError::single(path.to_path_buf(), key, e.inner().to_string())
     })?;
-    let config = build(path, parsed, &mut problems);
+    // systemd's RuntimeDirectory= (e.g. /run/bffgate) is where the pid file and the upgrade
+    // socket belong when no path is configured.
+    let run_dir = env("RUNTIME_DIRECTORY").unwrap_or_else(|| "/tmp".into());
+    let config = build(path, parsed, &run_dir, &mut problems);
     if problems.0.is_empty() {
         Ok(config)
     } else {
@@ -101,7 +104,7 @@ fn expand_env(
     }
 }
 
-fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
+fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config {
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let listen = f
         .listen
@@ -150,11 +153,11 @@ fn build(path: &Path, f: FileConfig, p: &mut Problems) -> Config {
         pid_file: f
             .server
             .pid_file
-            .unwrap_or_else(|| "/tmp/bffgate.pid".into()),
+            .unwrap_or_else(|| format!("{run_dir}/bffgate.pid")),
         upgrade_sock: f
             .server
             .upgrade_sock
-            .unwrap_or_else(|| "/tmp/bffgate_upgrade.sock".into()),
+            .unwrap_or_else(|| format!("{run_dir}/bffgate_upgrade.sock")),
         upstream_ca_file: f.server.upstream_ca_file.map(|c| {
             let path = base_dir.join(&c).to_string_lossy().into_owned();
             if let Err(e) = std::fs::read(&path) {
@@ -947,6 +950,19 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.problems,
         }
+    }
+
+    #[test]
+    fn runtime_directory_holds_pid_file_and_upgrade_socket() {
+        let with_run_dir = |name: &str| match name {
+            "RUNTIME_DIRECTORY" => Some("/run/bffgate".to_string()),
+            other => env(other),
+        };
+        let c = parse(Path::new("t.yaml"), &base(), &with_run_dir).expect("valid");
+        assert_eq!(c.server.pid_file, "/run/bffgate/bffgate.pid");
+        assert_eq!(c.server.upgrade_sock, "/run/bffgate/bffgate_upgrade.sock");
+        let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
+        assert_eq!(c.server.pid_file, "/tmp/bffgate.pid");
     }
 
     #[test]
