@@ -315,7 +315,9 @@ impl OidcClient {
             .ok_or_else(|| OidcError::Rejected("the token response has no ID token".into()))?;
         let nonce = Nonce::new(nonce.to_string());
         let mut verified = self.verify_id_token(&provider, id_token, Some(&nonce));
-        if matches!(&verified, Err(e) if e.contains("key")) && self.refresh_keys(&provider).await {
+        // A failure may be a key the provider rotated in: re-fetch the keys (at most once
+        // per JWKS_REFRESH_INTERVAL) and verify once more.
+        if verified.is_err() && self.refresh_keys(&provider).await {
             let provider = self.provider().await?;
             verified = self.verify_id_token(&provider, id_token, Some(&nonce));
         }
