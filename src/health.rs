@@ -27,7 +27,14 @@ impl HealthChecker {
         HealthChecker { snapshot }
     }
 
-    async fn check_due(&self, last: &mut HashMap<String, Instant>) {
+    /// Checks the routes whose interval has passed. `last` holds when each route was last
+    /// checked; `seen` what the checks last found for each upstream (healthy until a check
+    /// says otherwise), so a change is logged once, whatever passive ejection did meanwhile.
+    async fn check_due(
+        &self,
+        last: &mut HashMap<String, Instant>,
+        seen: &mut HashMap<(String, usize), bool>,
+    ) {
         let snap = self.snapshot.load_full();
         for route in snap.routes.routes() {
             let Some(interval) = route.config.health_check else {
@@ -47,12 +54,14 @@ impl HealthChecker {
                     Ok(backend) => check.check(&backend).await.is_ok(),
                     Err(_) => false,
                 };
-                let was_up = route.is_up(i);
+                let was_up = seen
+                    .insert((route.config.name.clone(), i), ok)
+                    .unwrap_or(true);
                 if ok {
                     route.mark_up(i);
                 } else {
-                    // Out until the next check says otherwise.
-                    // Held past the next check, however short the interval is.
+                    // Out until a check says otherwise: held past the next check, however
+                    // short the interval is.
                     let hold = interval
                         .max(TICK)
                         .saturating_mul(2)
@@ -73,6 +82,7 @@ impl HealthChecker {
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut last = HashMap::new();
+        let mut seen = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
@@ -81,7 +91,7 @@ impl BackgroundService for HealthChecker {
                         return;
                     }
                 }
-                _ = tick.tick() => self.check_due(&mut last).await,
+                _ = tick.tick() => self.check_due(&mut last, &mut seen).await,
             }
         }
     }

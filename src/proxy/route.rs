@@ -60,13 +60,6 @@ impl Route {
             d.store(0, Ordering::Relaxed);
         }
     }
-
-    /// Whether upstream `i` is in rotation.
-    pub fn is_up(&self, i: usize) -> bool {
-        self.down_until
-            .get(i)
-            .is_some_and(|d| d.load(Ordering::Relaxed) <= now_millis())
-    }
 }
 
 fn now_millis() -> u64 {
