@@ -139,12 +139,7 @@ fn store_failure() -> LocalResponse {
 }
 
 fn redirect(to: &str) -> LocalResponse {
-    LocalResponse {
-        status: 302,
-        headers: vec![("location", to.to_string())],
-        body: bytes::Bytes::new(),
-        content_type: None,
-    }
+    LocalResponse::empty(302).with_header("location", to.to_string())
 }
 
 impl Agent {
@@ -217,6 +212,18 @@ impl Agent {
 
     fn login_cookie_name(snap: &Snapshot) -> String {
         format!("{}_login", snap.cookie.name())
+    }
+
+    /// Whether the request's login cookie is the one `txn` was started with (compared in
+    /// constant time).
+    fn bound_here(
+        req: &pingora::http::RequestHeader,
+        snap: &Snapshot,
+        txn: &LoginTransaction,
+    ) -> bool {
+        find_cookie(req, &Self::login_cookie_name(snap))
+            .map(transaction::binding_hash)
+            .is_some_and(|b| bool::from(b.as_bytes().ct_eq(txn.binding.as_bytes())))
     }
 
     /// The login-binding cookie. `SameSite=Lax`, not Strict: the provider's redirect back
@@ -304,15 +311,9 @@ impl Agent {
                 .filter(|c| c.is_ascii_lowercase() || *c == '_')
                 .take(64)
                 .collect();
-            let binding =
-                find_cookie(req, &Self::login_cookie_name(snap)).map(transaction::binding_hash);
             let txn = transaction::take(&self.store, &state).await.ok().flatten();
             let mut target = txn
-                .filter(|t| {
-                    binding
-                        .as_deref()
-                        .is_some_and(|b| bool::from(b.as_bytes().ct_eq(t.binding.as_bytes())))
-                })
+                .filter(|t| Self::bound_here(req, snap, t))
                 .and_then(|t| url::Url::parse(&t.return_to).ok())
                 .unwrap_or_else(|| config.post_login_redirect.clone());
             target.query_pairs_mut().append_pair("login_error", &code);
@@ -358,10 +359,7 @@ impl Agent {
             }
             Err(_) => return store_failure(),
         };
-        let binding =
-            find_cookie(req, &Self::login_cookie_name(snap)).map(transaction::binding_hash);
-        let bound = binding.is_some_and(|b| bool::from(b.as_bytes().ct_eq(txn.binding.as_bytes())));
-        if !bound {
+        if !Self::bound_here(req, snap, &txn) {
             crate::metrics::LOGINS
                 .with_label_values(&["binding_mismatch"])
                 .inc();
@@ -568,12 +566,7 @@ impl Agent {
                 crate::metrics::LOGOUTS
                     .with_label_values(&["backchannel"])
                     .inc();
-                Ok(LocalResponse {
-                    status: 200,
-                    headers: Vec::new(),
-                    body: bytes::Bytes::new(),
-                    content_type: None,
-                })
+                Ok(LocalResponse::empty(200))
             }
             Err(_) => Ok(store_failure()),
         }
@@ -612,17 +605,13 @@ pub fn session_refusal(l: &Lookup, snap: &Snapshot) -> LocalResponse {
 
 /// The value of cookie `name` in the request, if any.
 fn find_cookie<'r>(req: &'r pingora::http::RequestHeader, name: &str) -> Option<&'r str> {
-    for header in req.headers.get_all(http::header::COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == name {
-                    return Some(v);
-                }
-            }
-        }
-    }
-    None
+    crate::cookie::cookie_value(
+        req.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes()),
+        name,
+    )
 }
 
 /// The ID-token claims the SPA may see.

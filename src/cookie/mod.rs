@@ -102,37 +102,43 @@ impl SessionCookie {
 
     /// Finds our cookie's value among `Cookie` header values (the first occurrence wins).
     pub fn find<'a>(&self, headers: impl Iterator<Item = &'a [u8]>) -> Option<&'a str> {
-        let name = self.config.name.as_bytes();
-        for header in headers {
-            for pair in header.split(|&b| b == b';') {
-                let pair = pair.trim_ascii();
-                if pair.len() > name.len() && pair.starts_with(name) && pair[name.len()] == b'=' {
-                    return std::str::from_utf8(&pair[name.len() + 1..]).ok();
-                }
-            }
-        }
-        None
+        cookie_value(headers, &self.config.name)
+    }
+
+    /// Whether a `Set-Cookie` value sets our cookie.
+    pub fn is_set_by(&self, set_cookie: &[u8]) -> bool {
+        value_of(set_cookie.trim_ascii(), self.config.name.as_bytes()).is_some()
     }
 
     /// Rewrites a `Cookie` header value without our cookie; `None` when nothing is left.
     pub fn strip(&self, header: &[u8]) -> Option<Vec<u8>> {
         let name = self.config.name.as_bytes();
         let mut out = Vec::with_capacity(header.len());
-        for pair in header.split(|&b| b == b';') {
-            let trimmed = pair.trim_ascii();
-            let ours = trimmed.len() > name.len()
-                && trimmed.starts_with(name)
-                && trimmed[name.len()] == b'=';
-            if trimmed.is_empty() || ours {
+        for pair in header.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+            if pair.is_empty() || value_of(pair, name).is_some() {
                 continue;
             }
             if !out.is_empty() {
                 out.extend_from_slice(b"; ");
             }
-            out.extend_from_slice(trimmed);
+            out.extend_from_slice(pair);
         }
         (!out.is_empty()).then_some(out)
     }
+}
+
+/// The value of a `name=value` pair (or `Set-Cookie` value) if it is named `name`.
+fn value_of<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let rest = pair.strip_prefix(name)?;
+    rest.strip_prefix(b"=")
+}
+
+/// The value of cookie `name` among `Cookie` header values (the first occurrence wins).
+pub fn cookie_value<'a>(headers: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
+    headers
+        .flat_map(|h| h.split(|&b| b == b';'))
+        .find_map(|pair| value_of(pair.trim_ascii(), name.as_bytes()))
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 impl CookieCipher {

@@ -97,9 +97,7 @@ impl EdgeProxy {
                 .push(("access-control-allow-credentials", "true".into()));
             resp.headers.push(("vary", "Origin".into()));
         }
-        if ctx.error_code.is_none() && resp.status >= 400 {
-            ctx.error_code = error_code_of(&resp);
-        }
+        ctx.error_code = ctx.error_code.or(resp.code);
         resp.send(session).await?;
         ctx.answered_locally = true;
         Ok(true)
@@ -167,18 +165,12 @@ impl EdgeProxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let mut resp = LocalResponse {
-            status: 204,
-            headers: vec![
-                (
-                    "access-control-allow-methods",
-                    "GET, HEAD, POST, PUT, PATCH, DELETE".into(),
-                ),
-                ("access-control-max-age", "600".into()),
-            ],
-            body: bytes::Bytes::new(),
-            content_type: None,
-        };
+        let mut resp = LocalResponse::empty(204)
+            .with_header(
+                "access-control-allow-methods",
+                "GET, HEAD, POST, PUT, PATCH, DELETE".into(),
+            )
+            .with_header("access-control-max-age", "600".into());
         if !requested.is_empty() {
             resp.headers
                 .push(("access-control-allow-headers", requested));
@@ -281,27 +273,6 @@ fn is_upgrade(req: &RequestHeader) -> bool {
     req.headers.contains_key(header::UPGRADE)
 }
 
-/// The `code` of a JSON error body, for logs.
-fn error_code_of(resp: &LocalResponse) -> Option<&'static str> {
-    const CODES: [&str; 10] = [
-        "no_session",
-        "invalid_session",
-        "session_expired",
-        "csrf_violation",
-        "session_store_unavailable",
-        "provider_unavailable",
-        "invalid_state",
-        "login_failed",
-        "login_expired",
-        "invalid_return_to",
-    ];
-    let body = std::str::from_utf8(&resp.body).ok()?;
-    CODES
-        .iter()
-        .find(|c| body.contains(&format!("\"code\":\"{c}\"")))
-        .copied()
-}
-
 /// The request's host, lowercase, without port.
 fn request_host(req: &RequestHeader) -> Option<String> {
     let raw = req.uri.host().map(str::to_string).or_else(|| {
@@ -368,7 +339,11 @@ impl ProxyHttp for EdgeProxy {
             let rest = path[base.len()..].to_string();
             return self.agent(session, ctx, &rest).await;
         }
-        let host = request_host(session.req_header());
+        let host = if snap.routes.matches_host() {
+            request_host(session.req_header())
+        } else {
+            None
+        };
         let method = session.req_header().method.clone();
         let found = match snap.routes.find_checked(host.as_deref(), &method, &path) {
             Ok(f) => f,
@@ -554,17 +529,12 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if resp.headers.contains_key(header::SET_COOKIE) {
-            let name = ctx.snapshot.cookie.name();
+            let cookie = &ctx.snapshot.cookie;
             let keep: Vec<HeaderValue> = resp
                 .headers
                 .get_all(header::SET_COOKIE)
                 .iter()
-                .filter(|v| {
-                    let b = v.as_bytes();
-                    !(b.len() > name.len()
-                        && b.starts_with(name.as_bytes())
-                        && b[name.len()] == b'=')
-                })
+                .filter(|v| !cookie.is_set_by(v.as_bytes()))
                 .cloned()
                 .collect();
             resp.remove_header(&header::SET_COOKIE);

@@ -19,9 +19,22 @@ pub struct LocalResponse {
     pub body: Bytes,
     /// Body media type, if there is a body.
     pub content_type: Option<&'static str>,
+    /// The error code in the body, for logs.
+    pub code: Option<&'static str>,
 }
 
 impl LocalResponse {
+    /// A response without a body (`Content-Length: 0`).
+    pub fn empty(status: u16) -> Self {
+        LocalResponse {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            content_type: None,
+            code: None,
+        }
+    }
+
     /// A JSON response.
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
         LocalResponse {
@@ -29,6 +42,7 @@ impl LocalResponse {
             headers: Vec::new(),
             body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
             content_type: Some("application/json"),
+            code: None,
         }
     }
 

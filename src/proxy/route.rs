@@ -92,6 +92,7 @@ pub enum PathError {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
+    by_host: bool,
 }
 
 impl RouteTable {
@@ -109,7 +110,13 @@ impl RouteTable {
                 .cmp(&a.config.path_prefix.len())
                 .then(b.config.host.is_some().cmp(&a.config.host.is_some()))
         });
-        RouteTable { routes }
+        let by_host = routes.iter().any(|r| r.config.host.is_some());
+        RouteTable { routes, by_host }
+    }
+
+    /// Whether any route matches on the host: if none does, the host need not be read.
+    pub fn matches_host(&self) -> bool {
+        self.by_host
     }
 
     /// The routes, in matching order.
