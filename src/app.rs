@@ -3,13 +3,13 @@
 
 use crate::agent::Agent;
 use crate::config::{Config, StoreConfig};
-use crate::drain::DrainWatcher;
-use crate::health::HealthChecker;
+use crate::guard::{Guard, Refresher};
+use crate::http::AgentEndpoints;
+use crate::live::LiveConfig;
 use crate::oidc::{DiscoveryService, OidcClient};
-use crate::proxy::{EdgeProxy, Snapshot};
-use crate::reload::ConfigReloader;
+use crate::proxy::EdgeProxy;
+use crate::service::{ConfigReloader, DrainWatcher, HealthChecker};
 use crate::session::SessionStore;
-use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{Opt, Server};
 use pingora::proxy::http_proxy_service_with_name;
@@ -68,7 +68,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.bootstrap();
 
     let store = SessionStore::from_config(&config.session)?;
-    let agent = match &config.oidc {
+    let (guard, agent) = match &config.oidc {
         Some(oidc) => {
             let client = Arc::new(
                 OidcClient::new(oidc.clone()).map_err(|e| AppError::Server(e.to_string()))?,
@@ -77,25 +77,32 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
                 "oidc discovery",
                 DiscoveryService(Arc::clone(&client)),
             ));
-            Some(Arc::new(Agent::new(client, store.clone(), &config.session)))
+            let refresher = Refresher::new(
+                Arc::clone(&client) as _,
+                store.clone(),
+                config.session.refresh_before_expiry,
+                config.session.refresh_lock_wait,
+            );
+            let guard = Arc::new(Guard::new(store.clone(), Some(refresher)));
+            let agent: Arc<dyn AgentEndpoints> = Arc::new(Agent::new(client, Arc::clone(&guard)));
+            (guard, Some(agent))
         }
-        None => None,
+        None => (Arc::new(Guard::new(store.clone(), None)), None),
     };
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(config)));
-    let snapshot_for_health = Arc::clone(&snapshot);
+    let live = LiveConfig::handle(config);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = DrainWatcher::new(server.watch_execution_phase(), Arc::clone(&draining));
     server.add_service(background_service("drain watcher", watcher));
     let reloader = ConfigReloader::new(
         config.clone(),
         opts.listen_override.clone(),
-        Arc::clone(&snapshot),
-        store.clone(),
+        Arc::clone(&live),
+        store,
     );
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        EdgeProxy::new(snapshot, store, agent, Arc::clone(&draining)),
+        EdgeProxy::new(Arc::clone(&live), guard, agent, Arc::clone(&draining)),
         "bffgate proxy",
     );
     for addr in &config.listen {
@@ -115,7 +122,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     }
     server.add_service(background_service(
         "health checks",
-        HealthChecker::new(Arc::clone(&snapshot_for_health)),
+        HealthChecker::new(live),
     ));
     server.add_service(proxy);
 

@@ -4,16 +4,37 @@
 //! the tokens server-side and forwards API calls with `Authorization: Bearer`.
 //!
 //! # Layout
-//! - [`config`]: the YAML schema, `${ENV}`/`file:` secrets, validation with key paths.
-//! - [`cookie`]: the session cookie's attributes and its sealing key ring. Never touches a store.
-//! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores.
-//! - [`proxy`]: the Pingora `ProxyHttp` phases: routing, CSRF, session lookup, forwarding.
+//! Two halves, [`proxy`] and [`agent`], stand on a shared floor and never import each other.
+//!
+//! The halves:
+//! - [`proxy`]: the Pingora `ProxyHttp` phases: classify a request, admit it through the
+//!   guard, choose the upstream, rewrite the request and response, map failures, log.
+//! - [`agent`]: the OAuth endpoints the SPA calls (login, callback, session and userinfo,
+//!   refresh, logout and back-channel logout), one file per group.
+//!
+//! The floor:
+//! - [`http`]: the HTTP vocabulary: local responses, the one [`http::ApiError`], CORS,
+//!   request helpers, and the seam through which the proxy hands requests to the agent.
+//! - [`guard`]: who is this, may it go on: CSRF and Origin rules, cookie → session, token
+//!   freshness and refresh over a trait the provider client implements.
+//! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health,
+//!   cookie policy, agent settings) behind one atomic swap.
+//! - [`path`]: path rules: segment prefixes and the normalisation lenient upstreams apply.
+//!
+//! Beneath:
+//! - [`oidc`]: the OpenID Connect client: discovery and keys, the code flow, token calls,
+//!   logout-token validation.
+//! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores, and
+//!   refresh coordination primitives (locks, grace records).
+//! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
+//! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
-//! - [`app`]: assembles the Pingora server; used by `main` and tests.
-//! - [`reload`]: configuration hot reload (SIGHUP, file changes).
-//! - [`health`]: active upstream health checks.
-//! - [`drain`]: stop keeping connections alive during a graceful upgrade or shutdown.
-//! - [`logging`], [`random`]: process logging; OS randomness.
+//! - [`random`]: OS randomness.
+//!
+//! Around them:
+//! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
+//! - [`service`]: background services: config reload, upstream health checks, drain.
+//! - [`logging`]: process logging set-up.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,12 +42,14 @@ pub mod agent;
 pub mod app;
 pub mod config;
 pub mod cookie;
-pub mod drain;
-pub mod health;
+pub mod guard;
+pub mod http;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod oidc;
+pub mod path;
 pub mod proxy;
 pub mod random;
-pub mod reload;
+pub mod service;
 pub mod session;

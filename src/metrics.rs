@@ -7,185 +7,193 @@
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
     exponential_buckets, register_gauge, register_histogram, register_histogram_vec,
-    register_int_counter_vec, Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    register_int_counter_vec, Error as PrometheusError, Gauge, Histogram, HistogramVec, IntCounter,
+    IntCounterVec,
 };
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
 
+/// Unwraps a prometheus call whose arguments are all constants of this file.
+///
+/// None of them can fail: each metric below has a fixed, valid name, help text and label
+/// set, no two share a name (`tests/metrics_catalogue.rs` checks), and each is registered
+/// exactly once, by its `Lazy`, which runs once per process; the buckets have a positive
+/// start, a factor above 1 and a non-zero count. A mistake here would panic at the first
+/// start ([`init`] forces every metric), not later under traffic.
+#[allow(
+    clippy::expect_used,
+    reason = "constant metric definitions registered once at start-up cannot fail"
+)]
+fn fixed<T>(result: Result<T, PrometheusError>) -> T {
+    result.expect("constant metric definition, registered once")
+}
+
+/// Latency buckets: 50 µs doubling 18 times, to ~6.5 s (loopback store calls to slow
+/// upstreams).
 fn latency_buckets() -> Vec<f64> {
-    // 50 µs … ~6.5 s: loopback store calls to slow upstreams.
-    exponential_buckets(0.000_05, 2.0, 18).unwrap_or_default()
+    fixed(exponential_buckets(0.000_05, 2.0, 18))
 }
 
 /// Requests answered, by route (config name, `agent`, `health` or `none`) and status code.
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_requests_total",
         "Requests answered, by route and HTTP status",
         &["route", "status"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Whole-request latency by route.
 pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
-    register_histogram_vec!(
+    fixed(register_histogram_vec!(
         "bff_request_duration_seconds",
         "Time from request start to the end of the response, by route",
         &["route"],
         latency_buckets()
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Session lookups on API routes, by result: `ok`, `missing` (no cookie), `invalid`
 /// (cookie does not open), `expired` (session gone or past its end), `error` (store failed).
 pub static SESSION_LOOKUPS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_session_lookups_total",
         "Session lookups on API routes, by result",
         &["result"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Cookies that did not open, by reason (`malformed`, `version`, `unknown_key`, `tampered`).
 pub static COOKIE_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_cookie_unseal_failures_total",
         "Session cookies that failed to open, by reason",
         &["reason"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// CSRF refusals by route.
 pub static CSRF_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_csrf_rejections_total",
         "Unsafe requests refused for a missing or foreign Origin or a missing CSRF header",
         &["route"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Session store call latency by operation.
 pub static STORE_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
-    register_histogram_vec!(
+    fixed(register_histogram_vec!(
         "bff_store_duration_seconds",
         "Session store call latency, by operation",
         &["op"],
         latency_buckets()
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Session store failures (unreachable or timed out) by operation.
 pub static STORE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_store_errors_total",
         "Session store calls that failed or timed out, by operation",
         &["op"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Upstream failures by route and kind (`unavailable`, `timeout`).
 pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_upstream_errors_total",
         "Requests that failed upstream, by route and kind",
         &["route", "kind"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Logins by outcome: `started`, `ok`, `failed`, `invalid_state`, `binding_mismatch`,
 /// `provider_error`.
 pub static LOGINS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!("bff_logins_total", "Login steps, by outcome", &["outcome"])
-        .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    fixed(register_int_counter_vec!(
+        "bff_logins_total",
+        "Login steps, by outcome",
+        &["outcome"]
+    ))
 });
 
 /// Logouts by outcome: `ok`, `no_session`, `backchannel`, `backchannel_refused`,
 /// `backchannel_replay`.
 pub static LOGOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!("bff_logouts_total", "Logouts, by outcome", &["outcome"])
-        .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    fixed(register_int_counter_vec!(
+        "bff_logouts_total",
+        "Logouts, by outcome",
+        &["outcome"]
+    ))
 });
 
 /// Token refreshes by outcome: `ok`, `invalid_grant`, `unavailable`, `grace_hit`,
 /// `lock_wait` (another request or instance refreshed; this one used its result).
 pub static REFRESHES: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_refreshes_total",
         "Access-token refreshes, by outcome",
         &["outcome"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Time spent in the provider's token endpoint for refreshes.
 pub static REFRESH_DURATION: Lazy<Histogram> = Lazy::new(|| {
-    register_histogram!(
+    fixed(register_histogram!(
         "bff_refresh_duration_seconds",
         "Refresh-token grant latency at the provider",
         latency_buckets()
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Time a request waited for a refresh lock (in-process or store-wide).
 pub static REFRESH_LOCK_WAIT: Lazy<Histogram> = Lazy::new(|| {
-    register_histogram!(
+    fixed(register_histogram!(
         "bff_refresh_lock_wait_seconds",
         "Time requests waited on another request's refresh",
         latency_buckets()
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Time from sending the request upstream to its response header, by route.
 pub static UPSTREAM_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
-    register_histogram_vec!(
+    fixed(register_histogram_vec!(
         "bff_upstream_duration_seconds",
         "Time from connecting upstream to the upstream's response header, by route",
         &["route"],
         latency_buckets()
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// OpenID provider call latency by operation (`discovery`, `jwks`, `token`, `refresh`,
 /// `userinfo`, `revoke`).
 pub static PROVIDER_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
-    register_histogram_vec!(
+    fixed(register_histogram_vec!(
         "bff_provider_duration_seconds",
         "OpenID provider call latency, by operation",
         &["op"],
         latency_buckets()
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Configuration reloads by result (`ok`, `error`).
 pub static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
+    fixed(register_int_counter_vec!(
         "bff_config_reloads_total",
         "Configuration reloads, by result",
         &["result"]
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// Unix time of the last successful configuration load (start or reload).
 pub static CONFIG_LAST_RELOAD: Lazy<Gauge> = Lazy::new(|| {
-    register_gauge!(
+    fixed(register_gauge!(
         "bff_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful configuration load"
-    )
-    .unwrap_or_else(|e| panic!("metric registration: {e}"))
+    ))
 });
 
 /// `bff_session_lookups_total{result="ok"}`, looked up once: it is on every API request.

@@ -65,7 +65,8 @@ pub async fn save(
     t: &LoginTransaction,
     ttl: Duration,
 ) -> Result<(), StoreError> {
-    let plain = serde_json::to_vec(t).unwrap_or_default();
+    let plain = serde_json::to_vec(t)
+        .map_err(|_| StoreError::Seal("the login transaction does not serialize"))?;
     store.put_transient(&name(state), &plain, ttl).await
 }
 

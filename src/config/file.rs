@@ -2,9 +2,11 @@
 //!
 //! Nothing here is trusted yet. Every struct refuses unknown keys, durations are strings
 //! such as `30s` or `12h`, and secrets are still references (`${ENV}` already expanded,
-//! `file:/path` not yet read). [`super::validate`] turns this into the internal
-//! [`super::Config`], collecting every problem it finds.
+//! `file:/path` not yet read). [`super::parse`] turns this into the internal
+//! [`super::Config`], collecting every problem it finds. Default values live in
+//! `config/defaults.rs`.
 
+use super::defaults;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -103,9 +105,9 @@ pub struct AgentFile {
 impl Default for AgentFile {
     fn default() -> Self {
         AgentFile {
-            base_path: "/bff".into(),
+            base_path: defaults::AGENT_BASE_PATH.into(),
             allowed_origins: Vec::new(),
-            csrf_header: "x-bffgate-csrf".into(),
+            csrf_header: defaults::CSRF_HEADER.into(),
         }
     }
 }
@@ -122,10 +124,10 @@ pub struct OidcFile {
     /// Client secret (`${ENV}` or `file:/path`).
     pub client_secret: String,
     /// `client_secret_basic` (default) or `client_secret_post`.
-    #[serde(default = "default_client_auth")]
+    #[serde(default = "defaults::client_auth")]
     pub client_auth: String,
     /// Scopes requested (default openid, profile, email, offline_access).
-    #[serde(default = "default_scopes")]
+    #[serde(default = "defaults::scopes")]
     pub scopes: Vec<String>,
     /// This bffgate's callback URL, as registered: `https://api.example.com/bff/callback`.
     pub redirect_uri: String,
@@ -136,16 +138,16 @@ pub struct OidcFile {
     pub post_logout_redirect: Option<String>,
     /// ID-token signature algorithms accepted (default RS256, ES256, PS256). `none` is
     /// never accepted.
-    #[serde(default = "default_algs")]
+    #[serde(default = "defaults::id_token_algs")]
     pub id_token_algs: Vec<String>,
     /// ID-token claims `/bff/session` shows (default sub, name, email, preferred_username).
-    #[serde(default = "default_session_claims")]
+    #[serde(default = "defaults::session_claims")]
     pub session_claims: Vec<String>,
     /// How long a started login may take (default `10m`).
-    #[serde(default = "default_login_timeout")]
+    #[serde(default = "defaults::login_timeout")]
     pub login_timeout: String,
     /// Clock skew tolerated on token times (default `60s`).
-    #[serde(default = "default_skew")]
+    #[serde(default = "defaults::clock_skew")]
     pub clock_skew: String,
     /// Extra authorization request parameters (e.g. `prompt: consent`, `audience: …`).
     #[serde(default)]
@@ -158,20 +160,20 @@ pub struct OidcFile {
 pub struct CookieFile {
     /// Cookie name (default `bff_session`); a `__Host-` prefix requires `secure`, path `/`
     /// and no domain.
-    #[serde(default = "default_cookie_name")]
+    #[serde(default = "defaults::cookie_name")]
     pub name: String,
     /// `Domain` attribute; omit for a host-only cookie.
     #[serde(default)]
     pub domain: Option<String>,
     /// `Path` attribute (default `/`).
-    #[serde(default = "default_cookie_path")]
+    #[serde(default = "defaults::cookie_path")]
     pub path: String,
     /// `strict` (default), `lax` or `none`.
-    #[serde(default = "default_same_site")]
+    #[serde(default = "defaults::cookie_same_site")]
     pub same_site: String,
     /// `Secure` attribute (default true). Turning it off is for plain-HTTP development
     /// only and is logged as a warning at start.
-    #[serde(default = "default_true")]
+    #[serde(default = "defaults::cookie_secure")]
     pub secure: bool,
     /// Sealing keys; the first seals, the others still open older cookies.
     pub keys: Vec<KeyFile>,
@@ -197,17 +199,17 @@ pub struct SessionFile {
     /// 32 bytes, base64-encoded, encrypting tokens inside stored sessions.
     pub at_rest_key: String,
     /// A session unused for this long ends (default `30m`).
-    #[serde(default = "default_idle")]
+    #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: String,
     /// A session ends this long after login, used or not (default `12h`).
-    #[serde(default = "default_absolute")]
+    #[serde(default = "defaults::absolute_timeout")]
     pub absolute_timeout: String,
     /// Refresh an access token this long before it expires (default `30s`).
-    #[serde(default = "default_refresh_before")]
+    #[serde(default = "defaults::refresh_before_expiry")]
     pub refresh_before_expiry: String,
     /// How long a request waits for a refresh another request or instance is doing before
     /// it gives up (default `5s`).
-    #[serde(default = "default_refresh_wait")]
+    #[serde(default = "defaults::refresh_lock_wait")]
     pub refresh_lock_wait: String,
 }
 
@@ -237,10 +239,10 @@ pub struct RedisFile {
     #[serde(default)]
     pub sentinel: Option<SentinelFile>,
     /// Key prefix (default `bffgate:`).
-    #[serde(default = "default_prefix")]
+    #[serde(default = "defaults::redis_key_prefix")]
     pub key_prefix: String,
     /// Longest wait for one store operation (default `1s`).
-    #[serde(default = "default_store_timeout")]
+    #[serde(default = "defaults::redis_timeout")]
     pub timeout: String,
 }
 
@@ -259,7 +261,7 @@ pub struct SentinelFile {
 #[serde(deny_unknown_fields)]
 pub struct MemoryFile {
     /// The most sessions kept; the least recently used go first (default 100000).
-    #[serde(default = "default_max_sessions")]
+    #[serde(default = "defaults::max_sessions")]
     pub max_sessions: u64,
 }
 
@@ -278,7 +280,7 @@ pub struct RouteFile {
     #[serde(default)]
     pub strip_prefix: Option<String>,
     /// `required` (default), `optional` or `none`.
-    #[serde(default = "default_auth")]
+    #[serde(default = "defaults::route_auth")]
     pub auth: String,
     /// Header changes on the way upstream.
     #[serde(default)]
@@ -288,7 +290,7 @@ pub struct RouteFile {
     pub timeouts: TimeoutsFile,
     /// Verify HTTPS upstreams' certificates and host names (default true). `false` is for
     /// testing only and is logged as a warning.
-    #[serde(default = "default_true")]
+    #[serde(default = "defaults::route_tls_verify")]
     pub tls_verify: bool,
     /// Active health checks of the upstreams (TCP connect); omit for passive checks only.
     #[serde(default)]
@@ -300,7 +302,7 @@ pub struct RouteFile {
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckFile {
     /// Time between checks (default `5s`).
-    #[serde(default = "default_hc_interval")]
+    #[serde(default = "defaults::health_check_interval")]
     pub interval: String,
 }
 
@@ -338,66 +340,4 @@ pub struct TimeoutsFile {
     pub connect: Option<String>,
     /// Longest wait for upstream bytes (default `30s`).
     pub read: Option<String>,
-}
-
-fn default_cookie_name() -> String {
-    "bff_session".into()
-}
-fn default_cookie_path() -> String {
-    "/".into()
-}
-fn default_same_site() -> String {
-    "strict".into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_idle() -> String {
-    "30m".into()
-}
-fn default_absolute() -> String {
-    "12h".into()
-}
-fn default_prefix() -> String {
-    "bffgate:".into()
-}
-fn default_store_timeout() -> String {
-    "1s".into()
-}
-fn default_max_sessions() -> u64 {
-    100_000
-}
-fn default_auth() -> String {
-    "required".into()
-}
-fn default_client_auth() -> String {
-    "client_secret_basic".into()
-}
-fn default_scopes() -> Vec<String> {
-    ["openid", "profile", "email", "offline_access"]
-        .map(String::from)
-        .to_vec()
-}
-fn default_algs() -> Vec<String> {
-    ["RS256", "ES256", "PS256"].map(String::from).to_vec()
-}
-fn default_session_claims() -> Vec<String> {
-    ["sub", "name", "email", "preferred_username"]
-        .map(String::from)
-        .to_vec()
-}
-fn default_login_timeout() -> String {
-    "10m".into()
-}
-fn default_skew() -> String {
-    "60s".into()
-}
-fn default_refresh_before() -> String {
-    "30s".into()
-}
-fn default_refresh_wait() -> String {
-    "5s".into()
-}
-fn default_hc_interval() -> String {
-    "5s".into()
 }

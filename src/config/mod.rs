@@ -1,21 +1,41 @@
 //! Configuration: the YAML file, its validation, and the internal [`Config`] the rest of
-//! the process runs on.
+//! the process runs on (the types below).
 //!
 //! Loading is `read → expand ${ENV} → deserialize (unknown keys refused) → validate`. The
 //! validation step collects every problem with its key path, so an operator fixes a file in
 //! one pass. Nothing outside this module sees the file structs.
+//!
+//! Where things are:
+//! - `load.rs`: the pipeline ([`load`], [`parse`]) and the problem collector;
+//! - [`file`]: the file's serde structs; `defaults.rs`: every default value;
+//! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
+//! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
+//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`;
+//! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
+//! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
+mod agent;
+mod cookie;
+mod defaults;
 mod error;
 pub mod file;
-mod validate;
+#[cfg(test)]
+mod fixtures;
+mod load;
+mod oidc;
+mod resolve;
+mod routes;
+mod server;
+mod session;
+mod values;
 
 pub use error::{ConfigError, ConfigProblem};
-pub(crate) use validate::segment_prefix;
+pub use load::{load, parse};
 
 use http::{HeaderName, HeaderValue, Method};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use zeroize::Zeroize;
 
@@ -336,27 +356,4 @@ pub struct RouteConfig {
     pub tls_verify: bool,
     /// Active health-check interval, if enabled.
     pub health_check: Option<Duration>,
-}
-
-/// Reads, expands, parses and validates a configuration file.
-///
-/// # Errors
-/// A [`ConfigError`] listing every problem, each with its key path.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::single(path.to_path_buf(), "", format!("cannot read file: {e}"))
-    })?;
-    parse(path, &text, &|name| std::env::var(name).ok())
-}
-
-/// Parses configuration text as if read from `path`, with `env` answering `${NAME}`.
-///
-/// # Errors
-/// As [`load`].
-pub fn parse(
-    path: &Path,
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    validate::parse(path, text, env)
 }

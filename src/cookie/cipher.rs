@@ -63,9 +63,15 @@ impl CookieCipher {
             msg: id.as_bytes(),
             aad: &self.aad,
         };
-        let Ok(sealed) = cipher.encrypt(Nonce::from_slice(&nonce), payload) else {
-            return String::new();
-        };
+        // AES-GCM with a 96-bit nonce refuses only messages or associated data beyond
+        // 2^36 bytes; a 32-byte id under a cookie name never comes near.
+        #[allow(
+            clippy::expect_used,
+            reason = "AES-GCM fails only above 64 GiB of input; here: 32 bytes and the cookie name"
+        )]
+        let sealed = cipher
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .expect("AES-256-GCM seals a 32-byte session id");
         let mut out = Vec::with_capacity(2 + key_id.len() + NONCE_LEN + sealed.len());
         out.push(VERSION);
         out.push(key_id.len() as u8);

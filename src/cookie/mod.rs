@@ -1,4 +1,5 @@
-//! The session cookie: its name and attributes in one place, and sealing.
+//! The cookies bffgate owns (the session cookie and the login-binding cookie): their names
+//! and attributes in one place, and sealing.
 //!
 //! This module never talks to a store: it turns a [`SessionId`] into a `Set-Cookie` value
 //! and a `Cookie` header back into a session id, nothing more.
@@ -98,6 +99,28 @@ impl SessionCookie {
     /// A `Set-Cookie` value that removes the cookie.
     pub fn clear_cookie(&self) -> String {
         format!("{}={}; Max-Age=0", self.config.name, self.attributes)
+    }
+
+    /// The login-binding cookie's name: the session cookie's name with `_login`.
+    pub fn login_name(&self) -> String {
+        format!("{}_login", self.config.name)
+    }
+
+    /// A `Set-Cookie` value for the login-binding cookie. `SameSite=Lax`, not Strict: the
+    /// provider's redirect back to the callback is a cross-site navigation, on which
+    /// browsers withhold Strict cookies. Scoped to the agent's `base_path` (or `/` for a
+    /// `__Host-` name, which requires it).
+    pub fn login_set_cookie(&self, value: &str, base_path: &str, max_age_secs: u64) -> String {
+        let path = if self.config.name.starts_with("__Host-") {
+            "/"
+        } else {
+            base_path
+        };
+        let secure = if self.config.secure { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path={path}; HttpOnly{secure}; SameSite=Lax; Max-Age={max_age_secs}",
+            self.login_name()
+        )
     }
 
     /// Finds our cookie's value among `Cookie` header values (the first occurrence wins).

@@ -1,4 +1,5 @@
-//! OpenID provider failures. Messages never carry tokens, codes or secrets.
+//! OpenID provider failures, and the translation of HTTP and `openidconnect` errors into
+//! them. Messages never carry tokens, codes, secrets or URLs.
 
 /// Why an exchange with the provider failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -15,4 +16,54 @@ pub enum OidcError {
     /// The provider refused, or what it returned failed validation.
     #[error("refused: {0}")]
     Rejected(String),
+}
+
+/// A reqwest error's text without its URL (URLs may carry tokens in queries).
+pub(super) fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url") {
+        e.truncate(i);
+    }
+    e
+}
+
+/// A failed discovery: an unacceptable document is the provider's misconfiguration, a
+/// failed request makes it unavailable.
+pub(super) fn discovery_error<E: std::error::Error>(
+    e: openidconnect::DiscoveryError<E>,
+) -> OidcError {
+    use openidconnect::DiscoveryError as D;
+    match e {
+        D::Validation(v) => OidcError::Misconfigured(format!("discovery refused: {v}")),
+        D::Parse(_) => OidcError::Misconfigured("discovery document is not valid".into()),
+        D::Response(status, _, _) => OidcError::Unavailable(format!("discovery answered {status}")),
+        D::Request(_) => OidcError::Unavailable("the provider cannot be reached".into()),
+        other => OidcError::Unavailable(format!("discovery failed: {other}")),
+    }
+}
+
+/// A failed token request (code exchange or refresh). Only the error code of a refusal is
+/// kept, never its description; `invalid_grant` becomes [`OidcError::InvalidGrant`].
+pub(super) fn token_error<RE: std::error::Error, T: openidconnect::ErrorResponse>(
+    e: openidconnect::RequestTokenError<RE, T>,
+) -> OidcError {
+    use openidconnect::RequestTokenError as R;
+    match e {
+        R::ServerResponse(r) => {
+            // An error response that does not serialize still is a refusal: "error".
+            let body = serde_json::to_value(&r).unwrap_or_default();
+            let code = body
+                .get("error")
+                .and_then(|c| c.as_str())
+                .unwrap_or("error");
+            if code == "invalid_grant" {
+                OidcError::InvalidGrant
+            } else {
+                OidcError::Rejected(format!("token endpoint refused: {code}"))
+            }
+        }
+        R::Request(_) => OidcError::Unavailable("the token endpoint cannot be reached".into()),
+        R::Parse(_, _) => OidcError::Unavailable("the token endpoint's answer is not valid".into()),
+        R::Other(o) => OidcError::Unavailable(o),
+    }
 }

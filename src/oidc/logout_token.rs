@@ -1,8 +1,8 @@
 //! Back-channel logout token validation (OpenID Connect Back-Channel Logout 1.0, §2.4 and
 //! §2.6): a JWT signed by the provider, naming a `sid` and/or `sub`, with the logout event,
-//! and never a `nonce`.
+//! and never a `nonce`. [`OidcClient::validate_logout_token`] is the entry point.
 
-use super::{Metadata, OidcError};
+use super::{Metadata, OidcClient, OidcError};
 use crate::config::OidcConfig;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -41,6 +41,25 @@ impl From<Failure> for OidcError {
                 OidcError::Rejected("logout token signed with an unknown key".into())
             }
             Failure::Invalid(why) => OidcError::Rejected(format!("logout token: {why}")),
+        }
+    }
+}
+
+impl OidcClient {
+    /// Validates a back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6).
+    /// Replay (`jti`) is the caller's to check.
+    ///
+    /// # Errors
+    /// [`OidcError::Rejected`] with the reason.
+    pub async fn validate_logout_token(&self, token: &str) -> Result<LogoutClaims, OidcError> {
+        let provider = self.provider().await?;
+        let first = validate(token, &provider.metadata, &self.config);
+        match first {
+            Err(Failure::UnknownKey) if self.refresh_keys(&provider).await => {
+                let provider = self.provider().await?;
+                validate(token, &provider.metadata, &self.config).map_err(Into::into)
+            }
+            other => other.map_err(Into::into),
         }
     }
 }

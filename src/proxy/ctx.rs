@@ -1,29 +1,27 @@
 //! Per-request state shared across the proxy's phases.
 
-use super::{Route, Snapshot};
+use crate::live::{LiveConfig, Route};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Created by `new_ctx` (a clock read and one atomic snapshot load, no I/O), filled by
+/// Created by `new_ctx` (a clock read and one atomic load, no I/O), filled by
 /// `request_filter`, applied by the upstream and response phases, read by `logging`.
 pub struct RequestCtx {
     /// When the request started.
     pub started: Instant,
     /// The configuration this request runs on from start to end, even across a reload.
-    pub snapshot: Arc<Snapshot>,
+    pub live: Arc<LiveConfig>,
     /// The matched API route.
     pub route: Option<Arc<Route>>,
     /// Label for metrics and logs when the request is not for an API route (`health`,
     /// `agent_*`, …); an API route is labelled by its name.
     pub route_label: Option<&'static str>,
-    /// The access token to forward; taken (moved out) when the upstream request is built.
+    /// The access token to forward; set on every upstream attempt, retries included.
     pub token: Option<String>,
     /// A `Set-Cookie` to add to the response (re-sealed cookie).
     pub set_cookie: Option<String>,
-    /// The error code answered, if any.
+    /// The error code answered, if any (every local error answer has one).
     pub error_code: Option<&'static str>,
-    /// Whether bffgate wrote the response itself.
-    pub answered_locally: bool,
     /// Upstream connection attempts so far.
     pub tries: usize,
     /// Index (in the route) of the upstream tried last.
@@ -35,26 +33,23 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// Fresh state for a request on `snapshot`.
-    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+    /// Fresh state for a request on `live`.
+    pub fn new(live: Arc<LiveConfig>) -> Self {
         RequestCtx {
             started: Instant::now(),
-            snapshot,
+            live,
             route: None,
             route_label: None,
             token: None,
             set_cookie: None,
             error_code: None,
-            answered_locally: false,
             tries: 0,
             upstream_index: 0,
             cors_origin: None,
             upstream_started: None,
         }
     }
-}
 
-impl RequestCtx {
     /// The `route` label of this request: the API route's name, the local handler, or `none`.
     pub fn label(&self) -> &str {
         match (&self.route, self.route_label) {

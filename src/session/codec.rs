@@ -6,12 +6,11 @@
 //! at-rest key, so a store dump names neither sessions nor users.
 
 use super::state::Stored;
-use super::{Session, SessionId};
+use super::{Session, SessionId, StoreError};
 use crate::config::SecretKey;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
-
 use sha2::{Digest, Sha256};
 
 const NONCE_LEN: usize = 12;
@@ -73,7 +72,12 @@ impl Codec {
         )
     }
 
-    pub(crate) fn seal_bytes(&self, key: &str, plain: &[u8]) -> Vec<u8> {
+    /// Seals `plain` under a fresh nonce, bound to the storage `key`.
+    ///
+    /// # Errors
+    /// [`StoreError::Seal`] when encryption fails (AES-GCM refuses only messages beyond
+    /// 64 GiB); nothing half-sealed is ever returned.
+    pub(crate) fn seal_bytes(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         let nonce: [u8; NONCE_LEN] = crate::random::os_bytes();
         let sealed = self
             .cipher
@@ -84,11 +88,11 @@ impl Codec {
                     aad: key.as_bytes(),
                 },
             )
-            .unwrap_or_default();
+            .map_err(|_| StoreError::Seal("encryption failed"))?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        out
+        Ok(out)
     }
 
     pub(crate) fn open_bytes(&self, key: &str, blob: &[u8]) -> Option<Vec<u8>> {
@@ -107,7 +111,11 @@ impl Codec {
             .ok()
     }
 
-    pub(crate) fn seal(&self, key: &str, s: &Session) -> Vec<u8> {
+    /// Seals a session for storage under `key`.
+    ///
+    /// # Errors
+    /// [`StoreError::Seal`] when the session does not serialize or encryption fails.
+    pub(crate) fn seal(&self, key: &str, s: &Session) -> Result<Vec<u8>, StoreError> {
         let stored = Stored {
             sub: s.sub.clone(),
             sid: s.sid.clone(),
@@ -116,7 +124,8 @@ impl Codec {
             created_at: s.created_at,
             expires_at: s.expires_at,
         };
-        let plain = serde_json::to_vec(&stored).unwrap_or_default();
+        let plain = serde_json::to_vec(&stored)
+            .map_err(|_| StoreError::Seal("the session does not serialize"))?;
         self.seal_bytes(key, &plain)
     }
 
@@ -133,5 +142,23 @@ impl Codec {
             created_at: s.created_at,
             expires_at: s.expires_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_bytes_open_only_under_their_key() {
+        let codec = Codec::new(&SecretKey::from_bytes([7; 32]), "t:");
+        let blob = codec.seal_bytes("k1", b"plain").expect("seal");
+        assert_eq!(blob.len(), NONCE_LEN + b"plain".len() + 16);
+        assert_eq!(
+            codec.open_bytes("k1", &blob).as_deref(),
+            Some(&b"plain"[..])
+        );
+        assert_eq!(codec.open_bytes("k2", &blob), None);
+        assert_ne!(codec.seal_bytes("k1", b"plain").expect("seal"), blob);
     }
 }

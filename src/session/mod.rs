@@ -1,7 +1,7 @@
 //! Server-side sessions: what they hold, where they are kept, and how long they live.
 //!
 //! [`SessionStore`] is what the rest of the process uses. It seals each session for rest
-//! ([`codec`]), names it by a hash of its id, and keeps it in a [`Store`] backend: Redis
+//! (`codec`), names it by a hash of its id, and keeps it in a [`Store`] backend: Redis
 //! ([`RedisStore`]) or the embedded [`MemoryStore`]. Backends only see opaque keys, blobs,
 //! TTLs and index names. Sessions end at their absolute expiry, or after `idle_timeout`
 //! without use (the backend's TTL, slid forward as the session is used).
@@ -179,11 +179,12 @@ impl SessionStore {
     /// Stores a new session.
     ///
     /// # Errors
-    /// The backend failed.
+    /// The backend failed, or what was to be stored could not be sealed
+    /// ([`StoreError::Seal`]).
     pub async fn create(&self, s: &Session) -> Result<(), StoreError> {
         let key = self.codec.storage_key(&s.id);
         let record = Record {
-            blob: self.codec.seal(&key, s),
+            blob: self.codec.seal(&key, s)?,
             ttl: self.ttl(s),
             indexes: self.indexes(s),
             index_ttl: self.lifetimes.load().absolute,
@@ -221,10 +222,11 @@ impl SessionStore {
     /// Replaces a session's contents (e.g. new tokens), keeping its TTL; false if it ended.
     ///
     /// # Errors
-    /// The backend failed.
+    /// The backend failed, or what was to be stored could not be sealed
+    /// ([`StoreError::Seal`]).
     pub async fn update(&self, s: &Session) -> Result<bool, StoreError> {
         let key = self.codec.storage_key(&s.id);
-        let blob = self.codec.seal(&key, s);
+        let blob = self.codec.seal(&key, s)?;
         timed("update", self.backend.update(&key, &blob)).await
     }
 
@@ -274,7 +276,8 @@ impl SessionStore {
     /// Keeps `plain` sealed under the name `name` for `ttl` (login transactions).
     ///
     /// # Errors
-    /// The backend failed.
+    /// The backend failed, or what was to be stored could not be sealed
+    /// ([`StoreError::Seal`]).
     pub async fn put_transient(
         &self,
         name: &str,
@@ -282,7 +285,7 @@ impl SessionStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let key = self.codec.index_name("t", name);
-        let blob = self.codec.seal_bytes(&key, plain);
+        let blob = self.codec.seal_bytes(&key, plain)?;
         timed("put", self.backend.put(&key, &blob, ttl)).await
     }
 
@@ -339,7 +342,8 @@ impl SessionStore {
     /// refresh token.
     ///
     /// # Errors
-    /// The backend failed.
+    /// The backend failed, or what was to be stored could not be sealed
+    /// ([`StoreError::Seal`]).
     pub async fn put_grace(
         &self,
         id: &SessionId,
@@ -348,9 +352,9 @@ impl SessionStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let key = self.grace_key(id, old_refresh_token);
-        let blob = self
-            .codec
-            .seal_bytes(&key, &serde_json::to_vec(tokens).unwrap_or_default());
+        let plain = serde_json::to_vec(tokens)
+            .map_err(|_| StoreError::Seal("the tokens do not serialize"))?;
+        let blob = self.codec.seal_bytes(&key, &plain)?;
         timed("put", self.backend.put(&key, &blob, ttl)).await
     }
 

@@ -1,10 +1,10 @@
-//! The checks every credentialed request goes through: CSRF, and cookie → session.
+//! Cookie → session: what a request's session cookie leads to, counted in metrics.
 
-use crate::config::AgentConfig;
 use crate::cookie::{CookieError, SessionCookie};
+use crate::http::ApiError;
 use crate::metrics;
 use crate::session::{Session, SessionStore, StoreError};
-use http::{header, HeaderValue, Method};
+use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
 
 /// What the request's cookie leads to.
@@ -25,6 +25,31 @@ pub enum Lookup {
     },
     /// The store could not answer.
     StoreFailed(StoreError),
+}
+
+impl Lookup {
+    /// The error answered when no live session was found (`Found` is not a refusal: it
+    /// maps to [`ApiError::Internal`] and should not be asked).
+    pub fn refusal(&self) -> ApiError {
+        match self {
+            Lookup::Missing => ApiError::NoSession,
+            Lookup::Invalid(_) => ApiError::InvalidSession,
+            Lookup::Expired => ApiError::SessionExpired,
+            Lookup::StoreFailed(_) => ApiError::StoreUnavailable,
+            Lookup::Found { .. } => ApiError::Internal,
+        }
+    }
+
+    /// The live session, or the refusal.
+    ///
+    /// # Errors
+    /// [`Lookup::refusal`] when there is no live session.
+    pub fn into_session(self) -> Result<(Session, bool), ApiError> {
+        match self {
+            Lookup::Found { session, reseal } => Ok((session, reseal)),
+            other => Err(other.refusal()),
+        }
+    }
 }
 
 /// Finds the session a request's cookie names, counting the result.
@@ -72,42 +97,4 @@ pub async fn lookup(store: &SessionStore, cookie: &SessionCookie, req: &RequestH
             Lookup::StoreFailed(e)
         }
     }
-}
-
-/// Whether a method cannot change state (and so needs no CSRF check).
-pub fn is_safe_method(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// CSRF defence for unsafe methods: the `Origin` must be trusted and the CSRF header
-/// present. A cross-site form cannot add the header, and a cross-origin `fetch` with it
-/// needs a CORS preflight that only trusted origins pass.
-///
-/// # Errors
-/// A message saying which condition failed.
-pub fn check_csrf(req: &RequestHeader, agent: &AgentConfig) -> Result<(), &'static str> {
-    if !origin_allowed(req, agent) {
-        return Err("the request's Origin is missing or not allowed");
-    }
-    if !req.headers.contains_key(&agent.csrf_header) {
-        return Err("the CSRF header is missing");
-    }
-    Ok(())
-}
-
-/// The request's `Origin`, when it is one of the trusted origins.
-pub fn allowed_origin<'r>(req: &'r RequestHeader, agent: &AgentConfig) -> Option<&'r HeaderValue> {
-    let origin = req.headers.get(header::ORIGIN)?;
-    agent
-        .allowed_origins
-        .iter()
-        .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
-        .then_some(origin)
-}
-
-fn origin_allowed(req: &RequestHeader, agent: &AgentConfig) -> bool {
-    allowed_origin(req, agent).is_some()
 }

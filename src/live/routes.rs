@@ -1,7 +1,9 @@
-//! The compiled route table: which route takes a request, and whether its path is safe.
+//! The compiled route table: which route takes a request, whether its path is safe, and
+//! each route's upstream rotation and health state.
 
-use crate::config::{segment_prefix, RouteConfig, UpstreamConfig};
+use crate::config::{RouteConfig, UpstreamConfig};
 use crate::metrics;
+use crate::path::{is_suspicious, normalise, segment_prefix, PathError};
 use http::Method;
 use pingora_prometheus::prometheus::Histogram;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -79,15 +81,6 @@ pub enum RouteMatch {
     NotFound,
 }
 
-/// Why a path is refused before routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
-    /// Dot-segments (plain or percent-encoded), or a NUL.
-    DotSegment,
-    /// Decoding or normalising the path would route it elsewhere.
-    Ambiguous,
-}
-
 /// Routes ordered for matching: longest prefix first, host-specific before any-host.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -162,8 +155,7 @@ impl RouteTable {
         raw: &str,
     ) -> Result<RouteMatch, PathError> {
         let found = self.find(host, method, raw);
-        let suspicious = raw.contains(['%', '\\']) || raw.contains("/.") || raw.contains("//");
-        if !suspicious {
+        if !is_suspicious(raw) {
             return Ok(found);
         }
         let normal = normalise(raw)?;
@@ -180,30 +172,6 @@ impl RouteTable {
             Err(PathError::Ambiguous)
         }
     }
-}
-
-/// Percent-decodes, turns `\` into `/`, drops empty segments; refuses dot-segments.
-fn normalise(raw: &str) -> Result<String, PathError> {
-    let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
-    if decoded.contains(&0) {
-        return Err(PathError::DotSegment);
-    }
-    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
-    let mut out = String::with_capacity(decoded.len());
-    for seg in decoded.split('/') {
-        match seg {
-            "" => {}
-            "." | ".." => return Err(PathError::DotSegment),
-            s => {
-                out.push('/');
-                out.push_str(s);
-            }
-        }
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,29 +2,27 @@
 //! upstream of every route that asks for it, at the route's interval. A failed check takes the upstream out of rotation until
 //! a check succeeds; passive ejection (a failed connect while proxying) is in the proxy.
 
-use crate::proxy::Snapshot;
-use arc_swap::ArcSwap;
+use crate::live::LiveHandle;
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck, TcpHealthCheck};
 use pingora::lb::Backend;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the checker wakes to see which routes are due.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Checks the upstreams of the current configuration snapshot.
+/// Checks the upstreams of the current live configuration.
 pub struct HealthChecker {
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    live: LiveHandle,
 }
 
 impl HealthChecker {
-    /// A checker over the (reloadable) snapshot.
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
-        HealthChecker { snapshot }
+    /// A checker over the (reloadable) live configuration.
+    pub fn new(live: LiveHandle) -> Self {
+        HealthChecker { live }
     }
 
     /// Checks the routes whose interval has passed. `last` holds when each route was last
@@ -35,7 +33,7 @@ impl HealthChecker {
         last: &mut HashMap<String, Instant>,
         seen: &mut HashMap<(String, usize), bool>,
     ) {
-        let snap = self.snapshot.load_full();
+        let snap = self.live.load_full();
         for route in snap.routes.routes() {
             let Some(interval) = route.config.health_check else {
                 continue;

@@ -3,9 +3,10 @@
 //! Every response is framed (`Content-Length`, also for empty bodies), so keep-alive
 //! connections stay usable, and is marked `no-store`: these answers are per user.
 
+use super::ApiError;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::proxy::Session as HttpSession;
 use pingora::Result;
 
 /// A complete response bffgate writes itself.
@@ -19,8 +20,8 @@ pub struct LocalResponse {
     pub body: Bytes,
     /// Body media type, if there is a body.
     pub content_type: Option<&'static str>,
-    /// The error code in the body, for logs.
-    pub code: Option<&'static str>,
+    /// The error this response answers, if it is one (for the access log).
+    pub error: Option<ApiError>,
 }
 
 impl LocalResponse {
@@ -31,7 +32,7 @@ impl LocalResponse {
             headers: Vec::new(),
             body: Bytes::new(),
             content_type: None,
-            code: None,
+            error: None,
         }
     }
 
@@ -40,18 +41,16 @@ impl LocalResponse {
         LocalResponse {
             status,
             headers: Vec::new(),
-            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            // `Value`'s `Display` is its JSON text and cannot fail.
+            body: Bytes::from(value.to_string()),
             content_type: Some("application/json"),
-            code: None,
+            error: None,
         }
     }
 
-    /// The JSON error every client-caused failure gets: `{"code", "message"}`.
-    pub fn error(status: u16, code: &str, message: &str) -> Self {
-        Self::json(
-            status,
-            &serde_json::json!({ "code": code, "message": message }),
-        )
+    /// A `302` to `to`.
+    pub fn redirect(to: &str) -> Self {
+        Self::empty(302).with_header("location", to.to_string())
     }
 
     /// Adds a header.
@@ -64,7 +63,7 @@ impl LocalResponse {
     ///
     /// # Errors
     /// Writing to the client failed.
-    pub async fn send(self, session: &mut Session) -> Result<()> {
+    pub async fn send(self, session: &mut HttpSession) -> Result<()> {
         let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
         if let Some(ct) = self.content_type {
             resp.insert_header(http::header::CONTENT_TYPE, ct)?;
@@ -82,5 +81,17 @@ impl LocalResponse {
             session.write_response_body(Some(self.body), true).await?;
         }
         Ok(())
+    }
+}
+
+impl From<ApiError> for LocalResponse {
+    /// The JSON error body `{"code", "message"}` with the error's status.
+    fn from(e: ApiError) -> Self {
+        let mut resp = Self::json(
+            e.status(),
+            &serde_json::json!({ "code": e.code(), "message": e.message() }),
+        );
+        resp.error = Some(e);
+        resp
     }
 }

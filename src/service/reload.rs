@@ -1,17 +1,16 @@
 //! Configuration hot reload: on `SIGHUP`, and when the config file's content changes.
 //!
-//! A reload is load → validate → compile → one atomic swap of the [`Snapshot`]. An invalid
+//! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
-//! snapshot they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
+//! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
 //! the cookie key ring and session lifetimes reload; listeners, the metrics listener,
 //! server settings, the store and the provider need a restart, and a change to them is
 //! reported as such.
 
 use crate::config::{self, Config};
+use crate::live::{LiveConfig, LiveHandle};
 use crate::metrics;
-use crate::proxy::Snapshot;
 use crate::session::{now_secs, Lifetimes, SessionStore};
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -34,11 +33,11 @@ pub enum ReloadOutcome {
     Refused,
 }
 
-/// Watches the config file and swaps the running snapshot.
+/// Watches the config file and swaps the live configuration.
 pub struct ConfigReloader {
     path: PathBuf,
     listen_override: Vec<SocketAddr>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    live: LiveHandle,
     store: SessionStore,
     running: Mutex<Config>,
 }
@@ -55,13 +54,13 @@ impl ConfigReloader {
     pub fn new(
         running: Config,
         listen_override: Vec<SocketAddr>,
-        snapshot: Arc<ArcSwap<Snapshot>>,
+        live: LiveHandle,
         store: SessionStore,
     ) -> Self {
         ConfigReloader {
             path: running.source.clone(),
             listen_override,
-            snapshot,
+            live,
             store,
             running: Mutex::new(running),
         }
@@ -91,7 +90,7 @@ impl ConfigReloader {
         for route in new.routes.iter().filter(|r| !r.tls_verify) {
             tracing::warn!(route = %route.name, "tls_verify is false: upstream certificates are not checked");
         }
-        self.snapshot.store(Arc::new(Snapshot::new(&new)));
+        self.live.store(Arc::new(LiveConfig::new(&new)));
         self.store.set_lifetimes(Lifetimes {
             idle: new.session.idle_timeout,
             absolute: new.session.absolute_timeout,

@@ -1,0 +1,226 @@
+//! Every default value of the configuration file, in one place.
+//!
+//! A key left out of the file takes the value named here. The serde `default = "…"`
+//! functions in [`super::file`] and the section checkers both read these constants, so a
+//! default is changed here and only here. `README.md` (the key table) and `conf/bff.yaml`
+//! document the same values: keep them in step.
+//!
+//! Durations are written as the file spells them (`30s`, `12h`) where the file field is a
+//! string, so a default goes through the same parser as an operator's value.
+
+use std::time::Duration;
+
+// ---- server -------------------------------------------------------------------------
+
+/// `server.threads`: one proxy worker per CPU; 1 when the CPU count is unknown.
+pub(super) fn server_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// `server.grace_period_seconds`: keep serving this long after SIGTERM.
+pub(super) const GRACE_PERIOD_SECONDS: u64 = 5;
+
+/// `server.graceful_shutdown_timeout_seconds`: wait this long for in-flight requests.
+pub(super) const GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
+
+/// The environment variable naming the folder for the pid file and the upgrade socket
+/// (systemd's `RuntimeDirectory=` sets it, e.g. `/run/bffgate`).
+pub(super) const RUNTIME_DIRECTORY_VAR: &str = "RUNTIME_DIRECTORY";
+
+/// That folder when the variable is not set.
+pub(super) const RUNTIME_DIRECTORY: &str = "/tmp";
+
+/// `server.pid_file`: this name in the runtime directory.
+pub(super) const PID_FILE_NAME: &str = "bffgate.pid";
+
+/// `server.upgrade_sock`: this name in the runtime directory.
+pub(super) const UPGRADE_SOCK_NAME: &str = "bffgate_upgrade.sock";
+
+// ---- agent --------------------------------------------------------------------------
+
+/// `agent.base_path`: prefix of the agent endpoints.
+pub(super) const AGENT_BASE_PATH: &str = "/bff";
+
+/// `agent.csrf_header`: the header an SPA sends on unsafe methods.
+pub(super) const CSRF_HEADER: &str = "x-bffgate-csrf";
+
+// ---- oidc ---------------------------------------------------------------------------
+
+/// `oidc.client_auth`: HTTP Basic at the token endpoint.
+pub(super) const CLIENT_AUTH: &str = "client_secret_basic";
+
+/// `oidc.scopes`.
+pub(super) const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// `oidc.id_token_algs`.
+pub(super) const ID_TOKEN_ALGS: [&str; 3] = ["RS256", "ES256", "PS256"];
+
+/// `oidc.session_claims`: what `GET /bff/session` shows.
+pub(super) const SESSION_CLAIMS: [&str; 4] = ["sub", "name", "email", "preferred_username"];
+
+/// `oidc.login_timeout`: lifetime of a started login.
+pub(super) const LOGIN_TIMEOUT: &str = "10m";
+
+/// `oidc.clock_skew`: tolerance on token times.
+pub(super) const CLOCK_SKEW: &str = "60s";
+
+// ---- cookie -------------------------------------------------------------------------
+
+/// `cookie.name`.
+pub(super) const COOKIE_NAME: &str = "bff_session";
+
+/// `cookie.path`.
+pub(super) const COOKIE_PATH: &str = "/";
+
+/// `cookie.same_site`.
+pub(super) const COOKIE_SAME_SITE: &str = "strict";
+
+/// `cookie.secure`.
+pub(super) const COOKIE_SECURE: bool = true;
+
+// ---- session ------------------------------------------------------------------------
+
+/// `session.idle_timeout`: sliding inactivity limit.
+pub(super) const IDLE_TIMEOUT: &str = "30m";
+
+/// `session.absolute_timeout`: hard limit from login.
+pub(super) const ABSOLUTE_TIMEOUT: &str = "12h";
+
+/// `session.refresh_before_expiry`.
+pub(super) const REFRESH_BEFORE_EXPIRY: &str = "30s";
+
+/// `session.refresh_lock_wait`.
+pub(super) const REFRESH_LOCK_WAIT: &str = "5s";
+
+/// `session.store.memory.max_sessions`, also the bound when `session.store` is omitted.
+pub(super) const MAX_SESSIONS: u64 = 100_000;
+
+/// `session.store.redis.key_prefix`.
+pub(super) const REDIS_KEY_PREFIX: &str = "bffgate:";
+
+/// `session.store.redis.timeout`: longest wait for one store operation.
+pub(super) const REDIS_TIMEOUT: &str = "1s";
+
+// ---- routes -------------------------------------------------------------------------
+
+/// `routes[].auth`.
+pub(super) const ROUTE_AUTH: &str = "required";
+
+/// `routes[].tls_verify`.
+pub(super) const ROUTE_TLS_VERIFY: bool = true;
+
+/// `routes[].timeouts.connect`.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `routes[].timeouts.read`.
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `routes[].health_check.interval`.
+pub(super) const HEALTH_CHECK_INTERVAL: &str = "5s";
+
+// ---- serde glue ---------------------------------------------------------------------
+// `#[serde(default = "…")]` in `file.rs` needs a function; each returns its constant.
+
+pub(super) fn client_auth() -> String {
+    CLIENT_AUTH.into()
+}
+
+pub(super) fn scopes() -> Vec<String> {
+    SCOPES.map(String::from).to_vec()
+}
+
+pub(super) fn id_token_algs() -> Vec<String> {
+    ID_TOKEN_ALGS.map(String::from).to_vec()
+}
+
+pub(super) fn session_claims() -> Vec<String> {
+    SESSION_CLAIMS.map(String::from).to_vec()
+}
+
+pub(super) fn login_timeout() -> String {
+    LOGIN_TIMEOUT.into()
+}
+
+pub(super) fn clock_skew() -> String {
+    CLOCK_SKEW.into()
+}
+
+pub(super) fn cookie_name() -> String {
+    COOKIE_NAME.into()
+}
+
+pub(super) fn cookie_path() -> String {
+    COOKIE_PATH.into()
+}
+
+pub(super) fn cookie_same_site() -> String {
+    COOKIE_SAME_SITE.into()
+}
+
+pub(super) fn cookie_secure() -> bool {
+    COOKIE_SECURE
+}
+
+pub(super) fn idle_timeout() -> String {
+    IDLE_TIMEOUT.into()
+}
+
+pub(super) fn absolute_timeout() -> String {
+    ABSOLUTE_TIMEOUT.into()
+}
+
+pub(super) fn refresh_before_expiry() -> String {
+    REFRESH_BEFORE_EXPIRY.into()
+}
+
+pub(super) fn refresh_lock_wait() -> String {
+    REFRESH_LOCK_WAIT.into()
+}
+
+pub(super) fn max_sessions() -> u64 {
+    MAX_SESSIONS
+}
+
+pub(super) fn redis_key_prefix() -> String {
+    REDIS_KEY_PREFIX.into()
+}
+
+pub(super) fn redis_timeout() -> String {
+    REDIS_TIMEOUT.into()
+}
+
+pub(super) fn route_auth() -> String {
+    ROUTE_AUTH.into()
+}
+
+pub(super) fn route_tls_verify() -> bool {
+    ROUTE_TLS_VERIFY
+}
+
+pub(super) fn health_check_interval() -> String {
+    HEALTH_CHECK_INTERVAL.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{base, env};
+    use super::super::{parse, SameSite, StoreConfig};
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn minimal_config_is_accepted_with_defaults() {
+        let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
+        assert_eq!(c.cookie.name, "bff_session");
+        assert!(c.cookie.secure);
+        assert_eq!(c.cookie.same_site, SameSite::Strict);
+        assert_eq!(c.agent.base_path, "/bff");
+        assert!(matches!(
+            c.session.store,
+            StoreConfig::Memory {
+                max_sessions: 100_000
+            }
+        ));
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+    }
+}

@@ -1,0 +1,101 @@
+//! The process-level sections: `listen` (addresses and TLS certificates), `metrics` and
+//! `server` (the settings handed to Pingora's `ServerConf`).
+
+use super::file::{ListenFile, MetricsFile, ServerFile};
+use super::load::Problems;
+use super::values::socket_addr;
+use super::{defaults, resolve, ServerSettings, TlsListener};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The browser-facing listeners, and the TLS files of those that terminate TLS (checked
+/// readable).
+pub(super) fn listeners(
+    listen: &[ListenFile],
+    base_dir: &Path,
+    p: &mut Problems,
+) -> (Vec<SocketAddr>, Vec<(SocketAddr, TlsListener)>) {
+    let addrs = listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| socket_addr(&l.addr, &format!("listen[{i}].addr"), p))
+        .collect();
+    if listen.is_empty() {
+        p.add("listen", "at least one listener is needed");
+    }
+    let tls = listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let t = l.tls.as_ref()?;
+            // A bad address is already reported under `listen[i].addr` above; the config
+            // is refused, so its certificate files are not checked as well.
+            let addr = l.addr.parse().ok()?;
+            let cert =
+                resolve::readable_file(&t.cert, base_dir, &format!("listen[{i}].tls.cert"), p);
+            let key = resolve::readable_file(&t.key, base_dir, &format!("listen[{i}].tls.key"), p);
+            Some((addr, TlsListener { cert, key }))
+        })
+        .collect();
+    (addrs, tls)
+}
+
+/// The Prometheus listener, if configured.
+pub(super) fn metrics(f: Option<&MetricsFile>, p: &mut Problems) -> Option<SocketAddr> {
+    f.and_then(|m| socket_addr(&m.addr, "metrics.addr", p))
+}
+
+/// Process settings, with the pid file and upgrade socket placed in `run_dir` by default.
+pub(super) fn settings(
+    f: ServerFile,
+    base_dir: &Path,
+    run_dir: &str,
+    p: &mut Problems,
+) -> ServerSettings {
+    let threads = match f.threads {
+        Some(0) => {
+            p.add("server.threads", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => defaults::server_threads(),
+    };
+    ServerSettings {
+        threads,
+        grace_period_seconds: f
+            .grace_period_seconds
+            .unwrap_or(defaults::GRACE_PERIOD_SECONDS),
+        graceful_shutdown_timeout_seconds: f
+            .graceful_shutdown_timeout_seconds
+            .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
+        pid_file: f
+            .pid_file
+            .unwrap_or_else(|| format!("{run_dir}/{}", defaults::PID_FILE_NAME)),
+        upgrade_sock: f
+            .upgrade_sock
+            .unwrap_or_else(|| format!("{run_dir}/{}", defaults::UPGRADE_SOCK_NAME)),
+        upstream_ca_file: f
+            .upstream_ca_file
+            .map(|c| resolve::readable_file(&c, base_dir, "server.upstream_ca_file", p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{base, env};
+    use super::super::parse;
+    use std::path::Path;
+
+    #[test]
+    fn runtime_directory_holds_pid_file_and_upgrade_socket() {
+        let with_run_dir = |name: &str| match name {
+            "RUNTIME_DIRECTORY" => Some("/run/bffgate".to_string()),
+            other => env(other),
+        };
+        let c = parse(Path::new("t.yaml"), &base(), &with_run_dir).expect("valid");
+        assert_eq!(c.server.pid_file, "/run/bffgate/bffgate.pid");
+        assert_eq!(c.server.upgrade_sock, "/run/bffgate/bffgate_upgrade.sock");
+        let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
+        assert_eq!(c.server.pid_file, "/tmp/bffgate.pid");
+    }
+}

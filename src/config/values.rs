@@ -1,0 +1,137 @@
+//! Parsers for the value kinds the sections share: socket addresses, durations, base64
+//! keys, http(s) URLs and browser origins.
+//!
+//! Each records a problem under the key it is given and returns a placeholder (or `None`)
+//! so checking goes on; a recorded problem means the placeholder is never used.
+
+use super::load::Problems;
+use super::SecretKey;
+use base64::Engine;
+use std::net::SocketAddr;
+use std::time::Duration;
+use zeroize::Zeroize;
+
+/// An `ip:port` address (no host names: listeners bind before DNS is trusted).
+pub(super) fn socket_addr(s: &str, key: &str, p: &mut Problems) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.add(key, format!("`{s}` is not an ip:port address"));
+            None
+        }
+    }
+}
+
+/// A duration such as `30s`, `5m` or `12h`, longer than zero.
+pub(super) fn duration(s: &str, key: &str, p: &mut Problems) -> Duration {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            p.add(key, "must be longer than zero");
+            Duration::from_secs(1)
+        }
+        Err(e) => {
+            p.add(
+                key,
+                format!("`{s}` is not a duration like 30s, 5m or 12h: {e}"),
+            );
+            Duration::from_secs(1)
+        }
+    }
+}
+
+/// A duration that may be zero (`clock_skew: 0s` turns the tolerance off).
+pub(super) fn duration_or_zero(s: &str, key: &str, p: &mut Problems) -> Duration {
+    humantime::parse_duration(s).unwrap_or_else(|e| {
+        p.add(key, format!("`{s}` is not a duration: {e}"));
+        Duration::ZERO
+    })
+}
+
+/// The key that stands in for one that could not be read or decoded.
+pub(super) fn placeholder_key() -> SecretKey {
+    SecretKey([0; 32])
+}
+
+/// Decodes a secret's text (already read, see [`super::resolve::secret_key`]) from base64,
+/// padded or not, standard or URL-safe alphabet, into exactly 32 bytes.
+pub(super) fn key_bytes(text: &str, key: &str, p: &mut Problems) -> SecretKey {
+    if text.is_empty() {
+        p.add(key, "secret is empty");
+        return placeholder_key();
+    }
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let Some(mut bytes) = engines.iter().find_map(|e| e.decode(text.as_bytes()).ok()) else {
+        p.add(
+            key,
+            "secret is not base64 (generate one with `bffgate --gen-key`)",
+        );
+        return placeholder_key();
+    };
+    let out = match <[u8; 32]>::try_from(bytes.as_slice()) {
+        Ok(b) => SecretKey(b),
+        Err(_) => {
+            p.add(
+                key,
+                format!(
+                    "secret must decode to exactly 32 bytes, got {} (generate one with `bffgate --gen-key`)",
+                    bytes.len()
+                ),
+            );
+            placeholder_key()
+        }
+    };
+    bytes.zeroize();
+    out
+}
+
+/// An absolute `http` or `https` URL with a host.
+pub(super) fn http_url(s: &str, key: &str, p: &mut Problems) -> url::Url {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => {
+            p.add(key, format!("`{s}` is not an http(s) URL"));
+            url::Url::parse("http://invalid.invalid/")
+                .unwrap_or_else(|_| unreachable!("constant URL"))
+        }
+    }
+}
+
+/// A browser origin (`scheme://host[:port]`, nothing else), serialized as browsers send it
+/// in `Origin` (lowercase host, default port dropped). `None` if `s` is anything more.
+pub(super) fn origin(s: &str) -> Option<String> {
+    let url = url::Url::parse(s).ok()?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return None;
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{base, problems, KEY};
+
+    #[test]
+    fn secrets_must_be_32_bytes_and_env_must_exist() {
+        let text = base().replace("\"${KEY}\"", "\"c2hvcnQ=\"").replace(
+            &format!("at_rest_key: \"{KEY}\""),
+            "at_rest_key: \"${MISSING}\"",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "session.at_rest_key");
+        let text = base().replace("\"${KEY}\"", "\"c2hvcnQ=\"");
+        let p = problems(&text);
+        assert_eq!(p[0].key, "cookie.keys[0].secret");
+        assert!(p[0].reason.contains("32 bytes"));
+    }
+}

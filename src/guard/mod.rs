@@ -1,0 +1,110 @@
+//! The request guard: who is this, and may it go on.
+//!
+//! CSRF and Origin rules ([`csrf`]), cookie → session ([`lookup`]), and keeping the access
+//! token fresh ([`refresh`], over the [`TokenEndpoint`] trait the provider client
+//! implements). The proxy asks [`Guard::admit`] for every API request that reads the
+//! session; the agent's endpoints use the same pieces.
+
+mod csrf;
+mod lookup;
+mod refresh;
+
+pub use csrf::{check_csrf, check_route_request};
+pub use lookup::{lookup, Lookup};
+pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When};
+
+use crate::config::AuthMode;
+use crate::http::ApiError;
+use crate::live::LiveConfig;
+use crate::metrics;
+use crate::session::{now_secs, Session, SessionStore, Tokens};
+use pingora::http::RequestHeader;
+
+/// What an admitted request carries upstream.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The access token to forward (absent for an anonymous request on an optional route).
+    pub access_token: Option<String>,
+    /// A re-sealed session cookie to send back (its cookie was sealed with an older key).
+    pub set_cookie: Option<String>,
+}
+
+/// The checks every credentialed request goes through, over one session store.
+#[derive(Debug)]
+pub struct Guard {
+    store: SessionStore,
+    refresher: Option<Refresher>,
+}
+
+impl Guard {
+    /// A guard over `store`; `refresher` is present when a provider can refresh tokens.
+    pub fn new(store: SessionStore, refresher: Option<Refresher>) -> Self {
+        Guard { store, refresher }
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
+    /// The session the request's cookie names, per `live`'s cookie policy.
+    pub async fn lookup(&self, req: &RequestHeader, live: &LiveConfig) -> Lookup {
+        lookup(&self.store, &live.cookie, req).await
+    }
+
+    /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
+    /// session, token freshness. `route` labels the CSRF metric.
+    ///
+    /// # Errors
+    /// The [`ApiError`] to answer instead of forwarding.
+    pub async fn admit(
+        &self,
+        req: &RequestHeader,
+        live: &LiveConfig,
+        mode: AuthMode,
+        route: &str,
+    ) -> Result<Admitted, ApiError> {
+        if let Err(e) = check_route_request(req, &live.agent) {
+            metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
+            return Err(e);
+        }
+        let (session, reseal) = match self.lookup(req, live).await {
+            Lookup::Missing if mode == AuthMode::Optional => {
+                return Ok(Admitted {
+                    access_token: None,
+                    set_cookie: None,
+                })
+            }
+            found => found.into_session()?,
+        };
+        let set_cookie = reseal.then(|| resealed_cookie(live, &session));
+        let tokens = self.fresh(session, When::Due).await?;
+        Ok(Admitted {
+            access_token: Some(tokens.access_token),
+            set_cookie,
+        })
+    }
+
+    /// The session's tokens, refreshed when `when` says so and a provider is configured.
+    ///
+    /// # Errors
+    /// [`Freshness::into_tokens`]'s errors.
+    pub async fn fresh(&self, session: Session, when: When) -> Result<Tokens, ApiError> {
+        match &self.refresher {
+            Some(r) if when == When::Now || r.due(&session.tokens) => {
+                r.ensure_fresh(session, when).await.into_tokens()
+            }
+            _ => Ok(session.tokens),
+        }
+    }
+}
+
+/// A `Set-Cookie` re-sealing `session`'s cookie with the current key, living as long as
+/// the session.
+pub fn resealed_cookie(live: &LiveConfig, session: &Session) -> String {
+    let max_age = session.expires_at.saturating_sub(now_secs());
+    live.cookie.set_cookie(&session.id, max_age)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,50 @@
+//! The live configuration: what a request needs from the config, compiled once per load
+//! and swapped whole on reload.
+//!
+//! A request takes one [`LiveConfig`] when it starts (`LiveHandle::load_full`) and keeps it
+//! to its end, so a reload mid-request changes nothing for it.
+
+mod routes;
+
+pub use routes::{Route, RouteMatch, RouteTable};
+
+use crate::config::{AgentConfig, Config, SessionConfig};
+use crate::cookie::SessionCookie;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// The shared, atomically swappable live configuration.
+pub type LiveHandle = Arc<ArcSwap<LiveConfig>>;
+
+/// Everything a request needs from the configuration.
+#[derive(Debug)]
+pub struct LiveConfig {
+    /// API routes, with their upstream rotation and health.
+    pub routes: RouteTable,
+    /// The session cookie policy and cipher.
+    pub cookie: SessionCookie,
+    /// Agent base path, trusted origins, CSRF header.
+    pub agent: AgentConfig,
+    /// Session lifetimes.
+    pub session: SessionConfig,
+    /// Whether to log each request.
+    pub access_log: bool,
+}
+
+impl LiveConfig {
+    /// Compiles the per-request view of a validated config.
+    pub fn new(config: &Config) -> Self {
+        LiveConfig {
+            routes: RouteTable::new(&config.routes),
+            cookie: SessionCookie::new(&config.cookie),
+            agent: config.agent.clone(),
+            session: config.session.clone(),
+            access_log: config.access_log,
+        }
+    }
+
+    /// A handle serving `config` until the next swap.
+    pub fn handle(config: &Config) -> LiveHandle {
+        Arc::new(ArcSwap::from_pointee(Self::new(config)))
+    }
+}

@@ -1,0 +1,66 @@
+//! What a request is for, decided once at the top of `request_filter`: a health probe, a
+//! CORS preflight, an agent endpoint, or an API route.
+
+use crate::http::{self, ApiError};
+use crate::live::{LiveConfig, Route, RouteMatch};
+use crate::path::{segment_prefix, PathError};
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+
+/// Which health endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `/healthz`: the process is up.
+    Alive,
+    /// `/readyz`: the store answers and the provider, if any, is discovered.
+    Ready,
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Target {
+    /// A health probe.
+    Health(Probe),
+    /// A CORS preflight.
+    Preflight,
+    /// An agent endpoint; the path below the base path.
+    Agent(String),
+    /// An API route.
+    Api(Arc<Route>),
+}
+
+/// Classifies a request against the live configuration.
+///
+/// # Errors
+/// The [`ApiError`] to answer: a path that is not UTF-8 or would route elsewhere once
+/// normalised, no matching route, or a method the route does not take.
+pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiError> {
+    let path = http::path(req)?;
+    match path {
+        "/healthz" => return Ok(Target::Health(Probe::Alive)),
+        "/readyz" => return Ok(Target::Health(Probe::Ready)),
+        _ => {}
+    }
+    if http::is_preflight(req) {
+        return Ok(Target::Preflight);
+    }
+    let base = live.agent.base_path.as_str();
+    if segment_prefix(base, path) {
+        return Ok(Target::Agent(path[base.len()..].to_string()));
+    }
+    let host = if live.routes.matches_host() {
+        http::host(req)
+    } else {
+        None
+    };
+    match live.routes.find_checked(host.as_deref(), &req.method, path) {
+        Ok(RouteMatch::Found(route)) => Ok(Target::Api(route)),
+        Ok(RouteMatch::MethodNotAllowed) => Err(ApiError::MethodNotAllowed(
+            "this route does not take that method",
+        )),
+        Ok(RouteMatch::NotFound) => Err(ApiError::RouteNotFound("no route matches this path")),
+        Err(PathError::DotSegment | PathError::Ambiguous) => Err(ApiError::InvalidPath(
+            "the path has dot-segments or encodings that change its meaning",
+        )),
+    }
+}

@@ -1,0 +1,71 @@
+//! The end of every request: metrics, and the access log line with the code of every
+//! local answer.
+
+use super::RequestCtx;
+use crate::metrics;
+use pingora::proxy::Session as HttpSession;
+use pingora::Error;
+
+/// Counts the request and, when enabled, writes its access log line.
+pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let elapsed = ctx.started.elapsed();
+    let route = ctx.label();
+    metrics::REQUESTS
+        .with_label_values(&[route, status_label(status)])
+        .inc();
+    match &ctx.route {
+        Some(r) => r.duration.observe(elapsed.as_secs_f64()),
+        None => metrics::REQUEST_DURATION
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64()),
+    }
+    if ctx.live.access_log {
+        let req = session.req_header();
+        tracing::info!(
+            target: "bffgate::access",
+            method = %req.method,
+            path = %String::from_utf8_lossy(req.uri.path().as_bytes()),
+            route,
+            status,
+            code = ctx.error_code.unwrap_or(""),
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+}
+
+/// Status codes as static label strings (bounded; an unlisted code counts by its class).
+fn status_label(status: u16) -> &'static str {
+    const COMMON: [(u16, &str); 19] = [
+        (0, "0"),
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    if let Some((_, label)) = COMMON.iter().find(|(code, _)| *code == status) {
+        return label;
+    }
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}

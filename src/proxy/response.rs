@@ -1,0 +1,42 @@
+//! The response on its way back: upstream attempts to set our cookie dropped, the re-sealed
+//! cookie and CORS headers added, upstream latency observed.
+
+use super::RequestCtx;
+use crate::http;
+use crate::metrics;
+use ::http::{header, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::Result;
+
+/// Applies bffgate's policy to a proxied response header.
+///
+/// # Errors
+/// A header could not be set.
+pub fn apply(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    if resp.headers.contains_key(header::SET_COOKIE) {
+        let cookie = &ctx.live.cookie;
+        let keep: Vec<HeaderValue> = resp
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| !cookie.is_set_by(v.as_bytes()))
+            .cloned()
+            .collect();
+        resp.remove_header(&header::SET_COOKIE);
+        for v in keep {
+            resp.append_header(header::SET_COOKIE, v)?;
+        }
+    }
+    if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
+        metrics::UPSTREAM_DURATION
+            .with_label_values(&[route.config.name.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    if let Some(c) = ctx.set_cookie.take() {
+        resp.append_header(header::SET_COOKIE, c)?;
+    }
+    if let Some(origin) = ctx.cors_origin.take() {
+        http::allow_proxied(resp, origin)?;
+    }
+    Ok(())
+}

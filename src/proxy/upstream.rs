@@ -1,0 +1,129 @@
+//! The way upstream: which peer takes the request, and what the upstream request carries.
+//!
+//! Everything bffgate vouches for (the bearer token, forwarded headers) is set here on
+//! every attempt, retries included; the client's `Authorization` and our cookie never pass.
+
+use super::RequestCtx;
+use crate::live::Route;
+use http::{header, HeaderValue};
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::Session as HttpSession;
+use pingora::{Error, ErrorType, Result};
+
+/// How long an upstream that failed a connect stays out of rotation.
+pub const PASSIVE_EJECT_MS: u64 = 5_000;
+
+/// The route's next upstream (round robin, skipping ejected ones) with its timeouts.
+///
+/// # Errors
+/// The route has no upstream (validation prevents it).
+pub fn peer(route: &Route, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let (index, up) = route
+        .next_upstream()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream"))?;
+    ctx.tries += 1;
+    ctx.upstream_index = index;
+    let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+    let c = &route.config;
+    peer.options.verify_cert = c.tls_verify;
+    peer.options.verify_hostname = c.tls_verify;
+    peer.options.connection_timeout = Some(c.connect_timeout);
+    peer.options.total_connection_timeout = Some(c.connect_timeout);
+    peer.options.read_timeout = Some(c.read_timeout);
+    peer.options.write_timeout = Some(c.read_timeout);
+    Ok(Box::new(peer))
+}
+
+/// Rewrites the upstream request: the path (`strip_prefix`, otherwise byte for byte), our
+/// cookie and any client `Authorization` removed, the session's bearer token set,
+/// `X-Forwarded-*`, the route's header changes.
+///
+/// # Errors
+/// A header value could not be built.
+pub fn rewrite(
+    session: &HttpSession,
+    upstream: &mut RequestHeader,
+    route: &Route,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    strip_prefix(upstream, route.config.strip_prefix.as_deref())?;
+    strip_session_cookie(upstream, ctx)?;
+    upstream.remove_header(&header::AUTHORIZATION);
+    if let Some(token) = ctx.token.as_deref() {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            Error::explain(
+                ErrorType::InternalError,
+                "access token is not a valid header value",
+            )
+        })?;
+        value.set_sensitive(true);
+        upstream.insert_header(header::AUTHORIZATION, value)?;
+    }
+    for name in &route.config.headers_remove {
+        upstream.remove_header(name);
+    }
+    for (name, value) in &route.config.headers_add {
+        upstream.insert_header(name.clone(), value.clone())?;
+    }
+    forwarded_headers(session, upstream)
+}
+
+fn strip_prefix(upstream: &mut RequestHeader, strip: Option<&str>) -> Result<()> {
+    let Some(strip) = strip else { return Ok(()) };
+    let raw = upstream.raw_path();
+    if !raw.starts_with(strip.as_bytes()) {
+        return Ok(());
+    }
+    let rest = &raw[strip.len()..];
+    let mut path = Vec::with_capacity(rest.len() + 1);
+    if !rest.starts_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(rest);
+    upstream.set_raw_path(&path)
+}
+
+fn strip_session_cookie(upstream: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    let cookie = &ctx.live.cookie;
+    let cookies: Vec<Vec<u8>> = upstream
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| cookie.strip(v.as_bytes()))
+        .collect();
+    upstream.remove_header(&header::COOKIE);
+    if !cookies.is_empty() {
+        let joined = cookies.join(&b"; "[..]);
+        upstream.insert_header(
+            header::COOKIE,
+            HeaderValue::from_bytes(&joined)
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "cookie header"))?,
+        )?;
+    }
+    Ok(())
+}
+
+fn forwarded_headers(session: &HttpSession, upstream: &mut RequestHeader) -> Result<()> {
+    if let Some(ip) = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+    {
+        let xff = match upstream
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip,
+        };
+        upstream.insert_header("x-forwarded-for", xff)?;
+    }
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    if let Some(host) = session.req_header().headers.get(header::HOST).cloned() {
+        upstream.insert_header("x-forwarded-host", host)?;
+    }
+    Ok(())
+}
