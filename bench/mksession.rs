@@ -9,7 +9,12 @@
 //! token, no expiry), so the upstream sees `Authorization: Bearer at-bench`. A dev tool
 //! used by `bench/run.sh`: it stops at the first error.
 
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a dev tool: it stops at the first error"
+)]
+
 
 use std::path::PathBuf;
 

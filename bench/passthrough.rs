@@ -11,6 +11,12 @@
 //! dir) holds the pid file and upgrade socket so several instances do not collide.
 //! SIGINT stops it at once. Used by `bench/run.sh`; see `bench/README.md`.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a dev tool: it stops at the first error"
+)]
+
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;

@@ -7,6 +7,12 @@
 //! curl -s http://127.0.0.1:3002/orders/7?x=1
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a dev tool: it stops at the first error"
+)]
+
 #[path = "../tests/common/echo.rs"]
 mod echo;
 

@@ -36,7 +36,6 @@
 //! - [`service`]: background services: config reload, upstream health checks, drain.
 //! - [`logging`]: process logging set-up.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
 pub mod app;

@@ -1,6 +1,5 @@
 //! The `bffgate` command: parse flags, load and validate the config, run the server.
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use bffgate::app::{self, RunOptions};
 use bffgate::config;

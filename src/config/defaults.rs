@@ -1,8 +1,8 @@
 //! Every default value of the configuration file, in one place.
 //!
-//! A key left out of the file takes the value named here. The serde `default = "…"`
-//! functions in [`super::file`] and the section checkers both read these constants, so a
-//! default is changed here and only here. `README.md` (the key table) and `conf/bff.yaml`
+//! A key left out of the file takes the value named here. The section checkers and the
+//! serde `default = "…"` functions at the end of this file (named by [`super::file`]) both
+//! read these constants, so a default is changed here and only here. `README.md` (the key table) and `conf/bff.yaml`
 //! document the same values: keep them in step.
 //!
 //! Durations are written as the file spells them (`30s`, `12h`) where the file field is a

@@ -6,8 +6,8 @@
 //! one pass. Nothing outside this module sees the file structs.
 //!
 //! Where things are:
-//! - `load.rs`: the pipeline ([`load`], [`parse`]) and the problem collector;
-//! - [`file`]: the file's serde structs; `defaults.rs`: every default value;
+//! - `load.rs`: the pipeline ([`load()`], [`parse`]) and the problem collector;
+//! - [`file`](mod@file): the file's serde structs; `defaults.rs`: every default value;
 //! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
 //!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`;

@@ -2,34 +2,22 @@
 //! endpoint, and tokio's paused clock instead of spawned processes.
 
 use super::*;
-use crate::config::{self, Config};
+use crate::config::Config;
+use crate::live::testing::{self, KEY, OLD_KEY, ORIGIN};
 use crate::session::Tokens;
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const OLD_KEY: &str = "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
-const ORIGIN: &str = "https://app.example";
-
 fn config(keys: &str) -> Config {
-    let text = format!(
-        "listen: [{{addr: 127.0.0.1:8080}}]\n\
-         agent: {{allowed_origins: [\"{ORIGIN}\"]}}\n\
-         cookie: {{keys: [{keys}]}}\n\
-         session: {{at_rest_key: \"{KEY}\", refresh_before_expiry: 30s, refresh_lock_wait: 2s}}\n"
-    );
-    config::parse(Path::new("t.yaml"), &text, &|_| None).expect("test config is valid")
+    testing::config(keys, "")
 }
 
 fn live() -> LiveConfig {
-    LiveConfig::new(&config(&format!(
-        "{{id: k2, secret: \"{KEY}\"}}, {{id: k1, secret: \"{OLD_KEY}\"}}"
-    )))
+    LiveConfig::new(&testing::config_with_rotation(""))
 }
 
 /// What the fake provider answers.

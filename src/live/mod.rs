@@ -5,6 +5,8 @@
 //! to its end, so a reload mid-request changes nothing for it.
 
 mod routes;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use routes::{Route, RouteMatch, RouteTable};
 

@@ -263,3 +263,6 @@ impl ProxyHttp for EdgeProxy {
         format!("{} {} route={}", req.method, req.uri.path(), ctx.label())
     }
 }
+
+#[cfg(test)]
+mod tests;
