@@ -1,7 +1,7 @@
 //! The OAuth agent: the endpoints an SPA calls to log in, see its session, and log out.
 //!
-//! One file per endpoint group ([`login`], [`callback`], [`session`] and userinfo,
-//! [`refresh`], [`logout`] and back-channel logout), each handler taking the request and
+//! One file per endpoint group (`login`, `callback`, `session` and userinfo,
+//! `refresh`, `logout` and back-channel logout), each handler taking the request and
 //! returning the whole response or an [`ApiError`]. The SPA contract: JSON everywhere
 //! except where a browser navigates (login, callback), errors as `{"code", "message"}`,
 //! and never a token in anything the browser receives.

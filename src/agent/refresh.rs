@@ -15,11 +15,7 @@ impl Agent {
         http: &HttpSession,
         live: &LiveConfig,
     ) -> Result<LocalResponse, ApiError> {
-        let (session, _) = self
-            .guard
-            .lookup(http.req_header(), live)
-            .await
-            .into_session()?;
+        let session = self.guard.session(http.req_header(), live).await?;
         if session.tokens.refresh_token.is_none() {
             return Err(ApiError::NoRefreshToken);
         }

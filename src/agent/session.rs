@@ -50,11 +50,7 @@ impl Agent {
         http: &HttpSession,
         live: &LiveConfig,
     ) -> Result<LocalResponse, ApiError> {
-        let (session, _) = self
-            .guard
-            .lookup(http.req_header(), live)
-            .await
-            .into_session()?;
+        let session = self.guard.session(http.req_header(), live).await?;
         match self.oidc.userinfo(&session.tokens.access_token).await {
             Ok(info) => Ok(LocalResponse::json(200, &info)),
             Err(OidcError::Rejected(_) | OidcError::InvalidGrant) => Err(ApiError::TokenRejected),

@@ -1,7 +1,7 @@
 //! The request guard: who is this, and may it go on.
 //!
-//! CSRF and Origin rules ([`csrf`]), cookie → session ([`lookup`]), and keeping the access
-//! token fresh ([`refresh`], over the [`TokenEndpoint`] trait the provider client
+//! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
+//! token fresh (`refresh`, over the [`TokenEndpoint`] trait the provider client
 //! implements). The proxy asks [`Guard::admit`] for every API request that reads the
 //! session; the agent's endpoints use the same pieces.
 
@@ -50,6 +50,18 @@ impl Guard {
     /// The session the request's cookie names, per `live`'s cookie policy.
     pub async fn lookup(&self, req: &RequestHeader, live: &LiveConfig) -> Lookup {
         lookup(&self.store, &live.cookie, req).await
+    }
+
+    /// The live session the request's cookie names.
+    ///
+    /// # Errors
+    /// [`Lookup::refusal`] when there is none.
+    pub async fn session(
+        &self,
+        req: &RequestHeader,
+        live: &LiveConfig,
+    ) -> Result<Session, ApiError> {
+        self.lookup(req, live).await.into_session().map(|(s, _)| s)
     }
 
     /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
