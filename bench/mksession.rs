@@ -15,7 +15,6 @@
     reason = "a dev tool: it stops at the first error"
 )]
 
-
 use std::path::PathBuf;
 
 #[tokio::main(flavor = "current_thread")]

@@ -36,7 +36,6 @@
 //! - [`service`]: background services: config reload, upstream health checks, drain.
 //! - [`logging`]: process logging set-up.
 
-
 pub mod agent;
 pub mod app;
 pub mod config;

@@ -1,6 +1,5 @@
 //! The `bffgate` command: parse flags, load and validate the config, run the server.
 
-
 use bffgate::app::{self, RunOptions};
 use bffgate::config;
 use clap::Parser;

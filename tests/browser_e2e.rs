@@ -24,26 +24,24 @@
 //! run on first use. `E2E_CHROMIUM` names another browser binary. Screenshots and the
 //! browser's records go to `target/browser-e2e/`.
 
-mod common;
-#[path = "common/provider.rs"]
-mod provider;
-
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use provider::{Provider, ProviderSettings, PASSWORD, USER};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::process::ChildGuard;
+use crate::common::provider::{Provider, ProviderSettings, PASSWORD, USER};
+use crate::common::{self, npm};
 
 const CLIENT_ID: &str = "bff-e2e";
 /// The whole browser script bounds itself at 85 s; this is the backstop.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(150);
+/// How long a server started here gets after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,84 +51,25 @@ fn node() -> String {
     std::env::var("BFFGATE_NODE").unwrap_or_else(|_| "node".into())
 }
 
-/// A command that dies with the test process (`PR_SET_PDEATHSIG`), so a killed test
-/// leaves no server behind.
+/// `program` run so that it dies with the test process (`setpriv --pdeathsig KILL`, which
+/// execs it: same PID), so a killed test leaves no server behind; without the caller's
+/// `BFFGATE_*` and proxy settings and `NODE_OPTIONS`.
 fn command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    // SAFETY: prctl(2) only, async-signal-safe, in the forked child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    for var in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NODE_OPTIONS",
-    ] {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+    for var in common::SCRUBBED_ENV.iter().chain(&["NODE_OPTIONS"]) {
         cmd.env_remove(var);
     }
     cmd
 }
 
-// ---------------------------------------------------------------------------------------
-// npm ci for tests/browser
-
-/// Installs `tests/browser`'s npm packages unless the pinned playwright-core is there;
-/// serialised across processes by `flock` (as `provider::ensure_installed`).
+/// Installs `tests/browser`'s npm packages unless the pinned playwright-core is there.
 fn ensure_browser_packages() -> Result<(), String> {
-    let dir = crate_dir().join("tests/browser");
-    let installed = || -> bool {
-        let read = |p: &Path| -> Option<Value> {
-            serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
-        };
-        let wanted = read(&dir.join("package.json")).and_then(|v| {
-            v["dependencies"]["playwright-core"]
-                .as_str()
-                .map(str::to_owned)
-        });
-        let have = read(&dir.join("node_modules/playwright-core/package.json"))
-            .and_then(|v| v["version"].as_str().map(str::to_owned));
-        wanted.is_some() && wanted == have
-    };
-    if installed() {
-        return Ok(());
-    }
-    let lock_path = std::env::temp_dir().join("bffgate-browser-npm-ci.lock");
-    let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: flock(2) on a file descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(format!("flock {}", lock_path.display()));
-        }
-    }
-    if installed() {
-        return Ok(());
-    }
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run npm ci in {}: {e} (is npm installed?)", dir.display()))?;
-    drop(lock);
-    if !out.status.success() {
-        return Err(format!(
-            "npm ci in {} failed ({}):\n{}{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    npm::ensure_installed(
+        &crate_dir().join("tests/browser"),
+        "playwright-core",
+        &[("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")],
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,89 +170,44 @@ impl Drop for Relay {
 // ---------------------------------------------------------------------------------------
 // Node servers and bffgate
 
-/// A child process with its output in a file; killed (by pid) on drop.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log_path: PathBuf,
+/// Spawns `cmd` as `name`, its output in `dir/NAME.log`.
+fn spawn(name: &str, mut cmd: Command, dir: &Path) -> ChildGuard {
+    ChildGuard::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"))
+        .with_grace(STOP_GRACE)
 }
 
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> Proc {
-        let log_path = dir.join(format!("{name}.log"));
-        let log = File::create(&log_path).expect("log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc {
-            name,
-            child,
-            log_path,
+/// Waits until `url` answers `want` (any status if `None`); Err(log) if the process exits
+/// or 15 s pass.
+async fn wait_http(
+    name: &str,
+    process: &mut ChildGuard,
+    url: &str,
+    want: Option<u16>,
+) -> Result<(), String> {
+    let http = common::client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if !process.is_running() {
+            return Err(format!("{name} exited; its log:\n{}", process.log()));
         }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits until `url` answers `want` (any status if `None`); Err(log) if the process
-    /// exits or 15 s pass.
-    async fn wait_http(&mut self, url: &str, want: Option<u16>) -> Result<(), String> {
-        let http = common::client();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if self.exited() {
-                return Err(format!("{} exited; its log:\n{}", self.name, self.log()));
-            }
-            let last = match http
-                .get(url)
-                .timeout(Duration::from_millis(800))
-                .send()
-                .await
-            {
-                Ok(r) if want.is_none_or(|w| r.status() == w) => return Ok(()),
-                Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} not ready at {url} within 15 s (last: {last}); its log:\n{}",
-                    self.name,
-                    self.log()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let last = match http
+            .get(url)
+            .timeout(Duration::from_millis(800))
+            .send()
+            .await
+        {
+            Ok(r) if want.is_none_or(|w| r.status() == w) => return Ok(()),
+            Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{name} not ready at {url} within 15 s (last: {last}); its log:\n{}",
+                process.log()
+            ));
         }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -325,19 +219,23 @@ async fn start_on_free_port<F>(
     ready_path: &str,
     want: Option<u16>,
     mut make: F,
-) -> (Proc, u16)
+) -> (ChildGuard, u16)
 where
     F: FnMut(u16) -> Command,
 {
     let mut last = String::new();
     for _ in 0..3 {
         let port = common::free_port();
-        let mut proc = Proc::spawn(name, make(port), dir);
-        match proc
-            .wait_http(&format!("http://127.0.0.1:{port}{ready_path}"), want)
-            .await
+        let mut process = spawn(name, make(port), dir);
+        match wait_http(
+            name,
+            &mut process,
+            &format!("http://127.0.0.1:{port}{ready_path}"),
+            want,
+        )
+        .await
         {
-            Ok(()) => return (proc, port),
+            Ok(()) => return (process, port),
             Err(e) => {
                 last = e;
                 if !(last.contains("EADDRINUSE") || last.contains("in use")) {
@@ -504,6 +402,21 @@ fn token_leak_check_finds_tokens() {
     assert!(leaks[2].contains("access token") && leaks[2].contains("documentCookies"));
 }
 
+/// Prints the lines of `log` from byte `from` on as `e2e| LINE`, the last one only if it
+/// is complete or `all`; returns where the next call starts.
+fn show_new_lines(log: &str, from: usize, all: bool) -> usize {
+    let new = log.get(from..).unwrap_or_default();
+    let end = if all {
+        new.len()
+    } else {
+        new.rfind('\n').map_or(0, |i| i + 1)
+    };
+    for line in new[..end].lines() {
+        println!("e2e| {line}");
+    }
+    from + end
+}
+
 // ---------------------------------------------------------------------------------------
 // The test
 
@@ -588,23 +501,18 @@ async fn real_browser_login_api_reload_tabs_logout() {
         )
         .expect("write config");
         let mut cmd = command(common::BIN);
-        for var in [
-            "BFFGATE_LISTEN",
-            "BFFGATE_CONFIG",
-            "BFFGATE_COOKIE_KEY",
-            "BFFGATE_SESSION_KEY",
-            "BFFGATE_LOG_JSON",
-        ] {
-            cmd.env_remove(var);
-        }
         cmd.arg("--config")
             .arg(&config)
             .env("BFFGATE_LOG", "info")
             .current_dir(dir.path());
-        let mut gw = Proc::spawn("bffgate", cmd, dir.path());
-        match gw
-            .wait_http(&format!("http://127.0.0.1:{bff_port}/readyz"), Some(200))
-            .await
+        let mut gw = spawn("bffgate", cmd, dir.path());
+        match wait_http(
+            "bffgate",
+            &mut gw,
+            &format!("http://127.0.0.1:{bff_port}/readyz"),
+            Some(200),
+        )
+        .await
         {
             Ok(()) => break (gw, bff_port, spa, spa_port),
             Err(e) if attempt < 3 && (e.contains("in use") || e.contains("AddrInUse")) => {
@@ -619,8 +527,8 @@ async fn real_browser_login_api_reload_tabs_logout() {
     let out_dir = root.join("target/browser-e2e");
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).expect("create target/browser-e2e");
-    let mut script = command(&node());
-    script
+    let mut script_cmd = command(&node());
+    script_cmd
         .arg(root.join("tests/browser/e2e.mjs"))
         .current_dir(root.join("tests/browser"))
         .env("E2E_SPA_URL", format!("http://localhost:{spa_port}"))
@@ -629,46 +537,30 @@ async fn real_browser_login_api_reload_tabs_logout() {
         .env("E2E_OUT_DIR", &out_dir)
         .env("E2E_CHROMIUM", &chromium)
         .env("E2E_USER", USER)
-        .env("E2E_PASSWORD", PASSWORD)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("E2E_PASSWORD", PASSWORD);
     let started = Instant::now();
-    let mut child = script.spawn().expect("spawn node tests/browser/e2e.mjs");
-    let output = Arc::new(Mutex::new(String::new()));
-    let mut readers = Vec::new();
-    for stream in [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ] {
-        let output = Arc::clone(&output);
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                // Shown live with --nocapture, and in the failure report either way.
-                println!("e2e| {line}");
-                let mut out = output.lock().unwrap();
-                out.push_str(&line);
-                out.push('\n');
-            }
-        }));
-    }
+    let mut script = ChildGuard::spawn(
+        "the browser script",
+        &mut script_cmd,
+        &dir.path().join("e2e-script.log"),
+    )
+    .expect("spawn node tests/browser/e2e.mjs");
+    // Its output is shown live with --nocapture, and in the failure report either way.
+    let mut shown = 0;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the browser script") {
+        shown = show_new_lines(&script.log(), shown, false);
+        if let Some(status) = script.exit_status() {
             break Some(status);
         }
         if started.elapsed() > SCRIPT_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
+            script.kill();
             break None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    for r in readers {
-        let _ = r.join();
-    }
-    let script_output = output.lock().unwrap().clone();
-    let gateway_exited = gw.exited();
+    let script_output = script.log();
+    show_new_lines(&script_output, shown, true);
+    let gateway_exited = !gw.is_running();
 
     let report = |what: &str| -> String {
         format!(

@@ -1,8 +1,6 @@
 //! `bffgate --check --config FILE`: good files pass, bad ones fail naming the key.
 
-mod common;
-
-use common::{check_config, check_file, random_secret, route, secret, GatewayConfig};
+use crate::common::{check_config, check_file, key, random_secret, route, secret, GatewayConfig};
 
 /// A valid config with literal secrets and two routes (placeholders filled with fixed ports).
 fn base_yaml() -> String {
@@ -60,14 +58,14 @@ fn unknown_key_is_named() {
 #[test]
 fn short_secret_is_named() {
     let short = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 16]);
-    let (_, k1) = common::key("k1");
+    let (_, k1) = key("k1");
     let yaml = edited(&k1, &short);
     assert_refused(&yaml, &[], &["cookie.keys[0].secret"]);
 }
 
 #[test]
 fn missing_env_var_is_named() {
-    let (_, k1) = common::key("k1");
+    let (_, k1) = key("k1");
     let yaml = edited(&k1, "${NOPE_NOT_SET}");
     assert_refused(&yaml, &[], &["cookie.keys[0].secret", "NOPE_NOT_SET"]);
     // The same file passes once the variable is set.

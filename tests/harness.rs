@@ -2,11 +2,9 @@
 //! a RedisProcess stops and comes back on its port. If these fail, the other suites' results
 //! mean nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{client, expect_echo, raw_request, EchoServer, RedisProcess};
+use crate::common::{client, expect_echo, raw_request, EchoServer, Echoed, RedisProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_reports_method_raw_target_headers_and_body() {
@@ -46,7 +44,7 @@ async fn echo_reports_method_raw_target_headers_and_body() {
     .await
     .unwrap();
     assert_eq!(status, 200);
-    let seen: common::Echoed = serde_json::from_str(body.trim()).unwrap();
+    let seen: Echoed = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(seen.path, "/x/../y?z");
     assert_eq!(
         seen.header_all("x-rep"),

@@ -1,17 +1,13 @@
 //! The Prometheus listener after known traffic: counters carry the labels of the requests
 //! that were made, with the counts that were made.
 
-mod common;
-#[path = "common/sessions.rs"]
-mod sessions;
-
 use std::time::Duration;
 
-use common::scrape::{parse, Sample};
-use common::{
+use crate::common::scrape::{parse, scrape, Sample};
+use crate::common::sessions::Sessions;
+use crate::common::{
     client, eventually, route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess,
 };
-use sessions::Sessions;
 
 /// Sum of the samples named `name` whose labels include all of `want`; `None` if no line
 /// matches.
@@ -25,16 +21,6 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         })
         .collect();
     (!matching.is_empty()).then(|| matching.iter().map(|s| s.value).sum())
-}
-
-async fn scrape(gw: &Gateway) -> String {
-    let resp = client()
-        .get(gw.metrics_url())
-        .send()
-        .await
-        .expect("scrape metrics");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,19 +7,17 @@
 //!   families it cannot drive are exported (unlabelled ones) or absent (labelled ones) as
 //!   the catalogue says.
 
-mod common;
-#[path = "common/sessions.rs"]
-mod sessions;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::scrape::{parse, Sample};
-use common::{
-    client, eventually, expect_echo, expect_error, route, session_cookie, write_config, EchoServer,
-    Gateway, GatewayConfig,
+
+use crate::common::scrape::{parse, scrape, Sample};
+use crate::common::sessions;
+use crate::common::{
+    client, eventually, expect_echo, expect_error, now_f64, refusing_port, route, session_cookie,
+    write_config, EchoServer, Gateway, GatewayConfig,
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -191,16 +189,6 @@ fn expect_series(samples: &[Sample], name: &str, want: &[(&str, f64)], text: &st
     assert_eq!(got, want, "{name}; the scrape:\n{text}");
 }
 
-async fn scrape(gw: &Gateway) -> String {
-    let resp = client()
-        .get(gw.metrics_url())
-        .send()
-        .await
-        .expect("scrape metrics");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.expect("metrics body")
-}
-
 /// `# TYPE name kind` lines of a scrape.
 fn families(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -210,24 +198,6 @@ fn families(text: &str) -> BTreeMap<String, String> {
             Some((name.to_string(), kind.trim().to_string()))
         })
         .collect()
-}
-
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// A loopback port that refuses connections for as long as the returned socket lives: it
-/// is bound (so no other test process can take it) but never listens.
-fn refusing_port() -> (tokio::net::TcpSocket, u16) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.1:0".parse().unwrap())
-        .expect("bind 127.0.0.1:0");
-    let port = socket.local_addr().expect("local addr").port();
-    (socket, port)
 }
 
 /// `value` with its sealed envelope changed by `edit` (decoded bytes), re-encoded.
@@ -255,7 +225,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
             "timeouts: { connect: 1s, read: 2s }",
         ),
     ]);
-    let started = now_secs();
+    let started = now_f64();
     let gw = Gateway::start(&cfg.yaml()).await;
     let http = client();
 
@@ -536,7 +506,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         .copied()
         .unwrap_or_else(|| panic!("no gauge:\n{text}"));
     assert!(
-        loaded >= started.floor() - 1.0 && loaded <= now_secs() + 1.0,
+        loaded >= started.floor() - 1.0 && loaded <= now_f64() + 1.0,
         "bff_config_last_reload_success_timestamp_seconds = {loaded}, started at {started}"
     );
 }

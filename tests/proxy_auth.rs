@@ -3,15 +3,11 @@
 //!
 //! Each test runs its own redis-server, echo upstream and bffgate process.
 
-mod common;
-#[path = "common/sessions.rs"]
-mod sessions;
-
-use common::{
-    client, expect_echo, expect_error, route, session_cookie, EchoServer, Gateway, GatewayConfig,
-    RedisProcess, APP_ORIGIN, COOKIE, CSRF_HEADER,
+use crate::common::sessions::{cipher_of, Sessions};
+use crate::common::{
+    client, expect_echo, expect_error, now, route, session_cookie, write_config, EchoServer,
+    Gateway, GatewayConfig, RedisProcess, APP_ORIGIN, COOKIE, CSRF_HEADER,
 };
-use sessions::{cipher_of, now, Sessions};
 
 /// Redis, the echo upstream and a gateway with three routes:
 /// `/api/orders` (required, strip `/api`), `/api/public` (none), `/api/maybe` (optional).
@@ -245,7 +241,7 @@ async fn cookie_sealed_with_unknown_key_is_invalid_session() {
     // Sealed by a ring [k9] the gateway (ring [k1]) does not have.
     let dir = tempfile::tempdir().unwrap();
     let other = GatewayConfig::new(routes("http://127.0.0.1:9")).keys(&["k9"]);
-    let other_path = common::write_config(dir.path(), "k9.yaml", &other.yaml());
+    let other_path = write_config(dir.path(), "k9.yaml", &other.yaml());
     let foreign = cipher_of(&other_path).seal(&session.id);
     let resp = client()
         .get(env.gw.url("/api/orders/1"))
@@ -264,7 +260,7 @@ async fn key_rotation_reseals_old_cookies_with_the_current_key() {
     let old = GatewayConfig::new(routes(&echo.url()))
         .redis(redis.url())
         .keys(&["k1"]);
-    let old_path = common::write_config(dir.path(), "old.yaml", &old.yaml());
+    let old_path = write_config(dir.path(), "old.yaml", &old.yaml());
 
     let rotated = Gateway::start(&old.clone().keys(&["k2", "k1"]).yaml()).await;
     let only_new = Gateway::start(&old.clone().keys(&["k2"]).yaml()).await;

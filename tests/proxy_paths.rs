@@ -2,13 +2,11 @@
 //! policy, the local error answers (404, 405, 400), upstream failures (502, 504) and
 //! `/healthz`. These routes are `auth: none` on the in-memory store, so no Redis is needed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
-    client, closed_port, expect_echo, expect_error, raw_request, route, EchoServer, Gateway,
-    GatewayConfig,
+use crate::common::{
+    client, closed_port, content_type, expect_echo, expect_error, raw_request, route, EchoServer,
+    Echoed, Gateway, GatewayConfig,
 };
 
 async fn gateway(echo: &EchoServer, extra_routes: Vec<String>) -> Gateway {
@@ -70,7 +68,7 @@ async fn path_and_query_untouched_without_strip_prefix() {
     // Same bytes on the wire, not through a URL library.
     let (status, body) = raw_request(gw.addr(), "GET", &format!("/svc{ODD_TAIL}"), &[]);
     assert_eq!(status, 200, "{body}");
-    let seen: common::Echoed = serde_json::from_str(body.trim()).expect("echo JSON");
+    let seen: Echoed = serde_json::from_str(body.trim()).expect("echo JSON");
     assert_eq!(seen.path, format!("/svc{ODD_TAIL}"));
 }
 
@@ -202,12 +200,7 @@ async fn healthz_is_200_json() {
     let gw = gateway(&echo, vec![]).await;
     let resp = client().get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = content_type(&resp);
     assert!(
         content_type.starts_with("application/json"),
         "{content_type}"

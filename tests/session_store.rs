@@ -1,17 +1,14 @@
 //! One contract for every `SessionStore` backend, run in-process against the memory store
 //! and a real redis-server: the same calls must give the same answers.
 
-mod common;
-#[path = "common/sessions.rs"]
-mod sessions;
-
 use bffgate::session::Session;
-use common::{route, GatewayConfig, RedisProcess};
-use sessions::{now, Sessions};
+
+use crate::common::sessions::Sessions;
+use crate::common::{now, route, write_config, GatewayConfig, RedisProcess};
 
 async fn open(cfg: GatewayConfig) -> (tempfile::TempDir, Sessions) {
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(dir.path(), "bff.yaml", &cfg.yaml());
+    let path = write_config(dir.path(), "bff.yaml", &cfg.yaml());
     let sessions = Sessions::open(&path).await;
     (dir, sessions)
 }

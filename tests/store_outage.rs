@@ -1,17 +1,13 @@
 //! The session store seen from outside: a Redis outage and recovery under one running
 //! gateway, and a gateway with no Redis configured (the in-memory store).
 
-mod common;
-#[path = "common/sessions.rs"]
-mod sessions;
-
 use std::time::Duration;
 
-use common::{
+use crate::common::sessions::Sessions;
+use crate::common::{
     client, eventually, expect_echo, expect_error, route, session_cookie, EchoServer, Gateway,
     GatewayConfig, RedisProcess,
 };
-use sessions::Sessions;
 
 async fn status_of(url: &str, cookie: Option<&str>) -> u16 {
     let mut req = client().get(url).timeout(Duration::from_secs(5));

@@ -242,7 +242,11 @@ async fn admit_applies_the_route_policy() {
         Ok(None)
     );
     assert_eq!(
-        admit(request("GET", &[cookie.clone()]), AuthMode::Required).await,
+        admit(
+            request("GET", std::slice::from_ref(&cookie)),
+            AuthMode::Required
+        )
+        .await,
         Ok(Some("at-0".into()))
     );
     let garbage = ("cookie", format!("{}=bm90IGEgY29va2ll", live.cookie.name()));
@@ -251,7 +255,7 @@ async fn admit_applies_the_route_policy() {
         Err(ApiError::InvalidSession)
     );
     // Unsafe methods need a trusted Origin and the CSRF header; upgrades a trusted Origin.
-    let post = request("POST", &[cookie.clone()]);
+    let post = request("POST", std::slice::from_ref(&cookie));
     assert!(matches!(
         admit(post, AuthMode::Required).await,
         Err(ApiError::CsrfViolation(_))

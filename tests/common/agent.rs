@@ -7,11 +7,7 @@
 //!   back-channel logout endpoint: it records every logout token the provider sends and
 //!   forwards the request unchanged, answering with bffgate's status. Tests replay the
 //!   recorded tokens.
-//! * small readers for `Set-Cookie`, query parameters and JWT payloads.
-//!
-//! Include with `#[path = "common/agent.rs"] mod agent;` next to `mod common;`.
-
-#![allow(dead_code)]
+//! * small readers for `Set-Cookie` and JWT payloads.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -251,13 +247,6 @@ pub fn cookie_attributes(set_cookie: &str) -> Vec<String> {
         .collect()
 }
 
-/// A query parameter of a URL.
-pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 /// The JSON payload of a compact JWT (not verified).
 pub fn jwt_payload(jwt: &str) -> serde_json::Value {
     let part = jwt.split('.').nth(1).expect("a JWT has a payload");
@@ -265,12 +254,4 @@ pub fn jwt_payload(jwt: &str) -> serde_json::Value {
         .decode(part.trim_end_matches('='))
         .expect("base64url payload");
     serde_json::from_slice(&bytes).expect("JSON payload")
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }

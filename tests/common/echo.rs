@@ -10,7 +10,8 @@
 //! by the benchmark and the demo), so it depends only on hyper, tokio and serde_json and
 //! logs nothing per request.
 
-#![allow(dead_code)]
+// `examples/echo_upstream.rs` includes this file for `serve` alone; the tests use it all.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -8,31 +8,37 @@
 //! * [`check_config`] / [`check_file`] — `bffgate --check --config FILE`.
 //! * [`client`], [`expect_error`], [`Echoed`] — talking to the gateway and reading answers.
 //!
-//! Helpers that need the library's session API live in `sessions.rs`, which test files
-//! include only when they need it.
+//! And in the submodules: [`process::ChildGuard`] (every child process a test starts),
+//! Redis standalone / Cluster / Sentinel, the OpenID provider and its login driver, the
+//! library's session API ([`sessions`]), streaming upstreams, a test PKI, metrics scraping
+//! and bounded HTTP load.
 
-#![allow(dead_code)]
-
+pub mod agent;
 pub mod cluster;
 pub mod echo;
+pub mod load;
+pub mod npm;
+pub mod pki;
+pub mod process;
+pub mod provider;
 pub mod redis;
 pub mod scrape;
 pub mod sentinel;
+pub mod sessions;
+pub mod streams;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde::Deserialize;
 
-#[allow(unused_imports)]
 pub use echo::EchoServer;
-#[allow(unused_imports)]
+use process::ChildGuard;
 pub use redis::RedisProcess;
 
 /// The gateway binary under test.
@@ -42,7 +48,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_bffgate");
 const GATEWAY_READY: Duration = Duration::from_secs(10);
 
 /// Environment variables the gateway reads that must not leak in from the caller's shell.
-const SCRUBBED_ENV: &[&str] = &[
+pub const SCRUBBED_ENV: &[&str] = &[
     "BFFGATE_LISTEN",
     "BFFGATE_CONFIG",
     "BFFGATE_COOKIE_KEY",
@@ -69,6 +75,17 @@ pub fn closed_port() -> u16 {
     free_port()
 }
 
+/// A loopback port that refuses connections for as long as the returned socket lives: it
+/// is bound (so no other test process can take it) but never listens.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind 127.0.0.1:0");
+    let port = socket.local_addr().expect("local addr").port();
+    (socket, port)
+}
+
 // ---------------------------------------------------------------------------------------
 // Keys
 
@@ -90,6 +107,25 @@ pub fn random_secret() -> String {
 /// The at-rest key every test config uses (the test process and the gateway must agree).
 pub fn at_rest_key() -> String {
     secret(200)
+}
+
+// ---------------------------------------------------------------------------------------
+// The clock
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Seconds since the Unix epoch, fractional.
+pub fn now_f64() -> f64 {
+    since_epoch().as_secs_f64()
+}
+
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -215,14 +251,26 @@ pub fn write_config(dir: &Path, name: &str, template: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // The gateway process
 
+/// How long a gateway gets after SIGTERM before SIGKILL when stopped.
+const GATEWAY_STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// `bffgate` with none of the caller's `BFFGATE_*` or proxy variables.
+pub fn bffgate_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// The real `bffgate` binary, running on a config from a template; stopped on drop.
 pub struct Gateway {
-    child: Child,
+    /// First, so the process is stopped before its directory goes.
+    process: ChildGuard,
     dir: tempfile::TempDir,
     addr: SocketAddr,
     metrics_addr: SocketAddr,
     config_path: PathBuf,
-    log_path: PathBuf,
 }
 
 impl Gateway {
@@ -244,30 +292,20 @@ impl Gateway {
                 render(template, addr, metrics_addr, dir.path()),
             )
             .expect("write gateway config");
-            let log_path = dir.path().join("gateway.log");
-            let log = File::create(&log_path).expect("gateway log");
-            let log_err = log.try_clone().expect("clone log handle");
-            let mut cmd = Command::new(BIN);
-            for var in SCRUBBED_ENV {
-                cmd.env_remove(var);
-            }
-            let child = cmd
-                .arg("--config")
+            let mut cmd = bffgate_command();
+            cmd.arg("--config")
                 .arg(&config_path)
                 .env("BFFGATE_LOG", "info")
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err)
-                .spawn()
-                .expect("spawn bffgate");
+                .current_dir(dir.path());
+            let process = ChildGuard::spawn("bffgate", &mut cmd, &dir.path().join("gateway.log"))
+                .expect("spawn bffgate")
+                .with_grace(GATEWAY_STOP_GRACE);
             let mut gateway = Gateway {
-                child,
+                process,
                 dir,
                 addr,
                 metrics_addr,
                 config_path,
-                log_path,
             };
             match gateway.wait_healthy().await {
                 Ok(()) => return gateway,
@@ -289,7 +327,7 @@ impl Gateway {
         let deadline = Instant::now() + GATEWAY_READY;
         let url = self.url("/healthz");
         loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if self.process.exit_status().is_some() {
                 return Err(true);
             }
             if let Ok(resp) = client
@@ -307,6 +345,25 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits (at most `limit`) for `/readyz` to answer 200.
+    ///
+    /// # Panics
+    /// If it does not, with the gateway's log.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let http = client();
+        let url = self.url("/readyz");
+        let ready = eventually(limit, || {
+            let req = http.get(&url).send();
+            async move { matches!(req.await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+        assert!(
+            ready,
+            "/readyz never became 200; gateway log:\n{}",
+            self.log()
+        );
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -336,7 +393,7 @@ impl Gateway {
 
     /// The gateway's stdout and stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.log()
     }
 
     /// The tempdir holding the config and log.
@@ -346,35 +403,22 @@ impl Gateway {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.is_running()
     }
-}
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) on the pid of our own child, not yet reaped (try_wait above).
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Sends `sig` (e.g. `SIGHUP`, `SIGQUIT`) to the gateway process.
+    ///
+    /// # Panics
+    /// If the process is gone or the signal cannot be sent.
+    pub fn signal(&mut self, sig: libc::c_int) {
+        self.process
+            .signal(sig)
+            .unwrap_or_else(|e| panic!("signal {sig} to bffgate: {e}"));
     }
 }
 
@@ -397,45 +441,18 @@ pub fn check_config(yaml: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
 /// If the check does not finish within 20 s.
 pub fn check_file(path: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out_path = dir.path().join("out.log");
-    let out = File::create(&out_path).expect("out file");
-    let err = out.try_clone().expect("clone");
-    let mut cmd = Command::new(BIN);
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
+    let mut cmd = bffgate_command();
+    cmd.envs(env.iter().copied())
         .arg("--check")
         .arg("--config")
         .arg(path)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("spawn bffgate --check");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "bffgate --check did not exit within 20 s; output:\n{}",
-                std::fs::read_to_string(&out_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status,
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-    )
+        .current_dir(dir.path());
+    match process::run_bounded("bffgate --check", &mut cmd, Duration::from_secs(20))
+        .expect("spawn bffgate --check")
+    {
+        (Some(status), output) => (status, output),
+        (None, output) => panic!("bffgate --check did not exit within 20 s; output:\n{output}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -447,6 +464,17 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("reqwest client")
+}
+
+/// As [`client`], but every request opens a new connection (no idle pool).
+pub fn fresh_connection_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(20))
         .build()
         .expect("reqwest client")
@@ -514,16 +542,20 @@ pub async fn expect_echo(resp: reqwest::Response) -> Echoed {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an echo body ({e}): {text}"))
 }
 
+/// A response's `Content-Type` ("" when there is none).
+pub fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Asserts an error response: `status`, a JSON body `{"code": code, "message": <non-empty>}`.
 /// Returns the body.
 pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     let got = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = content_type(&resp);
     let text = resp.text().await.expect("response body");
     assert_eq!(
         got.as_u16(),
@@ -573,6 +605,13 @@ pub fn raw_request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A query parameter of a URL.
+pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Polls `check` every 100 ms until it returns true or `timeout` passes; returns whether

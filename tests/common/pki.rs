@@ -1,9 +1,5 @@
 //! A throwaway PKI for TLS tests: a CA and a server certificate it signed for `localhost`
 //! and `127.0.0.1`, written as PEM files.
-//!
-//! Include with `#[path = "common/pki.rs"] mod pki;` next to `mod common;`.
-
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

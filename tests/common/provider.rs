@@ -4,30 +4,30 @@
 //! * [`Provider`] — start / stop / restart (same port, same keys, same state), stats,
 //!   introspection and the other endpoints, with the confidential client's credentials.
 //! * [`ProviderSettings`] — what the provider is started with (client, lifetimes, rotation).
-//! * [`OpBrowser`] — a user agent for the provider's pages (its own cookie jar), and the
-//!   login driver: [`OpBrowser::login_until_callback`] runs bffgate's `/bff/login` through
-//!   the provider's login form up to bffgate's callback URL, [`PendingCallback::send`]
-//!   calls it. [`login`] does both at once.
+//! * [`OpBrowser`] (in `provider/driver.rs`) — a user agent for the provider's pages (its
+//!   own cookie jar), and the login driver: [`OpBrowser::login_until_callback`] runs
+//!   bffgate's `/bff/login` through the provider's login form up to bffgate's callback
+//!   URL, `PendingCallback::send` calls it. [`login`] does both at once.
 //! * [`pkce_pair`] — an S256 PKCE verifier and challenge for tests that speak OAuth by hand.
 //!
 //! The provider's npm dependencies are installed on first use (`npm ci` in
 //! `tests/provider`, serialised across test processes by a file lock) unless
 //! `BFFGATE_PROVIDER_NO_INSTALL` is set. `BFFGATE_NODE` names another `node` binary.
-//!
-//! This file is included both as `common::provider` and, by `tests/provider_smoke.rs`, on
-//! its own: it uses nothing from the rest of `tests/common`.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use url::Url;
+
+use super::npm;
+use super::process::ChildGuard;
+
+mod driver;
+
+pub use driver::{login, set_cookies, OpBrowser};
 
 /// How long the provider may take to print `READY` after spawn.
 /// Generous: loading oidc-provider and making an RSA key takes seconds when the suite
@@ -35,8 +35,6 @@ use url::Url;
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// The most redirects and form posts one drive through the provider follows.
-const MAX_HOPS: usize = 20;
 
 /// The demo user's login.
 pub const USER: &str = "alice";
@@ -171,29 +169,27 @@ impl ProviderSettings {
 /// A running `oidc-provider`; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Provider {
     settings: ProviderSettings,
-    child: Option<Child>,
-    /// Held so the provider sees EOF (and exits) if this process dies without dropping us.
-    stdin: Option<ChildStdin>,
+    /// First, so the process is stopped before its state directory goes. Its stdin is a
+    /// pipe the guard holds, so the provider sees EOF (and exits) if this process dies
+    /// without dropping us.
+    process: Option<ChildGuard>,
     base_url: String,
-    /// Keys (`keys.json`) and, between a stop and a restart, the store (`store.json`).
+    /// Keys (`keys.json`), the log (`provider.log`, across restarts) and, between a stop
+    /// and a restart, the store (`store.json`).
     state_dir: tempfile::TempDir,
-    /// Everything the provider wrote to stderr, across restarts.
-    log: Arc<Mutex<String>>,
     http: reqwest::Client,
 }
 
 impl Provider {
-    /// Starts the provider and waits (10 s) for its `READY` line; panics with its stderr
+    /// Starts the provider and waits (20 s) for its `READY` line; panics with its output
     /// if it does not come.
     pub async fn start(settings: ProviderSettings) -> Provider {
         ensure_installed().unwrap_or_else(|e| panic!("{e}"));
         let mut provider = Provider {
             settings,
-            child: None,
-            stdin: None,
+            process: None,
             base_url: String::new(),
             state_dir: tempfile::tempdir().expect("provider tempdir"),
-            log: Arc::new(Mutex::new(String::new())),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
@@ -232,46 +228,35 @@ impl Provider {
     /// SIGTERM (the provider persists its state for [`Provider::restart`]), then SIGKILL if
     /// it has not exited after 5 s. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + STOP_GRACE;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
-        self.stdin = None;
     }
 
     /// SIGKILL: a crash. Its state is lost (a later [`Provider::restart`] keeps the keys,
     /// the port and the client, but no session, grant or token).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
-        self.stdin = None;
         let _ = std::fs::remove_file(self.state_dir.path().join("store.json"));
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.state_dir.path().join("provider.log")
+    }
+
+    /// Everything in the log from byte `from` on.
+    fn log_since(&self, from: usize) -> String {
+        let bytes = std::fs::read(self.log_path()).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned()
     }
 
     async fn spawn(&mut self) -> Result<(), String> {
         let config = self.settings.to_json(self.state_dir.path()).to_string();
         let node = std::env::var("BFFGATE_NODE").unwrap_or_else(|_| "node".into());
-        let mut child = Command::new(&node)
-            .arg("--report-on-signal")
+        let mut cmd = Command::new(&node);
+        cmd.arg("--report-on-signal")
             .arg(format!(
                 "--report-directory={}",
                 self.state_dir.path().display()
@@ -282,86 +267,53 @@ impl Provider {
             .env("BFFGATE_PROVIDER_EXIT_ON_STDIN_EOF", "1")
             .env_remove("BFFGATE_PROVIDER_SETTINGS")
             .env_remove("NODE_OPTIONS")
-            .env_remove("DEBUG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("spawn {node}: {e} (is Node.js >= 20.19 installed?)"))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
+            .env_remove("DEBUG");
+        // Its one stdout line is `READY <base url>`; everything else goes to stderr. Both
+        // land in the log, which is read from where this run started.
+        let run_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len() as usize);
+        let mut process =
+            ChildGuard::spawn_holding_stdin("the OpenID provider", &mut cmd, &self.log_path())
+                .map_err(|e| format!("spawn {node}: {e} (is Node.js >= 20.19 installed?)"))?
+                .with_grace(STOP_GRACE);
 
-        let run_start = self.log.lock().unwrap().len();
-        let log = Arc::clone(&self.log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
-        let log = Arc::clone(&self.log);
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = match lines.next() {
-                Some(Ok(line)) => match line.strip_prefix("READY ") {
-                    Some(url) => Ok(url.trim().to_owned()),
-                    None => Err(format!("unexpected first stdout line: {line}")),
-                },
-                Some(Err(e)) => Err(format!("reading stdout: {e}")),
-                None => Err("exited before READY".to_owned()),
-            };
-            let _ = tx.send(first);
-            // Keep draining so the provider never blocks on a full pipe.
-            for line in lines {
-                let Ok(line) = line else { break };
-                let mut log = log.lock().unwrap();
-                log.push_str("stdout: ");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-
-        let ready = tokio::time::timeout(READY_DEADLINE, rx).await;
-        let timed_out = ready.is_err();
-        let failure = match ready {
-            Ok(Ok(Ok(url))) => {
-                self.base_url = url;
+        let deadline = Instant::now() + READY_DEADLINE;
+        let failure = loop {
+            let output = self.log_since(run_start);
+            let ready = output
+                .split_inclusive('\n')
+                .filter(|line| line.ends_with('\n'))
+                .find_map(|line| line.strip_prefix("READY "));
+            if let Some(url) = ready {
+                self.base_url = url.trim().to_owned();
                 let port = Url::parse(&self.base_url)
                     .ok()
                     .and_then(|u| u.port())
                     .ok_or_else(|| format!("bad READY url {}", self.base_url))?;
                 self.settings.port = port;
-                self.child = Some(child);
-                self.stdin = stdin;
+                self.process = Some(process);
                 return Ok(());
             }
-            Ok(Ok(Err(e))) => e,
-            Ok(Err(_)) => "stdout reader vanished".to_owned(),
-            Err(_) => format!("no READY line within {READY_DEADLINE:?}"),
+            if let Some(status) = process.exit_status() {
+                break format!("exited before READY ({status})");
+            }
+            if Instant::now() > deadline {
+                self.print_node_report(&mut process);
+                break format!("no READY line within {READY_DEADLINE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        if timed_out {
-            self.print_node_report(child.id());
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        // Give the stderr thread a moment to collect the last words.
-        std::thread::sleep(Duration::from_millis(100));
-        let stderr = self.log.lock().unwrap()[run_start..].to_owned();
-        eprintln!("---- provider stderr ----\n{stderr}---- end of provider stderr ----");
-        Err(format!("{failure}; stderr:\n{stderr}"))
+        process.kill();
+        let output = self.log_since(run_start);
+        eprintln!("---- provider output ----\n{output}---- end of provider output ----");
+        Err(format!("{failure}; output:\n{output}"))
     }
 
     /// Asks a hung Node process for its diagnostic report (SIGUSR2 with `--report-on-signal`)
     /// and prints where its JavaScript is, so a hang can be told from slowness.
-    fn print_node_report(&self, pid: u32) {
-        let Ok(pid) = i32::try_from(pid) else { return };
-        // SAFETY: signalling a child process we spawned and have not reaped.
-        unsafe { libc::kill(pid, libc::SIGUSR2) };
+    fn print_node_report(&self, process: &mut ChildGuard) {
+        if process.signal(libc::SIGUSR2).is_err() {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(1000));
         let reports = std::fs::read_dir(self.state_dir.path())
             .into_iter()
@@ -382,17 +334,20 @@ impl Provider {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        self.process.as_mut().is_some_and(ChildGuard::is_running)
     }
 
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().map(ChildGuard::pid)
     }
 
-    /// Everything the provider wrote to stderr so far.
+    /// Everything the provider wrote so far (its stderr, and its `READY` lines), across
+    /// restarts.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        std::fs::read(self.log_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
     }
 
     /// The settings in force (port filled in once started).
@@ -458,15 +413,6 @@ impl Provider {
     pub async fn backchannel_logout(&self, account: &str) -> Value {
         self.post_json("/__backchannel_logout", json!({ "account": account }))
             .await
-    }
-
-    /// As [`Provider::backchannel_logout`] but leaves grants and tokens alive.
-    pub async fn backchannel_logout_keep_grants(&self, account: &str) -> Value {
-        self.post_json(
-            "/__backchannel_logout",
-            json!({ "account": account, "revoke_grants": false }),
-        )
-        .await
     }
 
     /// Changes the client's registration while running (e.g. `{"redirect_uris": [...]}`
@@ -644,70 +590,28 @@ impl Provider {
     }
 }
 
-impl Drop for Provider {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Installs `tests/provider`'s npm dependencies (`npm ci`) unless the pinned
 /// `oidc-provider` is already there. Serialised across processes by `flock`.
 pub fn ensure_installed() -> Result<(), String> {
     let dir = provider_dir();
-    let installed = || -> bool {
-        let wanted = std::fs::read_to_string(dir.join("package.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| {
-                v["dependencies"]["oidc-provider"]
-                    .as_str()
-                    .map(str::to_owned)
-            });
-        let have = std::fs::read_to_string(dir.join("node_modules/oidc-provider/package.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["version"].as_str().map(str::to_owned));
-        wanted.is_some() && wanted == have
-    };
-    if installed() {
-        return Ok(());
-    }
-    if std::env::var_os("BFFGATE_PROVIDER_NO_INSTALL").is_some() {
+    if !npm::installed(&dir, "oidc-provider")
+        && std::env::var_os("BFFGATE_PROVIDER_NO_INSTALL").is_some()
+    {
         return Err(format!(
             "the OpenID provider's npm packages are missing: run `npm ci --prefix {}`",
             dir.display()
         ));
     }
-    let lock_path = std::env::temp_dir().join("bffgate-provider-npm-ci.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .map_err(|e| format!("create {}: {e}", lock_path.display()))?;
-    {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: flock(2) on a file descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(format!("flock {}", lock_path.display()));
-        }
+    npm::ensure_installed(&dir, "oidc-provider", &[])
+}
+
+/// A number in the provider's [`Provider::stats`] by path, 0 when absent.
+pub fn stat(stats: &Value, path: &[&str]) -> u64 {
+    let mut v = stats;
+    for p in path {
+        v = &v[*p];
     }
-    if installed() {
-        return Ok(());
-    }
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run npm ci in {}: {e} (is npm installed?)", dir.display()))?;
-    drop(lock);
-    if !out.status.success() {
-        return Err(format!(
-            "npm ci in {} failed ({}):\n{}{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    v.as_u64().unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -729,541 +633,4 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("OS randomness");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-// ---------------------------------------------------------------------------------------
-// The login driver
-
-/// A user agent for the provider's pages: no automatic redirects, its own cookie jar (so
-/// the provider's session survives between logins, and bffgate's cookies never mix with
-/// the provider's although both live on 127.0.0.1).
-pub struct OpBrowser {
-    http: reqwest::Client,
-    jar: Arc<reqwest::cookie::Jar>,
-}
-
-impl Default for OpBrowser {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// bffgate's callback, reached but not yet called.
-#[derive(Clone, Debug)]
-pub struct PendingCallback {
-    /// bffgate's redirect URI with `code`, `state` (and `iss`) as the provider sent them.
-    pub url: Url,
-    /// The cookies bffgate set on the login response (the login binding), `(name, value)`.
-    pub cookies: Vec<(String, String)>,
-    /// Where bffgate's login sent the browser (the provider's authorization request).
-    pub authorization_url: Url,
-}
-
-impl PendingCallback {
-    /// A query parameter of the callback URL.
-    pub fn param(&self, name: &str) -> Option<String> {
-        query_param(&self.url, name)
-    }
-
-    pub fn code(&self) -> Option<String> {
-        self.param("code")
-    }
-
-    pub fn state(&self) -> Option<String> {
-        self.param("state")
-    }
-
-    /// A query parameter of the authorization request bffgate made.
-    pub fn authorization_param(&self, name: &str) -> Option<String> {
-        query_param(&self.authorization_url, name)
-    }
-
-    /// `name=value; name=value` of [`PendingCallback::cookies`].
-    pub fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// The same callback with one query parameter replaced (or added, or with `None`
-    /// removed): to tamper with `state`, `code` or `iss`.
-    pub fn with_param(&self, name: &str, value: Option<&str>) -> PendingCallback {
-        let mut pairs: Vec<(String, String)> = self
-            .url
-            .query_pairs()
-            .filter(|(k, _)| k != name)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if let Some(value) = value {
-            pairs.push((name.to_owned(), value.to_owned()));
-        }
-        let mut url = self.url.clone();
-        url.set_query(None);
-        if !pairs.is_empty() {
-            url.query_pairs_mut().extend_pairs(pairs);
-        }
-        PendingCallback {
-            url,
-            ..self.clone()
-        }
-    }
-
-    /// `GET` the callback on bffgate with the login-binding cookies; bffgate's answer (the
-    /// test reads its `Set-Cookie` and `Location`). `client` must not follow redirects.
-    pub async fn send(&self, client: &reqwest::Client) -> Result<reqwest::Response, String> {
-        self.send_with_cookie(client, &self.cookie_header()).await
-    }
-
-    /// As [`PendingCallback::send`] with an explicit `Cookie` header ("" for none).
-    pub async fn send_with_cookie(
-        &self,
-        client: &reqwest::Client,
-        cookie: &str,
-    ) -> Result<reqwest::Response, String> {
-        let mut req = client.get(self.url.clone());
-        if !cookie.is_empty() {
-            req = req.header(reqwest::header::COOKIE, cookie);
-        }
-        req.send()
-            .await
-            .map_err(|e| format!("GET callback {}: {e}", self.url))
-    }
-}
-
-/// The whole login at once with a fresh [`OpBrowser`]: `GET start_url` on bffgate (e.g.
-/// `http://127.0.0.1:PORT/bff/login?return_to=/`), the provider's login form, and bffgate's
-/// callback; returns bffgate's answer to the callback. `client` must not follow redirects.
-pub async fn login(
-    client: &reqwest::Client,
-    start_url: &str,
-    user: &str,
-    password: &str,
-) -> Result<reqwest::Response, String> {
-    OpBrowser::new()
-        .login(client, start_url, user, password)
-        .await
-}
-
-/// [`OpBrowser::login_until_callback`] with a fresh [`OpBrowser`].
-pub async fn login_until_callback(
-    client: &reqwest::Client,
-    start_url: &str,
-    user: &str,
-    password: &str,
-) -> Result<PendingCallback, String> {
-    OpBrowser::new()
-        .login_until_callback(client, start_url, user, password)
-        .await
-}
-
-enum Hop {
-    Get(Url),
-    Post(Url, Vec<(String, String)>),
-}
-
-impl OpBrowser {
-    pub fn new() -> Self {
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_provider(Arc::clone(&jar))
-            .no_proxy()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("reqwest client");
-        OpBrowser { http, jar }
-    }
-
-    /// The cookies this browser would send to `url` (`name=value; ...`), if any.
-    pub fn cookies_for(&self, url: &str) -> Option<String> {
-        use reqwest::cookie::CookieStore as _;
-        let url = Url::parse(url).ok()?;
-        self.jar
-            .cookies(&url)
-            .and_then(|h| h.to_str().ok().map(str::to_owned))
-    }
-
-    /// [`OpBrowser::login_until_callback`] then [`PendingCallback::send`].
-    pub async fn login(
-        &self,
-        client: &reqwest::Client,
-        start_url: &str,
-        user: &str,
-        password: &str,
-    ) -> Result<reqwest::Response, String> {
-        self.login_until_callback(client, start_url, user, password)
-            .await?
-            .send(client)
-            .await
-    }
-
-    /// `GET start_url` on bffgate with `client` (no cookies), which must redirect to the
-    /// provider's authorization endpoint; then drives the provider (login form with
-    /// `user`/`password` if it asks — with a live provider session it does not — and any
-    /// consent) until it redirects back off the provider: that URL (bffgate's callback) is
-    /// returned, not called. Errors start with `login rejected` when the provider refused
-    /// the credentials.
-    pub async fn login_until_callback(
-        &self,
-        client: &reqwest::Client,
-        start_url: &str,
-        user: &str,
-        password: &str,
-    ) -> Result<PendingCallback, String> {
-        self.login_until_callback_with_cookie(client, start_url, "", user, password)
-            .await
-    }
-
-    /// As [`OpBrowser::login_until_callback`], sending `cookie` (a `Cookie` header value,
-    /// "" for none) on the request to `start_url`.
-    pub async fn login_until_callback_with_cookie(
-        &self,
-        client: &reqwest::Client,
-        start_url: &str,
-        cookie: &str,
-        user: &str,
-        password: &str,
-    ) -> Result<PendingCallback, String> {
-        let start = Url::parse(start_url).map_err(|e| format!("bad start url {start_url}: {e}"))?;
-        let mut req = client.get(start.clone());
-        if !cookie.is_empty() {
-            req = req.header(reqwest::header::COOKIE, cookie);
-        }
-        let resp = req.send().await.map_err(|e| format!("GET {start}: {e}"))?;
-        let status = resp.status();
-        let cookies = set_cookies(resp.headers());
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let Some(location) = location.filter(|_| status.is_redirection()) else {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(format!(
-                "GET {start}: expected a redirect to the provider, got {status}: {body}"
-            ));
-        };
-        let authorization_url = start
-            .join(&location)
-            .map_err(|e| format!("bad Location {location}: {e}"))?;
-        let url = self
-            .drive(authorization_url.clone(), Some((user, password)))
-            .await?;
-        if url.origin() == authorization_url.origin() {
-            return Err(format!(
-                "the provider never redirected back; ended at {url}"
-            ));
-        }
-        Ok(PendingCallback {
-            url,
-            cookies,
-            authorization_url,
-        })
-    }
-
-    /// Drives the provider from an authorization request (no bffgate involved) and returns
-    /// the redirect back to the client (`redirect_uri?code=...&state=...`), not called.
-    pub async fn authorize(
-        &self,
-        authorization_url: Url,
-        user: &str,
-        password: &str,
-    ) -> Result<Url, String> {
-        let url = self
-            .drive(authorization_url.clone(), Some((user, password)))
-            .await?;
-        if url.origin() == authorization_url.origin() {
-            return Err(format!(
-                "the provider never redirected back; ended at {url}"
-            ));
-        }
-        Ok(url)
-    }
-
-    /// Follows an RP-initiated logout (the `end_session_endpoint` URL bffgate redirected
-    /// to) through the provider's confirmation form; returns where the provider finally
-    /// sends the browser (the `post_logout_redirect_uri`, with `state`), or the provider's
-    /// own "signed out" page URL when there is none. Back-channel logout requests for the
-    /// session's clients are sent before the provider answers the confirmation.
-    pub async fn follow_logout(&self, end_session_url: &str) -> Result<Url, String> {
-        let url = Url::parse(end_session_url)
-            .map_err(|e| format!("bad end-session url {end_session_url}: {e}"))?;
-        self.drive(url, None).await
-    }
-
-    /// Follows redirects and submits forms while on the provider's origin (that of
-    /// `start`); returns the first URL off it, or the URL of a provider page with no form.
-    pub async fn drive(
-        &self,
-        start: Url,
-        credentials: Option<(&str, &str)>,
-    ) -> Result<Url, String> {
-        let origin = start.origin();
-        let mut hop = Hop::Get(start);
-        let mut logins = 0;
-        for _ in 0..MAX_HOPS {
-            let (url, resp) = match hop {
-                Hop::Get(url) => {
-                    let resp = self.http.get(url.clone()).send().await;
-                    (url, resp)
-                }
-                Hop::Post(url, fields) => {
-                    let resp = self.http.post(url.clone()).form(&fields).send().await;
-                    (url, resp)
-                }
-            };
-            let resp = resp.map_err(|e| format!("{url}: {e}"))?;
-            let status = resp.status();
-            if status.is_redirection() {
-                let location = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| format!("{url}: {status} without Location"))?;
-                let next = url
-                    .join(location)
-                    .map_err(|e| format!("{url}: bad Location {location}: {e}"))?;
-                if next.origin() != origin {
-                    return Ok(next);
-                }
-                hop = Hop::Get(next);
-                continue;
-            }
-            let body = resp.text().await.unwrap_or_default();
-            if status.as_u16() == 401 && logins > 0 {
-                return Err(format!(
-                    "login rejected: {status} at {url}: {}",
-                    strip_tags(&body)
-                ));
-            }
-            if !status.is_success() {
-                return Err(format!("{url}: {status}: {}", strip_tags(&body)));
-            }
-            let Some(form) = parse_forms(&body).into_iter().next() else {
-                return Ok(url);
-            };
-            let action = url
-                .join(if form.action.is_empty() {
-                    url.as_str()
-                } else {
-                    &form.action
-                })
-                .map_err(|e| format!("{url}: bad form action {}: {e}", form.action))?;
-            if action.origin() != origin {
-                return Err(format!(
-                    "{url}: a form posts off the provider to {action} (form_post response \
-                     mode is not supported by this driver)"
-                ));
-            }
-            let mut fields = form.hidden;
-            if form.inputs.iter().any(|n| n == "password") {
-                let Some((user, password)) = credentials else {
-                    return Err(format!("{url}: the provider asks for a login"));
-                };
-                logins += 1;
-                if logins > 1 {
-                    return Err(format!("login rejected: the login form came back at {url}"));
-                }
-                fields.push(("login".into(), user.into()));
-                fields.push(("password".into(), password.into()));
-            }
-            hop = if form.method.eq_ignore_ascii_case("post") {
-                Hop::Post(action, fields)
-            } else {
-                let mut action = action;
-                action.query_pairs_mut().extend_pairs(fields);
-                Hop::Get(action)
-            };
-        }
-        Err(format!("more than {MAX_HOPS} hops through the provider"))
-    }
-}
-
-fn query_param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// `(name, value)` of each `Set-Cookie`, later ones replacing earlier ones of that name.
-pub fn set_cookies(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for h in headers.get_all(reqwest::header::SET_COOKIE) {
-        let Ok(h) = h.to_str() else { continue };
-        let pair = h.split(';').next().unwrap_or("");
-        let Some((name, value)) = pair.split_once('=') else {
-            continue;
-        };
-        let name = name.trim().to_owned();
-        out.retain(|(n, _)| *n != name);
-        out.push((name, value.trim().to_owned()));
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------
-// Just enough HTML
-
-#[derive(Debug)]
-struct Form {
-    action: String,
-    method: String,
-    /// `(name, value)` of hidden inputs.
-    hidden: Vec<(String, String)>,
-    /// Names of the other inputs.
-    inputs: Vec<String>,
-}
-
-fn parse_forms(html: &str) -> Vec<Form> {
-    let lower = html.to_ascii_lowercase();
-    let mut forms = Vec::new();
-    let mut pos = 0;
-    while let Some(start) = lower[pos..].find("<form").map(|i| i + pos) {
-        let Some(tag_end) = lower[start..].find('>').map(|i| i + start) else {
-            break;
-        };
-        let attrs = parse_attrs(&html[start + 5..tag_end]);
-        let end = lower[tag_end..]
-            .find("</form")
-            .map_or(html.len(), |i| i + tag_end);
-        let mut form = Form {
-            action: attr(&attrs, "action").unwrap_or_default(),
-            method: attr(&attrs, "method").unwrap_or_else(|| "get".into()),
-            hidden: Vec::new(),
-            inputs: Vec::new(),
-        };
-        let mut p = tag_end;
-        while let Some(i) = lower[p..end].find("<input").map(|i| i + p) {
-            let Some(e) = lower[i..end].find('>').map(|e| e + i) else {
-                break;
-            };
-            let attrs = parse_attrs(&html[i + 6..e]);
-            if let Some(name) = attr(&attrs, "name") {
-                let kind = attr(&attrs, "type").unwrap_or_else(|| "text".into());
-                if kind.eq_ignore_ascii_case("hidden") {
-                    form.hidden
-                        .push((name, attr(&attrs, "value").unwrap_or_default()));
-                } else {
-                    form.inputs.push(name);
-                }
-            }
-            p = e;
-        }
-        forms.push(form);
-        pos = end;
-    }
-    forms
-}
-
-fn attr(attrs: &[(String, String)], name: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
-}
-
-fn parse_attrs(s: &str) -> Vec<(String, String)> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
-            i += 1;
-        }
-        let start = i;
-        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' && b[i] != b'/' {
-            i += 1;
-        }
-        if start == i {
-            i += 1;
-            continue;
-        }
-        let name = s[start..i].to_owned();
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i < b.len() && b[i] == b'=' {
-            i += 1;
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            let value = if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
-                let q = b[i];
-                let vs = i + 1;
-                let ve = s[vs..].find(q as char).map_or(s.len(), |e| e + vs);
-                i = (ve + 1).min(b.len());
-                &s[vs..ve]
-            } else {
-                let vs = i;
-                while i < b.len() && !b[i].is_ascii_whitespace() {
-                    i += 1;
-                }
-                &s[vs..i]
-            };
-            out.push((name, decode_entities(value)));
-        } else {
-            out.push((name, String::new()));
-        }
-    }
-    out
-}
-
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let Some(semi) = rest.find(';').filter(|&j| j <= 10) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The text of an HTML page, roughly (for error messages).
-fn strip_tags(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }

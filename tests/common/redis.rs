@@ -1,11 +1,15 @@
-//! A real `redis-server` on a loopback port, owned by one test.
+//! Real `redis-server` processes on loopback ports: [`RedisProcess`] (a standalone server
+//! owned by one test), [`start_server`] (what Cluster and Sentinel nodes start with too),
+//! and [`ping`] / [`redis_cli`] to look at a running one.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::free_port;
+use super::process::{run_bounded, ChildGuard};
 
 const REDIS_BIN: &str = "redis-server";
 const READY_DEADLINE: Duration = Duration::from_secs(5);
@@ -13,7 +17,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(5);
 /// A `redis-server` child process (no persistence); killed on drop.
 pub struct RedisProcess {
     port: u16,
-    child: Option<Child>,
+    /// First, so the server is killed before its directory goes.
+    server: Option<ChildGuard>,
     dir: tempfile::TempDir,
 }
 
@@ -23,7 +28,7 @@ impl RedisProcess {
     pub fn start() -> RedisProcess {
         let mut redis = RedisProcess {
             port: 0,
-            child: None,
+            server: None,
             dir: tempfile::tempdir().expect("redis tempdir"),
         };
         let mut last_err = String::new();
@@ -49,9 +54,8 @@ impl RedisProcess {
 
     /// Kills the server (SIGKILL) and waits for it to exit: from now on connections are refused.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut server) = self.server.take() {
+            server.kill();
         }
     }
 
@@ -70,53 +74,57 @@ impl RedisProcess {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let log =
-            std::fs::File::create(self.dir.path().join("redis.log")).map_err(|e| e.to_string())?;
-        let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new(REDIS_BIN)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("spawn {REDIS_BIN}: {e}"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-                return Err(format!("redis-server exited ({status}): {log}"));
-            }
-            if ping(addr) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "redis-server on port {} never answered PING",
-                    self.port
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let dir = self.dir.path().display().to_string();
+        let port = self.port.to_string();
+        let args = [
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir,
+        ];
+        let log = self.dir.path().join("redis.log");
+        self.server = Some(start_server(REDIS_BIN, &args, self.port, &log)?);
+        Ok(())
+    }
+}
+
+/// Starts `redis-server ARGS` (which must make it listen on `127.0.0.1:port`) with its
+/// output in `log`, and waits until it answers `PING`. The error says why it did not
+/// come up (its log if it exited); the process is gone then.
+pub fn start_server(
+    name: &str,
+    args: &[&str],
+    port: u16,
+    log: &Path,
+) -> Result<ChildGuard, String> {
+    let mut cmd = Command::new(REDIS_BIN);
+    cmd.args(args);
+    let mut server =
+        ChildGuard::spawn(name, &mut cmd, log).map_err(|e| format!("spawn {REDIS_BIN}: {e}"))?;
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        if let Some(status) = server.exit_status() {
+            return Err(format!("{name} exited ({status}): {}", server.log()));
         }
+        if ping(port) {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} on port {port} never answered PING"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// True if a Redis server at `addr` answers `+PONG` to an inline `PING`.
-fn ping(addr: SocketAddr) -> bool {
+/// True if a Redis server on `127.0.0.1:port` answers `+PONG` to an inline `PING`.
+pub fn ping(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -125,8 +133,20 @@ fn ping(addr: SocketAddr) -> bool {
         return false;
     }
     let mut buf = [0u8; 16];
-    match stream.read(&mut buf) {
-        Ok(n) => buf[..n].starts_with(b"+PONG"),
-        Err(_) => false,
+    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// `redis-cli -h 127.0.0.1 -p PORT ARGS…` (5 s at most): its stdout, or `None` when it
+/// failed or the server did not answer.
+pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(args);
+    match run_bounded("redis-cli", &mut cmd, Duration::from_secs(5)) {
+        Ok((Some(status), out)) if status.success() && !out.contains("Could not connect") => {
+            Some(out)
+        }
+        _ => None,
     }
 }

@@ -4,40 +4,30 @@
 //! `failover-timeout 3000`. [`SentinelSet::kill_master`] crashes the master (SIGKILL) so
 //! the sentinels promote the replica. Every process is killed on drop.
 
-#![allow(dead_code)]
-
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cluster::{ping, redis_cli};
 use super::free_port;
+use super::process::ChildGuard;
+use super::redis::{redis_cli, start_server};
 
 /// The monitored master's name.
 pub const MASTER_NAME: &str = "mymaster";
 
-const PROCESS_READY: Duration = Duration::from_secs(5);
 const TOPOLOGY_READY: Duration = Duration::from_secs(20);
 
 struct Proc {
     port: u16,
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    process: ChildGuard,
 }
 
 /// Master, replica and three sentinels (see the module docs).
 pub struct SentinelSet {
-    master: Proc,
-    replica: Proc,
+    // Killed on drop in this order (fields drop in declaration order), all before the
+    // directory goes.
     sentinels: Vec<Proc>,
+    replica: Proc,
+    master: Proc,
     dir: tempfile::TempDir,
 }
 
@@ -58,9 +48,9 @@ impl SentinelSet {
             server_args(port, dir.path(), Some(master_port))
         });
         let mut set = SentinelSet {
-            master,
-            replica,
             sentinels: Vec::new(),
+            replica,
+            master,
             dir,
         };
         set.wait_for("the replica's link to the master", || {
@@ -174,7 +164,7 @@ impl SentinelSet {
 
     /// SIGKILL to the master: a crash, no goodbye to replica or sentinels.
     pub fn kill_master(&mut self) {
-        self.master.kill();
+        self.master.process.kill();
     }
 
     /// `ROLE` of a server's first line (`master`, `slave`), if it answers.
@@ -199,16 +189,6 @@ impl SentinelSet {
             }
         }
         out
-    }
-}
-
-impl Drop for SentinelSet {
-    fn drop(&mut self) {
-        for s in &mut self.sentinels {
-            s.kill();
-        }
-        self.replica.kill();
-        self.master.kill();
     }
 }
 
@@ -244,38 +224,11 @@ fn spawn_retrying(dir: &Path, name: &str, mut args: impl FnMut(u16, &Path) -> Ve
     for _ in 0..5 {
         let port = free_port();
         let conf = dir.join(format!("{name}.conf"));
-        let log_path = dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let log_err = log.try_clone().expect("clone log");
-        let mut child = Command::new("redis-server")
-            .args(args(port, &conf))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn redis-server: {e}"));
-        let deadline = Instant::now() + PROCESS_READY;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                last = format!(
-                    "{name} exited ({status}): {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-                break;
-            }
-            if ping(port) {
-                return Proc {
-                    port,
-                    child: Some(child),
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                last = format!("{name} on {port} never answered PING");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let args = args(port, &conf);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match start_server(name, &args, port, &dir.join(format!("{name}.log"))) {
+            Ok(process) => return Proc { port, process },
+            Err(e) => last = e,
         }
     }
     panic!("could not start {name}: {last}");

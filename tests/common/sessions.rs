@@ -1,10 +1,6 @@
 //! Creating sessions and cookies through the library, the way the OAuth agent would: the
 //! test process opens the same store (same Redis, same at-rest key and prefix) and the
 //! same cookie key ring as the gateway under test.
-//!
-//! Include with `#[path = "common/sessions.rs"] mod sessions;` next to `mod common;`.
-
-#![allow(dead_code)]
 
 use std::path::Path;
 
@@ -63,12 +59,4 @@ impl Sessions {
 pub fn cipher_of(path: &Path) -> CookieCipher {
     let cfg = config::load(path).unwrap_or_else(|e| panic!("config {}: {e}", path.display()));
     CookieCipher::from_config(&cfg.cookie)
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }

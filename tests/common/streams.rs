@@ -1,10 +1,6 @@
 //! Streaming upstreams for the operations tests: a WebSocket echo server that records the
 //! handshake headers it saw, and a server-sent-events server that sends a few events
 //! spaced out in time and records when it sent each one.
-//!
-//! Include with `#[path = "common/streams.rs"] mod streams;` next to `mod common;`.
-
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

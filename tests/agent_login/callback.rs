@@ -1,0 +1,325 @@
+//! The login binding: `state` (tampered, replayed, from another browser), the ID token's
+//! `nonce`, and `login/start` with one login cookie for concurrent logins.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// state: tampered, replayed, from another browser; codes are never replayed
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_state_must_be_known_unused_and_from_this_browser() {
+    let env = Env::start(Setup::default()).await;
+    let browser = OpBrowser::new();
+
+    let started = env.start_login(Some("/after"), "").await;
+    let binding = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(started.login_set_cookie.as_deref().unwrap())
+    );
+    let back = env.authorize(&browser, &started.authorization_url).await;
+    let state = query_param(&back, "state").unwrap();
+    let code = query_param(&back, "code").unwrap();
+
+    // A tampered state is unknown (and leaves the real transaction alone).
+    let tampered = with_param(&back, "state", Some(&flip_first(&state)));
+    expect_error(
+        env.callback(&tampered, &binding).await,
+        400,
+        "invalid_state",
+    )
+    .await;
+    // A missing state too; a missing code is an invalid request.
+    let no_state = with_param(&back, "state", None);
+    expect_error(
+        env.callback(&no_state, &binding).await,
+        400,
+        "invalid_state",
+    )
+    .await;
+    let no_code = with_param(&back, "code", None);
+    expect_error(
+        env.callback(&no_code, &binding).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+
+    // A response naming another issuer (RFC 9207 mix-up) is refused, and leaves the real
+    // transaction alone.
+    assert!(
+        query_param(&back, "iss").is_some(),
+        "the provider sends iss: {back}"
+    );
+    let other_issuer = with_param(&back, "iss", Some("https://evil.test"));
+    expect_error(
+        env.callback(&other_issuer, &binding).await,
+        400,
+        "issuer_mismatch",
+    )
+    .await;
+
+    // The real callback works once…
+    let resp = env.callback(&back, &binding).await;
+    assert_eq!(resp.status(), 302, "{}", env.gw.log());
+    let cookie = cookie_value(&set_cookie_for(resp.headers(), COOKIE).expect("session cookie"));
+    expect_echo(env.api(&cookie).await).await;
+    // …and a replay of the same URL is refused before the code reaches the provider.
+    let resp = env.callback(&back, &binding).await;
+    assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+    expect_error(resp, 400, "invalid_state").await;
+    let stats = env.stats().await;
+    assert_eq!(
+        stat(&stats, &["grants", "authorization_code"]),
+        1,
+        "{stats}"
+    );
+    assert_eq!(stat(&stats, &["authorization_code_reuse"]), 0, "{stats}");
+
+    // The used code with a fresh state (a new login in the same browser): bffgate sends
+    // it with the new transaction's verifier, the provider refuses (PKCE), nothing burns.
+    let fresh = env.start_login(Some("/after"), &binding).await;
+    assert!(fresh.login_set_cookie.is_none(), "{:?}", fresh.set_cookies);
+    let replay = with_param(&back, "state", Some(&fresh.param("state")));
+    assert_eq!(query_param(&replay, "code").as_deref(), Some(code.as_str()));
+    expect_error(env.callback(&replay, &binding).await, 400, "login_failed").await;
+    let stats = env.stats().await;
+    assert_eq!(
+        stat(&stats, &["grant_errors", "invalid_grant"]),
+        1,
+        "{stats}"
+    );
+    assert_eq!(
+        stat(&stats, &["grants", "authorization_code"]),
+        1,
+        "{stats}"
+    );
+    // The first session is untouched (the provider did not revoke its grant).
+    expect_echo(env.api(&cookie).await).await;
+
+    // Another browser: no login cookie at all, or its own login cookie.
+    for other in [
+        "",
+        "bff_session_login=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let started = env.start_login(Some("/after"), "").await;
+        let back = env
+            .authorize(&OpBrowser::new(), &started.authorization_url)
+            .await;
+        let resp = env.callback(&back, other).await;
+        assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+        expect_error(resp, 400, "invalid_state").await;
+    }
+    assert_eq!(
+        metric_value(&env.gw, "bff_logins_total{outcome=\"binding_mismatch\"}").await,
+        2.0
+    );
+    // Those codes were never exchanged.
+    let stats = env.stats().await;
+    assert_eq!(
+        stat(&stats, &["grants", "authorization_code"]),
+        1,
+        "{stats}"
+    );
+}
+
+/// The provider answers the authorization request with an error (here `prompt=none`
+/// without a provider session): the browser goes back to the SPA with `login_error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_error_at_the_callback_goes_back_to_the_spa() {
+    let env = Env::start(Setup::default()).await;
+    let started = env.start_login(Some("/after"), "").await;
+    let binding = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(started.login_set_cookie.as_deref().unwrap())
+    );
+    let silent = with_param(&started.authorization_url, "prompt", Some("none"));
+    let back = env.authorize(&OpBrowser::new(), &silent).await;
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("login_required")
+    );
+    assert!(query_param(&back, "code").is_none());
+    let resp = env.callback(&back, &binding).await;
+    assert_eq!(resp.status(), 302);
+    assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+    assert_eq!(
+        resp.headers()["location"].to_str().unwrap(),
+        "http://app.test/after?login_error=login_required"
+    );
+    // The transaction is over.
+    let code_back = with_param(&with_param(&back, "error", None), "code", Some("x"));
+    expect_error(
+        env.callback(&code_back, &binding).await,
+        400,
+        "invalid_state",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// nonce
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_token_with_another_nonce_or_none_is_refused() {
+    let env = Env::start(Setup::default()).await;
+    let browser = OpBrowser::new();
+
+    // A pure nonce mismatch: the browser alters the nonce of bffgate's authorization
+    // request. The code is bound to bffgate's PKCE challenge, so the exchange succeeds at
+    // the provider; the ID token then carries the wrong nonce.
+    let mut exchanged = 0;
+    for nonce in [Some("an-attacker-chosen-nonce-0123456789abcdef"), None] {
+        let started = env.start_login(Some("/after"), "").await;
+        let binding = format!(
+            "{LOGIN_COOKIE}={}",
+            cookie_value(started.login_set_cookie.as_deref().unwrap())
+        );
+        let altered = with_param(&started.authorization_url, "nonce", nonce);
+        let back = env.authorize(&browser, &altered).await;
+        let resp = env.callback(&back, &binding).await;
+        assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+        expect_error(resp, 400, "login_failed").await;
+        exchanged += 1;
+        let stats = env.stats().await;
+        assert_eq!(
+            stat(&stats, &["grants", "authorization_code"]),
+            exchanged,
+            "the provider did not hand out tokens, so this was not the nonce check: {stats}"
+        );
+        assert_eq!(
+            stat(&stats, &["grant_errors", "invalid_grant"]),
+            0,
+            "{stats}"
+        );
+    }
+    assert!(
+        env.gw.log().contains("ID token refused") || env.gw.log().contains("nonce"),
+        "the gateway did not log why: {}",
+        env.gw.log()
+    );
+
+    // Two logins in one browser; login A's code delivered with login B's state: bffgate
+    // uses B's verifier and nonce, the provider refuses the PKCE verifier.
+    let a = env.start_login(Some("/a"), "").await;
+    let binding = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(a.login_set_cookie.as_deref().unwrap())
+    );
+    let b = env.start_login(Some("/b"), &binding).await;
+    assert_ne!(a.param("nonce"), b.param("nonce"));
+    let back_a = env.authorize(&browser, &a.authorization_url).await;
+    let crossed = with_param(&back_a, "state", Some(&b.param("state")));
+    expect_error(env.callback(&crossed, &binding).await, 400, "login_failed").await;
+    let stats = env.stats().await;
+    assert_eq!(
+        stat(&stats, &["grant_errors", "invalid_grant"]),
+        1,
+        "{stats}"
+    );
+    assert_eq!(
+        stat(&stats, &["grants", "authorization_code"]),
+        2,
+        "{stats}"
+    );
+    // A's own callback still completes: the refused exchange burnt nothing.
+    let resp = env.callback(&back_a, &binding).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers().get("location").unwrap().to_str().unwrap(),
+        "http://app.test/a"
+    );
+    assert!(set_cookie_for(resp.headers(), COOKIE).is_some());
+    assert_eq!(
+        metric_value(&env.gw, "bff_logins_total{outcome=\"failed\"}").await,
+        3.0
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// login/start, and one login cookie for concurrent logins
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_start_and_concurrent_logins_share_one_login_cookie() {
+    let env = Env::start(Setup::default()).await;
+    let discovery = env.provider.discovery().await;
+
+    let resp = env
+        .post(
+            &login_path("/bff/login/start", Some("/a")),
+            None,
+            Some(APP_ORIGIN),
+            true,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"]
+            .to_str()
+            .unwrap(),
+        APP_ORIGIN
+    );
+    let login_set = set_cookie_for(resp.headers(), LOGIN_COOKIE).expect("login cookie");
+    assert_eq!(set_cookie_headers(resp.headers()).len(), 1);
+    let binding = format!("{LOGIN_COOKIE}={}", cookie_value(&login_set));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
+    let az_a = Url::parse(
+        body["authorization_url"]
+            .as_str()
+            .expect("authorization_url"),
+    )
+    .unwrap();
+    assert_eq!(
+        az_a.as_str().split('?').next(),
+        discovery["authorization_endpoint"].as_str()
+    );
+    assert_eq!(
+        query_param(&az_a, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+
+    // A second login in the same browser (another tab) keeps the login cookie.
+    let b = env.start_login(Some("/b"), &binding).await;
+    assert!(b.set_cookies.is_empty(), "{:?}", b.set_cookies);
+    assert_ne!(query_param(&az_a, "state"), Some(b.param("state")));
+
+    // Both complete, in either order, each with its own state.
+    let browser = OpBrowser::new();
+    let back_a = env.authorize(&browser, &az_a).await;
+    let back_b = env.authorize(&browser, &b.authorization_url).await;
+    let resp = env.callback(&back_b, &binding).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"].to_str().unwrap(),
+        "http://app.test/b"
+    );
+    let cookie_b = cookie_value(&set_cookie_for(resp.headers(), COOKIE).unwrap());
+    // The browser now also sends the session cookie of login B.
+    let resp = env
+        .callback(
+            &back_a,
+            &format!("{binding}; {}", session_cookie(&cookie_b)),
+        )
+        .await;
+    assert_eq!(resp.status(), 302, "{}", env.gw.log());
+    assert_eq!(
+        resp.headers()["location"].to_str().unwrap(),
+        "http://app.test/a"
+    );
+    let cookie_a = cookie_value(&set_cookie_for(resp.headers(), COOKIE).unwrap());
+    assert_ne!(cookie_a, cookie_b);
+    expect_echo(env.api(&cookie_a).await).await;
+    // The session the browser's cookie named before was replaced, and ended.
+    expect_error(env.api(&cookie_b).await, 401, "session_expired").await;
+    let stats = env.stats().await;
+    assert_eq!(
+        stat(&stats, &["grants", "authorization_code"]),
+        2,
+        "{stats}"
+    );
+    assert_eq!(
+        stat(&stats, &["logins", "success"]),
+        1,
+        "single sign-on the second time"
+    );
+}

@@ -1,0 +1,142 @@
+//! Bounded HTTP load against a gateway, for the operations tests (a reload or an upgrade
+//! must drop nothing): [`Load`] runs tasks that count what succeeded and what failed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{client, fresh_connection_client};
+
+/// What a load task saw.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// The first few failures, described.
+    pub failures: Vec<String>,
+    /// Requests that started after the `mark` flag was raised, and how many of them failed.
+    pub after_mark: u64,
+    pub failed_after_mark: u64,
+}
+
+impl LoadStats {
+    fn fail(&mut self, what: String, after_mark: bool) {
+        self.failed += 1;
+        if after_mark {
+            self.failed_after_mark += 1;
+        }
+        if self.failures.len() < 10 {
+            self.failures.push(what);
+        }
+    }
+
+    fn merge(&mut self, other: LoadStats) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.after_mark += other.after_mark;
+        self.failed_after_mark += other.failed_after_mark;
+        for f in other.failures {
+            if self.failures.len() < 20 {
+                self.failures.push(f);
+            }
+        }
+    }
+}
+
+/// A bounded load: `tasks` tasks, each GETting `paths` in turn from `base` until `stop` is
+/// raised, `max_per_task` requests were sent, or `hard_cap` passed; `pause` between two
+/// requests of a task. Every fifth task opens a new connection per request, the others
+/// share one keep-alive pool. A request counts as good only with status 200 and a body.
+pub struct Load {
+    /// When the load started; failures say how long after it they happened.
+    pub started: Instant,
+    stop: Arc<AtomicBool>,
+    mark: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<LoadStats>>,
+}
+
+impl Load {
+    pub fn start(
+        base: String,
+        paths: &'static [&'static str],
+        tasks: usize,
+        max_per_task: u64,
+        hard_cap: Duration,
+        pause: Duration,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mark = Arc::new(AtomicBool::new(false));
+        let shared = client();
+        let load_started = Instant::now();
+        let handles = (0..tasks)
+            .map(|t| {
+                let client = if t % 5 == 0 {
+                    fresh_connection_client()
+                } else {
+                    shared.clone()
+                };
+                let (stop, mark, base) = (Arc::clone(&stop), Arc::clone(&mark), base.clone());
+                tokio::spawn(async move {
+                    let mut stats = LoadStats::default();
+                    let started = Instant::now();
+                    let mut i: u64 = 0;
+                    while !stop.load(Ordering::Relaxed)
+                        && i < max_per_task
+                        && started.elapsed() < hard_cap
+                    {
+                        let path = paths[(i as usize + t) % paths.len()];
+                        let url = format!("{base}{path}/t{t}/r{i}");
+                        let after = mark.load(Ordering::Relaxed);
+                        let at = load_started.elapsed();
+                        if after {
+                            stats.after_mark += 1;
+                        }
+                        match client.get(&url).send().await {
+                            Ok(resp) => {
+                                let status = resp.status();
+                                match resp.bytes().await {
+                                    Ok(b) if status == 200 && !b.is_empty() => stats.ok += 1,
+                                    Ok(b) => stats.fail(
+                                        format!(
+                                            "{at:?} {url}: {status} {}",
+                                            String::from_utf8_lossy(&b[..b.len().min(200)])
+                                        ),
+                                        after,
+                                    ),
+                                    Err(e) => {
+                                        stats.fail(format!("{at:?} {url}: body: {e:?}"), after)
+                                    }
+                                }
+                            }
+                            Err(e) => stats.fail(format!("{at:?} {url}: {e:?}"), after),
+                        }
+                        i += 1;
+                        tokio::time::sleep(pause).await;
+                    }
+                    stats
+                })
+            })
+            .collect();
+        Load {
+            started: load_started,
+            stop,
+            mark,
+            tasks: handles,
+        }
+    }
+
+    /// From now on, requests count as `after_mark`.
+    pub fn mark(&self) {
+        self.mark.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops the load and waits for its tasks: what they saw, together.
+    pub async fn finish(self) -> LoadStats {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = LoadStats::default();
+        for t in self.tasks {
+            total.merge(t.await.expect("load task"));
+        }
+        total
+    }
+}

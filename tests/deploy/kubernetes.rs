@@ -1,0 +1,339 @@
+//! The Kubernetes manifests: the expected kinds and wiring, and the ConfigMap's config
+//! passes `bffgate --check`.
+
+use super::*;
+
+/// Every Kubernetes object under deploy/k8s, by kind (a kind may occur more than once).
+fn k8s_objects() -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for file in yaml_files(&deploy().join("k8s")) {
+        for doc in documents(&file) {
+            let kind = s(&doc, "kind").to_string();
+            assert!(
+                at(&doc, "apiVersion").is_string(),
+                "{}: {kind} without apiVersion",
+                file.display()
+            );
+            out.entry(kind).or_default().push(doc);
+        }
+    }
+    out
+}
+
+fn one<'o>(objects: &'o BTreeMap<String, Vec<Value>>, kind: &str) -> &'o Value {
+    let all = objects
+        .get(kind)
+        .unwrap_or_else(|| panic!("no {kind} in deploy/k8s (kinds: {:?})", objects.keys()));
+    assert_eq!(all.len(), 1, "expected one {kind}");
+    &all[0]
+}
+
+/// The ConfigMap's bff.yaml.
+fn k8s_config(objects: &BTreeMap<String, Vec<Value>>) -> String {
+    at(one(objects, "ConfigMap"), "data")
+        .get("bff.yaml")
+        .and_then(Value::as_str)
+        .expect("the ConfigMap has data[\"bff.yaml\"]")
+        .to_string()
+}
+
+fn port_of(addr: &str) -> u64 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    let want = selector.as_mapping().expect("selector is a mapping");
+    !want.is_empty() && want.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn kubernetes_manifests_have_the_expected_shape() {
+    let objects = k8s_objects();
+    for kind in [
+        "Deployment",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+    ] {
+        assert!(objects.contains_key(kind), "no {kind} in deploy/k8s");
+    }
+    let deployment = one(&objects, "Deployment");
+    let configmap = one(&objects, "ConfigMap");
+    let secret = one(&objects, "Secret");
+    let service = one(&objects, "Service");
+    let monitor = one(&objects, "ServiceMonitor");
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_eq!(s(deployment, "apiVersion"), "apps/v1");
+    assert_eq!(s(monitor, "apiVersion"), "monitoring.coreos.com/v1");
+    assert_eq!(s(pdb, "apiVersion"), "policy/v1");
+
+    // The config's ports.
+    let config: Value = serde_yaml::from_str(&k8s_config(&objects)).expect("bff.yaml parses");
+    let proxy_port = port_of(s(&config, "listen.0.addr"));
+    let metrics_port = port_of(s(&config, "metrics.addr"));
+    assert!(
+        s(&config, "metrics.addr").starts_with("0.0.0.0:"),
+        "metrics must listen beyond the pod's loopback to be scraped"
+    );
+
+    // Deployment: replicas, pod and container hardening, probes, resources.
+    let replicas = at(deployment, "spec.replicas").as_u64().expect("replicas");
+    assert!(replicas >= 2, "replicas = {replicas}");
+    let pod = at(deployment, "spec.template.spec");
+    let pod_labels = at(deployment, "spec.template.metadata.labels");
+    assert!(labels_match(
+        at(deployment, "spec.selector.matchLabels"),
+        pod_labels
+    ));
+    assert_eq!(
+        at(pod, "securityContext.runAsNonRoot").as_bool(),
+        Some(true)
+    );
+    let containers = seq(pod, "containers");
+    let c = containers
+        .iter()
+        .find(|c| s(c, "name") == "bffgate")
+        .expect("a container named bffgate");
+    assert_eq!(
+        at(c, "securityContext.readOnlyRootFilesystem").as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        at(c, "securityContext.allowPrivilegeEscalation").as_bool(),
+        Some(false)
+    );
+    let dropped: Vec<&str> = seq(c, "securityContext.capabilities.drop")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(dropped, ["ALL"]);
+    for r in ["requests.cpu", "requests.memory", "limits.memory"] {
+        assert!(
+            at(c, &format!("resources.{r}")).is_string(),
+            "no resources.{r}"
+        );
+    }
+    let ports: BTreeMap<String, u64> = seq(c, "ports")
+        .iter()
+        .map(|p| {
+            (
+                s(p, "name").to_string(),
+                at(p, "containerPort").as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports.get("http"), Some(&proxy_port), "{ports:?}");
+    assert_eq!(ports.get("metrics"), Some(&metrics_port), "{ports:?}");
+    let probe_port = |probe: &Value| -> u64 {
+        match at(probe, "httpGet.port") {
+            Value::String(name) => ports[name],
+            Value::Number(n) => n.as_u64().unwrap(),
+            other => panic!("probe port {other:?}"),
+        }
+    };
+    let liveness = at(c, "livenessProbe");
+    let readiness = at(c, "readinessProbe");
+    assert_eq!(s(liveness, "httpGet.path"), "/healthz");
+    assert_eq!(s(readiness, "httpGet.path"), "/readyz");
+    assert_eq!(
+        probe_port(liveness),
+        proxy_port,
+        "liveness on the proxy port"
+    );
+    assert_eq!(
+        probe_port(readiness),
+        proxy_port,
+        "readiness on the proxy port"
+    );
+
+    // The ConfigMap is mounted as a directory (no subPath: updates reach the file), at the
+    // directory of the file bffgate is told to read.
+    let args: Vec<&str> = at(c, "args")
+        .as_sequence()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let env: Vec<&Value> = seq(c, "env").iter().collect();
+    let config_path = args
+        .iter()
+        .position(|a| *a == "--config" || *a == "-c")
+        .map(|i| args[i + 1].to_string())
+        .or_else(|| {
+            env.iter()
+                .find(|e| s(e, "name") == "BFFGATE_CONFIG")
+                .map(|e| s(e, "value").to_string())
+        })
+        .expect("the config path, from --config or BFFGATE_CONFIG");
+    let config_dir = Path::new(&config_path).parent().unwrap().to_str().unwrap();
+    let config_file = Path::new(&config_path)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        at(configmap, "data")
+            .get(config_file)
+            .is_some_and(Value::is_string),
+        "the ConfigMap has no {config_file}"
+    );
+    let volume = seq(pod, "volumes")
+        .iter()
+        .find(|v| at(v, "configMap.name").as_str() == Some(s(configmap, "metadata.name")))
+        .expect("a volume from the ConfigMap");
+    let mount = seq(c, "volumeMounts")
+        .iter()
+        .find(|m| s(m, "name") == s(volume, "name"))
+        .expect("the ConfigMap volume is mounted");
+    assert_eq!(s(mount, "mountPath"), config_dir);
+    assert!(
+        at(mount, "subPath").is_null(),
+        "a subPath mount never sees ConfigMap updates"
+    );
+    assert_eq!(at(mount, "readOnly").as_bool(), Some(true));
+
+    // Every ${VAR} in the config is an env var of the container, the secret ones from keys
+    // the Secret has.
+    let secret_name = s(secret, "metadata.name");
+    let secret_keys: BTreeSet<&str> = ["stringData", "data"]
+        .iter()
+        .filter_map(|f| at(secret, f).as_mapping())
+        .flat_map(|m| m.keys().filter_map(Value::as_str))
+        .collect();
+    let refs = env_refs(&k8s_config(&objects));
+    assert!(
+        refs.contains("BFFGATE_COOKIE_KEY")
+            && refs.contains("BFFGATE_SESSION_KEY")
+            && refs.contains("BFFGATE_CLIENT_SECRET"),
+        "{refs:?}"
+    );
+    for name in &refs {
+        let var = env
+            .iter()
+            .find(|e| s(e, "name") == name)
+            .unwrap_or_else(|| panic!("${{{name}}} is not an env var of the container"));
+        let from = at(var, "valueFrom.secretKeyRef");
+        assert_eq!(s(from, "name"), secret_name, "{name} comes from the Secret");
+        assert!(
+            secret_keys.contains(s(from, "key")),
+            "{name}: no such key in the Secret"
+        );
+    }
+
+    // Service: both ports, selecting the pods; the ServiceMonitor scrapes `metrics`.
+    assert!(labels_match(at(service, "spec.selector"), pod_labels));
+    let service_ports: BTreeMap<&str, &Value> = seq(service, "spec.ports")
+        .iter()
+        .map(|p| (s(p, "name"), at(p, "targetPort")))
+        .collect();
+    for name in ["http", "metrics"] {
+        let target = service_ports
+            .get(name)
+            .unwrap_or_else(|| panic!("the Service has no `{name}` port"));
+        let target = match target {
+            Value::String(n) => ports[n.as_str()],
+            Value::Number(n) => n.as_u64().unwrap(),
+            other => panic!("targetPort {other:?}"),
+        };
+        assert_eq!(target, ports[name], "Service port {name}");
+    }
+    assert!(labels_match(
+        at(monitor, "spec.selector.matchLabels"),
+        at(service, "metadata.labels")
+    ));
+    let endpoints = seq(monitor, "spec.endpoints");
+    assert!(endpoints.iter().any(|e| s(e, "port") == "metrics"));
+
+    // PodDisruptionBudget covers the pods and leaves one running.
+    assert!(labels_match(
+        at(pdb, "spec.selector.matchLabels"),
+        pod_labels
+    ));
+    let keeps_one = match (
+        at(pdb, "spec.maxUnavailable").as_u64(),
+        at(pdb, "spec.minAvailable").as_u64(),
+    ) {
+        (Some(max), _) => max < replicas,
+        (_, Some(min)) => min >= 1 && min < replicas,
+        _ => false,
+    };
+    assert!(keeps_one, "the PDB must let a drain proceed and keep a pod");
+
+    // Everything is in one namespace; kustomization.yaml lists files that exist.
+    let namespaces: BTreeSet<&str> = objects
+        .values()
+        .flatten()
+        .filter_map(|o| at(o, "metadata.namespace").as_str())
+        .collect();
+    assert_eq!(namespaces.len(), 1, "{namespaces:?}");
+    if let Some(k) = objects.get("Kustomization") {
+        for r in seq(&k[0], "resources") {
+            let file = deploy().join("k8s").join(r.as_str().unwrap());
+            assert!(file.exists(), "kustomization names {}", file.display());
+        }
+    }
+}
+
+/// Replaces every upstream URL's host with 127.0.0.1 (ports kept): in-cluster names do not
+/// resolve here, and bffgate resolves upstreams when it loads a config.
+fn local_upstreams(yaml: &str) -> String {
+    yaml.lines()
+        .map(|line| {
+            let Some(at) = line.find("upstreams:") else {
+                return line.to_string();
+            };
+            let (head, list) = line.split_at(at);
+            let mut out = String::from(head);
+            let mut rest = list;
+            while let Some(i) = rest.find("://") {
+                out.push_str(&rest[..i + 3]);
+                rest = &rest[i + 3..];
+                let end = rest.find([':', '/', ']', ',', ' ']).unwrap_or(rest.len());
+                out.push_str("127.0.0.1");
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_configmap_config_passes_check() {
+    let objects = k8s_objects();
+    let yaml = k8s_config(&objects);
+    let env = env_for(&env_refs(&yaml));
+    // As written: every problem may only be an in-cluster upstream name this machine
+    // cannot resolve.
+    let (ok, out) = check(&yaml, &env);
+    if !ok {
+        let problems: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.starts_with("bffgate: configuration refused"))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.contains(".upstreams") && p.contains("cannot resolve host")),
+            "the ConfigMap's bff.yaml has problems besides cluster DNS names:\n{out}"
+        );
+    }
+    // With the upstreams pointed at loopback, the whole file is valid.
+    let (ok, out) = check(&local_upstreams(&yaml), &env);
+    assert!(
+        ok,
+        "bffgate --check refused the ConfigMap's bff.yaml:\n{out}"
+    );
+    // And the keys must really be keys: the Secret's placeholders are refused.
+    let mut bad = env.clone();
+    for (name, value) in &mut bad {
+        if name == "BFFGATE_COOKIE_KEY" {
+            *value = "REPLACE: bffgate --gen-key".into();
+        }
+    }
+    let (ok, out) = check(&local_upstreams(&yaml), &bad);
+    assert!(!ok, "a placeholder cookie key was accepted:\n{out}");
+    assert!(out.contains("cookie.keys[0].secret"), "{out}");
+}

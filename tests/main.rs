@@ -1,0 +1,30 @@
+//! The integration tests: one test binary (one link of bffgate's dependencies), one module
+//! per feature, and the helpers they share in [`common`].
+//!
+//! A feature on its own: `cargo nextest run -E 'test(/^refresh::/)'`, or
+//! `cargo nextest run --test integration operations::`.
+
+// Cargo.toml denies both for every target; clippy.toml lets test functions use them, and
+// the helpers here are test code as much.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+mod common;
+
+mod agent_login;
+mod browser_e2e;
+mod config_check;
+mod deploy;
+mod harness;
+mod metrics;
+mod metrics_catalogue;
+mod operations;
+mod provider_smoke;
+mod proxy_auth;
+mod proxy_paths;
+mod refresh;
+mod session_store;
+mod store_outage;
