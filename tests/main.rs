@@ -14,6 +14,7 @@
 
 mod common;
 
+mod access_log;
 mod agent_login;
 mod browser_e2e;
 mod config_check;
