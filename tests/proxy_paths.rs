@@ -161,10 +161,13 @@ async fn closed_upstream_is_502() {
         )],
     )
     .await;
-    let resp = client().get(gw.url("/down/x")).send().await.unwrap();
+    let c = client();
+    let resp = c.get(gw.url("/down/x")).send().await.unwrap();
+    // The connection is not reused after a failed attempt, and the answer says so.
+    assert_eq!(resp.headers()["connection"], "close");
     expect_error(resp, 502, "upstream_unavailable").await;
-    // The gateway itself is fine.
-    let resp = client().get(gw.url("/svc/ok")).send().await.unwrap();
+    // The gateway itself is fine, also for the same client right after.
+    let resp = c.get(gw.url("/svc/ok")).send().await.unwrap();
     expect_echo(resp).await;
 }
 

@@ -242,6 +242,10 @@ impl ProxyHttp for EdgeProxy {
         ctx.error_code = Some(failure.code());
         if let Failure::Answer(err) = failure {
             if session.response_written().is_none() {
+                // The connection is not reused after a failed proxy attempt (the request
+                // body may be half read): say so, so the client does not send its next
+                // request on a connection that is about to close.
+                session.set_keepalive(None);
                 if let Err(send) = LocalResponse::from(err).send(session).await {
                     tracing::debug!(error = %send, "could not send the error response");
                 }
