@@ -34,7 +34,7 @@ async fn main() {
         id_token: None,
         access_expires_at: None,
     };
-    let session = bffgate::session::Session::new(
+    let session = bffgate::session::UserSession::new(
         "bench-user".into(),
         None,
         serde_json::json!({}),

@@ -1,7 +1,7 @@
 //! One contract for every `SessionStore` backend, run in-process against the memory store
 //! and a real redis-server: the same calls must give the same answers.
 
-use bffgate::session::Session;
+use bffgate::session::UserSession;
 
 use crate::common::sessions::Sessions;
 use crate::common::{now, route, write_config, GatewayConfig, RedisProcess};
@@ -18,7 +18,7 @@ fn config() -> GatewayConfig {
 }
 
 /// Asserts the stored copy of `expected` has the same content.
-async fn assert_stored(s: &Sessions, expected: &Session) {
+async fn assert_stored(s: &Sessions, expected: &UserSession) {
     let got = s
         .store
         .get(&expected.id)
@@ -41,7 +41,7 @@ async fn assert_stored(s: &Sessions, expected: &Session) {
     assert_eq!(got.expires_at, expected.expires_at);
 }
 
-async fn assert_gone(s: &Sessions, session: &Session) {
+async fn assert_gone(s: &Sessions, session: &UserSession) {
     let got = s.store.get(&session.id).await.expect("get");
     assert!(got.is_none(), "session of {} should be gone", session.sub);
 }

@@ -5,7 +5,7 @@ use crate::guard::Lookup;
 use crate::http::{self, ApiError, LocalResponse};
 use crate::live::LiveConfig;
 use crate::metrics;
-use crate::session::{now_secs, Session};
+use crate::session::{now_secs, UserSession};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session as HttpSession;
 use subtle::ConstantTimeEq;
@@ -84,7 +84,7 @@ impl Agent {
                 provider_failure(&e)
             })?;
         let claims = allowed_claims(&grant.claims, &config.session_claims);
-        let session = Session::new(grant.sub, grant.sid, claims, grant.tokens, &live.session);
+        let session = UserSession::new(grant.sub, grant.sid, claims, grant.tokens, &live.session);
         if store.create(&session).await.is_err() {
             return Err(ApiError::StoreUnavailable);
         }

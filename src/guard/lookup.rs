@@ -3,7 +3,7 @@
 use crate::cookie::{CookieError, SessionCookie};
 use crate::http::ApiError;
 use crate::metrics;
-use crate::session::{Session, SessionStore, StoreError};
+use crate::session::{SessionStore, StoreError, UserSession};
 use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
 
@@ -19,7 +19,7 @@ pub enum Lookup {
     /// A live session; `reseal` when its cookie was sealed with an older key.
     Found {
         /// The session.
-        session: Session,
+        session: UserSession,
         /// Whether to send a re-sealed cookie.
         reseal: bool,
     },
@@ -44,7 +44,7 @@ impl Lookup {
     ///
     /// # Errors
     /// [`Lookup::refusal`] when there is no live session.
-    pub fn into_session(self) -> Result<(Session, bool), ApiError> {
+    pub fn into_session(self) -> Result<(UserSession, bool), ApiError> {
         match self {
             Lookup::Found { session, reseal } => Ok((session, reseal)),
             other => Err(other.refusal()),

@@ -17,7 +17,7 @@ use crate::config::AuthMode;
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
-use crate::session::{now_secs, Session, SessionStore, Tokens};
+use crate::session::{now_secs, SessionStore, Tokens, UserSession};
 use pingora::http::RequestHeader;
 
 /// What an admitted request carries upstream.
@@ -60,7 +60,7 @@ impl Guard {
         &self,
         req: &RequestHeader,
         live: &LiveConfig,
-    ) -> Result<Session, ApiError> {
+    ) -> Result<UserSession, ApiError> {
         self.lookup(req, live).await.into_session().map(|(s, _)| s)
     }
 
@@ -101,7 +101,7 @@ impl Guard {
     ///
     /// # Errors
     /// [`Freshness::into_tokens`]'s errors.
-    pub async fn fresh(&self, session: Session, when: When) -> Result<Tokens, ApiError> {
+    pub async fn fresh(&self, session: UserSession, when: When) -> Result<Tokens, ApiError> {
         match &self.refresher {
             Some(r) if when == When::Now || r.due(&session.tokens) => {
                 r.ensure_fresh(session, when).await.into_tokens()
@@ -113,7 +113,7 @@ impl Guard {
 
 /// A `Set-Cookie` re-sealing `session`'s cookie with the current key, living as long as
 /// the session.
-pub fn resealed_cookie(live: &LiveConfig, session: &Session) -> String {
+pub fn resealed_cookie(live: &LiveConfig, session: &UserSession) -> String {
     let max_age = session.expires_at.saturating_sub(now_secs());
     live.cookie.set_cookie(&session.id, max_age)
 }

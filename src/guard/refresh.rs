@@ -11,7 +11,7 @@
 
 use crate::http::ApiError;
 use crate::metrics;
-use crate::session::{now_secs, Session, SessionId, SessionStore, Tokens};
+use crate::session::{now_secs, SessionId, SessionStore, Tokens, UserSession};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -152,7 +152,7 @@ impl Refresher {
 
     /// Returns tokens to forward for `session`, refreshing them (when `when` says so) unless
     /// somebody else already has.
-    pub async fn ensure_fresh(&self, session: Session, when: When) -> Freshness {
+    pub async fn ensure_fresh(&self, session: UserSession, when: When) -> Freshness {
         if when == When::Due && !self.due(&session.tokens) {
             return Freshness::Fresh(session.tokens);
         }
@@ -206,7 +206,7 @@ impl Refresher {
     }
 
     /// The refresh itself, with the store lock held.
-    async fn refresh_locked(&self, current: &mut Session) -> Freshness {
+    async fn refresh_locked(&self, current: &mut UserSession) -> Freshness {
         // The session may have been refreshed between our read and the lock.
         match self.store.get(&current.id).await {
             Ok(Some(s)) => {

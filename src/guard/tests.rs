@@ -69,7 +69,7 @@ impl TokenEndpoint for FakeProvider {
 
 /// A guard over a fresh memory store and `provider`, and a stored session whose access
 /// token expires in `expires_in` seconds (negative: already expired).
-async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Guard, Session) {
+async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Guard, UserSession) {
     let cfg = config(&format!("{{id: k2, secret: \"{KEY}\"}}"));
     let store = SessionStore::from_config(&cfg.session).expect("memory store");
     let refresher = Refresher::new(
@@ -84,7 +84,7 @@ async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Gu
         id_token: None,
         access_expires_at: Some(now_secs().saturating_add_signed(expires_in)),
     };
-    let session = Session::new(
+    let session = UserSession::new(
         "alice".into(),
         None,
         serde_json::json!({}),
@@ -211,7 +211,7 @@ fn request(method: &str, headers: &[(&'static str, String)]) -> RequestHeader {
     req
 }
 
-fn cookie_header(live: &LiveConfig, session: &Session) -> (&'static str, String) {
+fn cookie_header(live: &LiveConfig, session: &UserSession) -> (&'static str, String) {
     let value = live.cookie.cipher().seal(&session.id);
     ("cookie", format!("other=1; {}={value}", live.cookie.name()))
 }

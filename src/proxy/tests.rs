@@ -6,7 +6,7 @@ use super::*;
 use crate::guard::Guard;
 use crate::live::testing::{self, ORIGIN};
 use crate::live::LiveConfig;
-use crate::session::{Session, SessionStore, Tokens};
+use crate::session::{SessionStore, Tokens, UserSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUTES: &str = "routes:\n\
@@ -154,7 +154,7 @@ async fn routes_without_a_session_policy_or_with_a_session_are_forwarded() {
         id_token: None,
         access_expires_at: None,
     };
-    let s = Session::new(
+    let s = UserSession::new(
         "u".into(),
         None,
         serde_json::json!({}),

@@ -6,7 +6,7 @@
 //! at-rest key, so a store dump names neither sessions nor users.
 
 use super::state::Stored;
-use super::{Session, SessionId, StoreError};
+use super::{SessionId, StoreError, UserSession};
 use crate::config::SecretKey;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -115,7 +115,7 @@ impl Codec {
     ///
     /// # Errors
     /// [`StoreError::Seal`] when the session does not serialize or encryption fails.
-    pub(crate) fn seal(&self, key: &str, s: &Session) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn seal(&self, key: &str, s: &UserSession) -> Result<Vec<u8>, StoreError> {
         let stored = Stored {
             sub: s.sub.clone(),
             sid: s.sid.clone(),
@@ -130,10 +130,10 @@ impl Codec {
     }
 
     /// Opens a record; `None` when it does not authenticate (another at-rest key, or damage).
-    pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<Session> {
+    pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<UserSession> {
         let plain = self.open_bytes(key, blob)?;
         let s: Stored = serde_json::from_slice(&plain).ok()?;
-        Some(Session {
+        Some(UserSession {
             id: id.clone(),
             sub: s.sub,
             sid: s.sid,

@@ -18,7 +18,7 @@ mod state;
 pub use self::redis::RedisStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use state::{now_secs, Session, SessionId, Tokens};
+pub use state::{now_secs, SessionId, Tokens, UserSession};
 
 use crate::config::{SessionConfig, StoreConfig};
 use crate::metrics;
@@ -156,7 +156,7 @@ impl SessionStore {
     }
 
     /// TTL for a session now: the idle timeout, cut at its absolute end, at least 1 s.
-    fn ttl(&self, s: &Session) -> Duration {
+    fn ttl(&self, s: &UserSession) -> Duration {
         let left = Duration::from_secs(s.expires_at.saturating_sub(now_secs()));
         self.lifetimes
             .load()
@@ -165,7 +165,7 @@ impl SessionStore {
             .max(Duration::from_secs(1))
     }
 
-    fn indexes(&self, s: &Session) -> Vec<String> {
+    fn indexes(&self, s: &UserSession) -> Vec<String> {
         let mut v = vec![self.codec.index_name("sub", &s.sub)];
         if let Some(sid) = &s.sid {
             v.push(self.codec.index_name("sid", sid));
@@ -184,7 +184,7 @@ impl SessionStore {
     /// # Errors
     /// The backend failed, or what was to be stored could not be sealed
     /// ([`StoreError::Seal`]).
-    pub async fn create(&self, s: &Session) -> Result<(), StoreError> {
+    pub async fn create(&self, s: &UserSession) -> Result<(), StoreError> {
         let key = self.codec.storage_key(&s.id);
         let record = Record {
             blob: self.codec.seal(&key, s)?,
@@ -201,7 +201,7 @@ impl SessionStore {
     ///
     /// # Errors
     /// The backend failed.
-    pub async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    pub async fn get(&self, id: &SessionId) -> Result<Option<UserSession>, StoreError> {
         let key = self.codec.storage_key(id);
         let idle = self.lifetimes.load().idle;
         // Reading a session is using it: its idle timeout restarts in the same command.
@@ -227,7 +227,7 @@ impl SessionStore {
     /// # Errors
     /// The backend failed, or what was to be stored could not be sealed
     /// ([`StoreError::Seal`]).
-    pub async fn update(&self, s: &Session) -> Result<bool, StoreError> {
+    pub async fn update(&self, s: &UserSession) -> Result<bool, StoreError> {
         let key = self.codec.storage_key(&s.id);
         let blob = self.codec.seal(&key, s)?;
         timed("update", self.backend.update(&key, &blob)).await
@@ -237,7 +237,7 @@ impl SessionStore {
     ///
     /// # Errors
     /// The backend failed.
-    pub async fn touch(&self, s: &Session) -> Result<(), StoreError> {
+    pub async fn touch(&self, s: &UserSession) -> Result<(), StoreError> {
         let key = self.codec.storage_key(&s.id);
         timed("touch", self.backend.touch(&key, self.ttl(s))).await
     }
@@ -301,14 +301,14 @@ mod tests {
         }
     }
 
-    fn session(sub: &str, sid: Option<&str>) -> Session {
+    fn session(sub: &str, sid: Option<&str>) -> UserSession {
         let tokens = Tokens {
             access_token: "at".into(),
             refresh_token: Some("rt".into()),
             id_token: None,
             access_expires_at: Some(5),
         };
-        Session::new(
+        UserSession::new(
             sub.into(),
             sid.map(Into::into),
             serde_json::json!({"n": 1}),

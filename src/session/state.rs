@@ -73,7 +73,7 @@ impl fmt::Debug for Tokens {
 
 /// A logged-in user's server-side session.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Session {
+pub struct UserSession {
     /// The session's id (never stored as is).
     pub id: SessionId,
     /// The user (`sub` claim).
@@ -90,7 +90,7 @@ pub struct Session {
     pub expires_at: u64,
 }
 
-impl Session {
+impl UserSession {
     /// A new session with a fresh id, starting now and ending after the absolute timeout.
     pub fn new(
         sub: String,
@@ -100,7 +100,7 @@ impl Session {
         config: &SessionConfig,
     ) -> Self {
         let created_at = now_secs();
-        Session {
+        UserSession {
             id: SessionId::generate(),
             sub,
             sid,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use bffgate::config::{self, Config};
 use bffgate::cookie::CookieCipher;
-use bffgate::session::{Session, SessionStore, Tokens};
+use bffgate::session::{SessionStore, Tokens, UserSession};
 
 /// The library view of one config file: its store and its cookie cipher.
 pub struct Sessions {
@@ -25,14 +25,14 @@ impl Sessions {
     }
 
     /// A new session for `sub` whose access token is `access_token` (not stored yet).
-    pub fn new_session(&self, sub: &str, sid: Option<&str>, access_token: &str) -> Session {
+    pub fn new_session(&self, sub: &str, sid: Option<&str>, access_token: &str) -> UserSession {
         let tokens = Tokens {
             access_token: access_token.into(),
             refresh_token: None,
             id_token: None,
             access_expires_at: None,
         };
-        Session::new(
+        UserSession::new(
             sub.into(),
             sid.map(Into::into),
             serde_json::json!({ "name": "Ada", "sub": sub }),
@@ -42,7 +42,7 @@ impl Sessions {
     }
 
     /// Stores a new session and returns it with its sealed cookie value.
-    pub async fn login(&self, sub: &str, access_token: &str) -> (Session, String) {
+    pub async fn login(&self, sub: &str, access_token: &str) -> (UserSession, String) {
         let session = self.new_session(sub, Some(&format!("sid-{sub}")), access_token);
         self.store.create(&session).await.expect("create session");
         let cookie = self.cipher.seal(&session.id);
@@ -50,7 +50,7 @@ impl Sessions {
     }
 
     /// Seals a session id with this config's first key.
-    pub fn seal(&self, session: &Session) -> String {
+    pub fn seal(&self, session: &UserSession) -> String {
         self.cipher.seal(&session.id)
     }
 }
