@@ -26,6 +26,7 @@ mod operations;
 mod provider_smoke;
 mod proxy_auth;
 mod proxy_paths;
+mod readme;
 mod refresh;
 mod session_store;
 mod store_outage;
