@@ -72,3 +72,40 @@ async fn the_dockerfile_health_probe_tells_healthy_from_not() {
         "nothing listens on {dead}, yet the probe passed: {err}"
     );
 }
+
+/// The dependency layer builds against stubs: every target path Cargo.toml names is
+/// stubbed before the first `cargo build` (else the manifest does not load and the image
+/// does not build), and bffgate's own sources are copied only after it.
+#[test]
+fn the_dependency_layer_stubs_every_cargo_target() {
+    let docker = read(&deploy().join("Dockerfile"));
+    let manifest = read(&deploy().join("../Cargo.toml"));
+    let paths: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("path = \""))
+        .filter_map(|rest| rest.strip_suffix('"'))
+        .collect();
+    assert!(
+        paths.contains(&"src/main.rs") && paths.len() >= 4,
+        "{paths:?}"
+    );
+    let first_build = docker
+        .find("cargo build")
+        .expect("the Dockerfile runs cargo build");
+    let copy_src = docker.find("COPY src ./src").expect("COPY src");
+    assert!(
+        first_build < copy_src,
+        "dependencies are built before the sources are copied"
+    );
+    let stubs = &docker[..first_build];
+    for path in paths {
+        assert!(
+            stubs.contains(&format!("> {path}")) || stubs.contains(&format!("touch {path}")),
+            "Cargo.toml names {path}, which the dependency layer does not stub"
+        );
+    }
+    assert!(
+        docker[copy_src..].contains("touch src/main.rs src/lib.rs"),
+        "the real sources are touched so cargo rebuilds bffgate"
+    );
+}

@@ -3,10 +3,13 @@
 
 use super::*;
 
-/// Every Kubernetes object under deploy/k8s, by kind (a kind may occur more than once).
+/// Every Kubernetes object under deploy/k8s and its overlays, by kind (a kind may occur
+/// more than once).
 fn k8s_objects() -> BTreeMap<String, Vec<Value>> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for file in yaml_files(&deploy().join("k8s")) {
+    let mut files = yaml_files(&deploy().join("k8s"));
+    files.extend(yaml_files(&deploy().join("k8s-overlays")));
+    for file in files {
         for doc in documents(&file) {
             let kind = s(&doc, "kind").to_string();
             assert!(
@@ -336,4 +339,90 @@ fn the_configmap_config_passes_check() {
     let (ok, out) = check(&local_upstreams(&yaml), &bad);
     assert!(!ok, "a placeholder cookie key was accepted:\n{out}");
     assert!(out.contains("cookie.keys[0].secret"), "{out}");
+}
+
+/// The `resources` a kustomization lists.
+fn kustomization_resources(dir: &Path) -> Vec<String> {
+    let doc = documents(&dir.join("kustomization.yaml"))
+        .pop()
+        .expect("a kustomization document");
+    seq(&doc, "resources")
+        .iter()
+        .map(|r| r.as_str().expect("resource path").to_string())
+        .collect()
+}
+
+/// The kinds `kubectl kustomize DIR` renders, or `None` when kubectl is not installed.
+fn rendered_kinds(dir: &Path) -> Option<Vec<String>> {
+    let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("kubectl: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// The base works on any cluster (no ServiceMonitor, whose CRD only the Prometheus Operator
+/// brings); the prometheus-operator overlay is the base plus the ServiceMonitor. Every
+/// listed resource exists; where kubectl is installed, both render.
+#[test]
+fn the_base_kustomization_needs_no_operator_and_the_overlay_adds_the_monitor() {
+    let base = deploy().join("k8s");
+    let overlay = deploy().join("k8s-overlays/prometheus-operator");
+    for r in kustomization_resources(&base) {
+        let file = base.join(&r);
+        assert!(file.is_file(), "base lists {r}, which does not exist");
+        for doc in documents(&file) {
+            assert_ne!(s(&doc, "kind"), "ServiceMonitor", "{r} in the base");
+            assert_ne!(
+                s(&doc, "kind"),
+                "Secret",
+                "the base must not overwrite the Secret"
+            );
+        }
+    }
+    let resources = kustomization_resources(&overlay);
+    assert!(
+        resources.contains(&"../../k8s".to_string()),
+        "{resources:?}"
+    );
+    let monitors: Vec<Value> = resources
+        .iter()
+        .filter(|r| r.ends_with(".yaml"))
+        .flat_map(|r| documents(&overlay.join(r)))
+        .collect();
+    assert_eq!(monitors.len(), 1);
+    assert_eq!(s(&monitors[0], "kind"), "ServiceMonitor");
+
+    match (rendered_kinds(&base), rendered_kinds(&overlay)) {
+        (Some(base_kinds), Some(overlay_kinds)) => {
+            assert!(
+                base_kinds.contains(&"Deployment".to_string()),
+                "{base_kinds:?}"
+            );
+            assert!(!base_kinds.contains(&"ServiceMonitor".to_string()));
+            let mut expected = base_kinds.clone();
+            expected.push("ServiceMonitor".to_string());
+            let (mut got, mut want) = (overlay_kinds, expected);
+            got.sort();
+            want.sort();
+            assert_eq!(
+                got, want,
+                "the overlay renders the base plus a ServiceMonitor"
+            );
+        }
+        _ => eprintln!("kubectl is not installed: the kustomizations were checked, not rendered"),
+    }
 }
