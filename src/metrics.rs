@@ -7,9 +7,14 @@
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
     exponential_buckets, register_gauge, register_histogram, register_histogram_vec,
-    register_int_counter_vec, Error as PrometheusError, Gauge, Histogram, HistogramVec, IntCounter,
-    IntCounterVec,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Error as PrometheusError,
+    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
+
+/// This binary's version (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit this binary was built from (`build.rs`), or `unknown`.
+pub const COMMIT: &str = env!("BFFGATE_COMMIT");
 
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
@@ -196,6 +201,33 @@ pub static CONFIG_LAST_RELOAD: Lazy<Gauge> = Lazy::new(|| {
     ))
 });
 
+/// Build information: one series, value 1, labelled with the version and commit.
+pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
+    fixed(register_int_gauge_vec!(
+        "bff_build_info",
+        "Always 1; the labels say which bffgate this is",
+        &["version", "commit"]
+    ))
+});
+
+/// Whether each upstream is in rotation (1) or taken out by a failed connect or health
+/// check (0), by route and upstream address; refreshed every second.
+pub static UPSTREAM_HEALTHY: Lazy<IntGaugeVec> = Lazy::new(|| {
+    fixed(register_int_gauge_vec!(
+        "bff_upstream_healthy",
+        "1 while an upstream is in rotation, 0 while it is taken out, by route and upstream",
+        &["route", "upstream"]
+    ))
+});
+
+/// Live sessions in the embedded memory store (absent with Redis); refreshed every second.
+pub static MEMORY_SESSIONS: Lazy<IntGauge> = Lazy::new(|| {
+    fixed(register_int_gauge!(
+        "bff_memory_sessions",
+        "Live sessions held by the embedded memory store"
+    ))
+});
+
 /// `bff_session_lookups_total{result="ok"}`, looked up once: it is on every API request.
 pub(crate) static LOOKUP_OK: Lazy<IntCounter> =
     Lazy::new(|| SESSION_LOOKUPS.with_label_values(&["ok"]));
@@ -248,6 +280,29 @@ const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 6] = [
     (&CONFIG_RELOADS, &["ok", "error"]),
 ];
 
+/// The standard `process_*` metrics (CPU seconds, resident and virtual memory, open and
+/// maximum file descriptors, start time, threads) from `/proc`, once per process.
+fn register_process_metrics() {
+    use pingora_prometheus::prometheus::process_collector::ProcessCollector;
+    let registered = pingora_prometheus::prometheus::default_registry()
+        .register(Box::new(ProcessCollector::for_self()));
+    if let Err(e) = registered {
+        // Already registered (init ran twice, as in tests): the collector is there.
+        tracing::debug!(error = %e, "process metrics not registered again");
+    }
+}
+
+/// Creates the series of route-labelled counters at zero for a configuration's routes, so
+/// `rate()` and alerts have a starting point before a route's first failure.
+pub fn init_routes<'a>(routes: impl Iterator<Item = &'a str>) {
+    for route in routes {
+        for kind in ["unavailable", "timeout"] {
+            UPSTREAM_ERRORS.with_label_values(&[route, kind]);
+        }
+        CSRF_REJECTIONS.with_label_values(&[route]);
+    }
+}
+
 /// Registers every metric now and creates each outcome counter's series at zero, so a
 /// scrape shows every family (and `rate()` has a starting point) before the first event.
 /// Families labelled by route or operation appear with their first observation.
@@ -263,6 +318,11 @@ pub fn init() {
     Lazy::force(&UPSTREAM_DURATION);
     Lazy::force(&PROVIDER_DURATION);
     Lazy::force(&CONFIG_LAST_RELOAD);
+    Lazy::force(&UPSTREAM_HEALTHY);
+    Lazy::force(&MEMORY_SESSIONS);
+    Lazy::force(&BUILD_INFO);
+    BUILD_INFO.with_label_values(&[VERSION, COMMIT]).set(1);
+    register_process_metrics();
     for (counter, values) in FIXED_LABELS {
         for value in values {
             counter.with_label_values(&[value]);

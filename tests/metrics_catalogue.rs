@@ -334,9 +334,12 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         "bff_cookie_unseal_failures_total",
         "bff_csrf_rejections_total",
         "bff_store_duration_seconds",
+        "bff_upstream_healthy",
+        "bff_build_info",
     ];
     // Unlabelled families are exported from the start, with zero observations.
     let always = [
+        "bff_memory_sessions",
         "bff_refresh_duration_seconds",
         "bff_refresh_lock_wait_seconds",
         "bff_config_last_reload_success_timestamp_seconds",
@@ -499,6 +502,35 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         &[("", 0.0)],
         &text,
     );
+    // Which bffgate this is.
+    let build = series(&samples, "bff_build_info");
+    assert_eq!(build.len(), 1, "one build_info series:\n{text}");
+    let (labels, value) = build.iter().next().unwrap();
+    assert_eq!(*value, 1.0);
+    assert!(
+        labels.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+        "{labels}"
+    );
+    // No session was created in the gateway's memory store.
+    expect_series(&samples, "bff_memory_sessions", &[("", 0.0)], &text);
+    // Upstream health: the echo upstream in rotation for both routes; the refusing one
+    // taken out by its failed connect (for 5 s; the gauge is refreshed every second).
+    let echo_addr = up.trim_start_matches("http://").to_string();
+    let dead_addr = format!("127.0.0.1:{dead_port}");
+    let want_health = [
+        (format!("route=orders,upstream={echo_addr}"), 1.0),
+        (format!("route=public,upstream={echo_addr}"), 1.0),
+        (format!("route=down,upstream={dead_addr}"), 0.0),
+    ];
+    let want_health: BTreeMap<String, f64> = want_health.into_iter().collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut health = series(&samples, "bff_upstream_healthy");
+    while health != want_health && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        health = series(&parse(&scrape(&gw).await), "bff_upstream_healthy");
+    }
+    assert_eq!(health, want_health, "bff_upstream_healthy");
+
     // The last successful load is this process's start.
     let loaded = series(&samples, "bff_config_last_reload_success_timestamp_seconds");
     let loaded = loaded

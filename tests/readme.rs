@@ -81,7 +81,9 @@ async fn the_run_alone_block_serves_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(body, r#"{"status":"ok"}"#);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     let log = server.log();
     assert!(
         log.contains("conf/bff.yaml: ok: "),

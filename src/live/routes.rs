@@ -56,6 +56,13 @@ impl Route {
         }
     }
 
+    /// Whether upstream `i` is in rotation now (not taken out by a failed connect or check).
+    pub fn in_rotation(&self, i: usize) -> bool {
+        self.down_until
+            .get(i)
+            .is_some_and(|d| d.load(Ordering::Relaxed) <= now_millis())
+    }
+
     /// Puts upstream `i` back into rotation.
     pub fn mark_up(&self, i: usize) {
         if let Some(d) = self.down_until.get(i) {
@@ -104,6 +111,7 @@ impl RouteTable {
                 .then(b.config.host.is_some().cmp(&a.config.host.is_some()))
         });
         let by_host = routes.iter().any(|r| r.config.host.is_some());
+        metrics::init_routes(routes.iter().map(|r| r.config.name.as_str()));
         RouteTable { routes, by_host }
     }
 

@@ -74,7 +74,11 @@ impl EdgeProxy {
         if probe == Probe::Alive {
             return Ok(LocalResponse::json(
                 200,
-                &serde_json::json!({"status": "ok"}),
+                &serde_json::json!({
+                    "status": "ok",
+                    "version": crate::metrics::VERSION,
+                    "commit": crate::metrics::COMMIT,
+                }),
             ));
         }
         if let Some(agent) = &self.agent {

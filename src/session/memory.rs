@@ -227,6 +227,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn session_count(&self) -> Option<u64> {
+        // Session records are named `…}:s` (codec::storage_key); the rest are login
+        // transactions, claims, locks and grace records. Expired entries are not listed.
+        let n = self
+            .cache
+            .iter()
+            .filter(|(k, _)| k.ends_with("}:s"))
+            .count();
+        Some(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -73,6 +73,11 @@ pub trait Store: Send + Sync + 'static {
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// How many sessions the backend holds, when it can tell cheaply from inside this
+    /// process (the memory store); `None` for a shared server.
+    fn session_count(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Sessions over a backend: sealing, naming, expiry, sliding idle timeout, metrics.
@@ -274,6 +279,11 @@ impl SessionStore {
                 .delete_index(&self.codec.index_name("sub", sub)),
         )
         .await
+    }
+
+    /// How many sessions an in-process backend holds (`None` for Redis).
+    pub fn local_session_count(&self) -> Option<u64> {
+        self.backend.session_count()
     }
 
     /// Whether the backend answers.
