@@ -1,24 +1,34 @@
 //! The HTTP vocabulary shared by the proxy and the agent: local responses, the one
-//! [`ApiError`], CORS, reading requests, and the seam through which the proxy hands
-//! requests to the agent.
+//! [`ApiError`] (JSON for programs, a page for a person's browser), CORS, reading requests,
+//! and the seam through which the proxy hands requests to the agent.
 
 mod cors;
 mod endpoint;
 mod error;
+mod page;
 mod request;
 mod respond;
 
 pub use cors::{allow_local, allow_proxied, allowed_origin, preflight};
 pub use endpoint::{AgentEndpoints, Handled};
 pub use error::ApiError;
+pub use page::{error_page, escape_html, wants_page};
 pub use request::{cookie, host, is_preflight, is_safe_method, is_upgrade, path, query_param};
 pub use respond::LocalResponse;
 
-use crate::cookie::SessionCookie;
+use crate::live::LiveConfig;
+use pingora::http::RequestHeader;
 
-/// The response for `e`; errors that name no live session also clear the session cookie.
-pub fn error_response(e: ApiError, cookie: &SessionCookie) -> LocalResponse {
-    let resp = LocalResponse::from(e);
+/// The response for `e` to `req`: a page for a browser navigation ([`wants_page`]), else
+/// the JSON error. Errors that name no live session also clear the session cookie.
+pub fn error_response(e: ApiError, req: &RequestHeader, live: &LiveConfig) -> LocalResponse {
+    let cookie = &live.cookie;
+    let resp = if wants_page(req) {
+        let login = format!("{}/login", live.agent.base_path);
+        error_page(e, live.home.as_deref(), &login)
+    } else {
+        LocalResponse::from(e)
+    };
     if e.clears_session_cookie() {
         resp.with_header("set-cookie", cookie.clear_cookie())
     } else {

@@ -31,6 +31,9 @@ pub struct LiveConfig {
     pub session: SessionConfig,
     /// Whether to log each request.
     pub access_log: bool,
+    /// Where an error page sends a person back to: the post-login page when a provider is
+    /// configured, else the first trusted origin.
+    pub home: Option<String>,
 }
 
 impl LiveConfig {
@@ -42,6 +45,11 @@ impl LiveConfig {
             agent: config.agent.clone(),
             session: config.session.clone(),
             access_log: config.access_log,
+            home: config
+                .oidc
+                .as_ref()
+                .map(|o| o.post_login_redirect.to_string())
+                .or_else(|| config.agent.allowed_origins.first().cloned()),
         }
     }
 

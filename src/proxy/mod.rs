@@ -60,7 +60,8 @@ impl EdgeProxy {
         ctx: &mut RequestCtx,
         outcome: Result<LocalResponse, ApiError>,
     ) -> Result<bool> {
-        let mut resp = outcome.unwrap_or_else(|e| http::error_response(e, &ctx.live.cookie));
+        let mut resp =
+            outcome.unwrap_or_else(|e| http::error_response(e, session.req_header(), &ctx.live));
         if let Some(origin) = &ctx.cors_origin {
             http::allow_local(&mut resp, origin);
         }
@@ -250,7 +251,8 @@ impl ProxyHttp for EdgeProxy {
                 // body may be half read): say so, so the client does not send its next
                 // request on a connection that is about to close.
                 session.set_keepalive(None);
-                if let Err(send) = LocalResponse::from(err).send(session).await {
+                let resp = http::error_response(err, session.req_header(), &ctx.live);
+                if let Err(send) = resp.send(session).await {
                     tracing::debug!(error = %send, "could not send the error response");
                 }
             }
