@@ -1,0 +1,98 @@
+//! Memory of the embedded session store: the resident size that N live sessions add, with
+//! tokens the size a real provider issues (a ~1 KB JWT access token, an opaque refresh
+//! token, a ~1 KB ID token, a few claims), through the same allocator bffgate uses.
+//!
+//! ```text
+//! cargo run --release --example memsessions -- [N]     # N defaults to 100000
+//! ```
+//!
+//! Prints the process's RSS before and after storing N sessions, and the difference per
+//! session. bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus
+//! this difference is what a bffgate holding N sessions in memory needs.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a dev tool: it stops at the first error"
+)]
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use bffgate::config::{SecretKey, SessionConfig, StoreConfig};
+use bffgate::session::{SessionStore, Tokens, UserSession};
+use std::time::Duration;
+
+/// Resident set size of this process, in KiB (`VmRSS` of /proc/self/status).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// `n` characters of base64url-looking text, distinct per `seed` (so nothing is shared).
+fn token(n: usize, seed: u64) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            alphabet[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N is a whole number"))
+        .unwrap_or(100_000);
+    let config = SessionConfig {
+        store: StoreConfig::Memory {
+            max_sessions: n + 1000,
+        },
+        at_rest_key: SecretKey::from_bytes([7; 32]),
+        idle_timeout: Duration::from_secs(1800),
+        absolute_timeout: Duration::from_secs(12 * 3600),
+        refresh_before_expiry: Duration::from_secs(30),
+        refresh_lock_wait: Duration::from_secs(5),
+    };
+    let store = SessionStore::from_config(&config).expect("memory store");
+    let before = rss_kib();
+    for i in 0..n {
+        let tokens = Tokens {
+            access_token: token(1000, i),
+            refresh_token: Some(token(64, i + 1)),
+            id_token: Some(token(1000, i + 2)),
+            access_expires_at: Some(2_000_000_000),
+        };
+        let claims = serde_json::json!({
+            "sub": format!("user-{i}"),
+            "name": "Alice Example",
+            "email": format!("user{i}@example.com"),
+        });
+        let s = UserSession::new(
+            format!("user-{i}"),
+            Some(format!("sid-{i}")),
+            claims,
+            tokens,
+            &config,
+        );
+        store.create(&s).await.expect("store");
+    }
+    let stored = store.local_session_count().unwrap_or(0);
+    let after = rss_kib();
+    let per = (after.saturating_sub(before) as f64) * 1024.0 / n.max(1) as f64;
+    println!(
+        "sessions={n} counted={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+}
