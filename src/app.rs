@@ -8,7 +8,7 @@ use crate::http::AgentEndpoints;
 use crate::live::LiveConfig;
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::EdgeProxy;
-use crate::service::{ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker};
+use crate::service::{ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, TraceExporter};
 use crate::session::SessionStore;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{Opt, Server};
@@ -93,6 +93,12 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = DrainWatcher::new(server.watch_execution_phase(), Arc::clone(&draining));
     server.add_service(background_service("drain watcher", watcher));
+    if let Some(otel) = &config.otel {
+        server.add_service(background_service(
+            "trace exporter",
+            TraceExporter(otel.clone()),
+        ));
+    }
     server.add_service(background_service(
         "gauges",
         GaugePublisher::new(Arc::clone(&live), store.clone()),

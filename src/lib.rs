@@ -34,7 +34,8 @@
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
 //! - [`service`]: background services: config reload, upstream health checks, drain.
-//! - [`logging`]: process logging set-up.
+//! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
+//!   exporter, trace-context propagation, a request's spans).
 
 pub mod agent;
 pub mod app;
@@ -51,3 +52,4 @@ pub mod proxy;
 pub mod random;
 pub mod service;
 pub mod session;
+pub mod telemetry;

@@ -59,8 +59,6 @@ fn main() -> ExitCode {
         println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
         return ExitCode::SUCCESS;
     }
-    bffgate::logging::init(&cli.log, cli.log_json);
-
     let mut config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -79,6 +77,9 @@ fn main() -> ExitCode {
         println!("{}: ok: {}", cli.config.display(), app::describe(&config));
         return ExitCode::SUCCESS;
     }
+    // After the config, which says whether traces are exported (loading logs nothing: its
+    // problems are printed above).
+    bffgate::logging::init(&cli.log, cli.log_json, config.otel.as_ref());
     if !config.cookie.secure {
         tracing::warn!("cookie.secure is false: the session cookie travels over plain HTTP; use this only for local development");
     }

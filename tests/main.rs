@@ -24,6 +24,7 @@ mod harness;
 mod metrics;
 mod metrics_catalogue;
 mod operations;
+mod otel;
 mod provider_smoke;
 mod proxy_auth;
 mod proxy_paths;

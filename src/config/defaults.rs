@@ -201,6 +201,25 @@ pub(super) fn health_check_interval() -> String {
     HEALTH_CHECK_INTERVAL.into()
 }
 
+// ---------------------------------------------------------------------------------------
+// otel
+
+/// `otel.service_name`: the `service.name` resource of exported spans.
+pub(super) const OTEL_SERVICE_NAME: &str = "bffgate";
+
+/// `otel.sample_ratio`: every request is traced when tracing is on.
+pub(super) const OTEL_SAMPLE_RATIO: f64 = 1.0;
+
+/// Serde default of `otel.service_name`.
+pub(super) fn otel_service_name() -> String {
+    OTEL_SERVICE_NAME.to_string()
+}
+
+/// Serde default of `otel.sample_ratio`.
+pub(super) fn otel_sample_ratio() -> f64 {
+    OTEL_SAMPLE_RATIO
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{base, env};

@@ -39,6 +39,9 @@ pub struct FileConfig {
     /// The API routes, matched by longest path prefix.
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// OpenTelemetry traces over OTLP/HTTP. Omit for none.
+    #[serde(default)]
+    pub otel: Option<OtelFile>,
 }
 
 /// One listening socket.
@@ -340,4 +343,24 @@ pub struct TimeoutsFile {
     pub connect: Option<String>,
     /// Longest wait for upstream bytes (default `30s`).
     pub read: Option<String>,
+}
+
+/// The `otel` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelFile {
+    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`.
+    pub endpoint: String,
+    /// `service.name` of the spans (default `bffgate`).
+    #[serde(default = "defaults::otel_service_name")]
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0 (default 1.0). A request that continues a
+    /// client's trace follows that trace's sampling decision.
+    #[serde(default = "defaults::otel_sample_ratio")]
+    pub sample_ratio: f64,
+    /// Continue the trace a client names in `traceparent` (default false: every request
+    /// starts a new trace, and a client cannot choose trace ids). Turn on when the clients
+    /// that reach bffgate are your own (a load balancer or gateway that starts traces).
+    #[serde(default)]
+    pub accept_traceparent: bool,
 }

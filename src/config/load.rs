@@ -7,7 +7,7 @@
 //! away, so placeholders never reach the running process.
 
 use super::file::FileConfig;
-use super::{agent, cookie, defaults, oidc, resolve, routes, server, session};
+use super::{agent, cookie, defaults, oidc, otel, resolve, routes, server, session};
 use super::{Config, ConfigError, ConfigProblem};
 use serde_yaml::Value;
 use std::path::Path;
@@ -141,6 +141,7 @@ fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config 
     let cookie = cookie::build(f.cookie, &base_dir, p);
     let session = session::build(f.session, &base_dir, p);
     let routes = routes::build(f.routes, &agent, p);
+    let otel = f.otel.and_then(|o| otel::build(o, p));
     Config {
         source: path.to_path_buf(),
         listen,
@@ -153,6 +154,7 @@ fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config 
         session,
         access_log: f.access_log,
         routes,
+        otel,
     }
 }
 

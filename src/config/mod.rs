@@ -23,6 +23,7 @@ pub mod file;
 mod fixtures;
 mod load;
 mod oidc;
+mod otel;
 mod resolve;
 mod routes;
 mod server;
@@ -64,6 +65,21 @@ pub struct Config {
     pub access_log: bool,
     /// API routes in file order.
     pub routes: Vec<RouteConfig>,
+    /// OpenTelemetry tracing, if enabled.
+    pub otel: Option<OtelConfig>,
+}
+
+/// Where and how request traces are exported (OTLP/HTTP, protobuf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtelConfig {
+    /// The collector's OTLP/HTTP traces URL.
+    pub endpoint: url::Url,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Share of new traces recorded (0.0–1.0).
+    pub sample_ratio: f64,
+    /// Whether a client's `traceparent` is continued.
+    pub accept_traceparent: bool,
 }
 
 /// A TLS listener's certificate files (checked readable at load).

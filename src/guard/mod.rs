@@ -19,6 +19,7 @@ use crate::live::LiveConfig;
 use crate::metrics;
 use crate::session::{now_secs, SessionStore, Tokens, UserSession};
 use pingora::http::RequestHeader;
+use tracing::Instrument;
 
 /// What an admitted request carries upstream.
 #[derive(Debug)]
@@ -49,7 +50,10 @@ impl Guard {
 
     /// The session the request's cookie names, per `live`'s cookie policy.
     pub async fn lookup(&self, req: &RequestHeader, live: &LiveConfig) -> Lookup {
-        lookup(&self.store, &live.cookie, req).await
+        let span = crate::current_child_span!("session.lookup");
+        lookup(&self.store, &live.cookie, req)
+            .instrument(span)
+            .await
     }
 
     /// The live session the request's cookie names.
@@ -104,7 +108,11 @@ impl Guard {
     pub async fn fresh(&self, session: UserSession, when: When) -> Result<Tokens, ApiError> {
         match &self.refresher {
             Some(r) if when == When::Now || r.due(&session.tokens) => {
-                r.ensure_fresh(session, when).await.into_tokens()
+                let span = crate::current_child_span!("token.refresh");
+                r.ensure_fresh(session, when)
+                    .instrument(span)
+                    .await
+                    .into_tokens()
             }
             _ => Ok(session.tokens),
         }

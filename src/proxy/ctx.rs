@@ -30,6 +30,10 @@ pub struct RequestCtx {
     pub cors_origin: Option<String>,
     /// When the request was sent upstream (for upstream latency).
     pub upstream_started: Option<Instant>,
+    /// The request's trace span (`Span::none()` unless traces are exported).
+    pub span: tracing::Span,
+    /// The span of the upstream call, from sending the request to its response header.
+    pub upstream_span: tracing::Span,
 }
 
 impl RequestCtx {
@@ -47,6 +51,8 @@ impl RequestCtx {
             upstream_index: 0,
             cors_origin: None,
             upstream_started: None,
+            span: tracing::Span::none(),
+            upstream_span: tracing::Span::none(),
         }
     }
 

@@ -27,6 +27,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session as HttpSession};
 use pingora::{Error, ErrorType, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// The bffgate proxy.
 pub struct EdgeProxy {
@@ -107,7 +108,10 @@ impl EdgeProxy {
             return Ok(Err(ApiError::AgentDisabled));
         };
         let live = Arc::clone(&ctx.live);
-        let handled = agent.handle(session, &live, rest).await?;
+        let handled = agent
+            .handle(session, &live, rest)
+            .instrument(ctx.span.clone())
+            .await?;
         ctx.route_label = Some(handled.label);
         Ok(handled.outcome)
     }
@@ -124,9 +128,11 @@ impl EdgeProxy {
         if mode == AuthMode::None {
             return Ok(());
         }
+        ctx.span.record("http.route", route.config.name.as_str());
         let admitted = self
             .guard
             .admit(session.req_header(), &ctx.live, mode, &route.config.name)
+            .instrument(ctx.span.clone())
             .await?;
         ctx.token = admitted.access_token;
         ctx.set_cookie = admitted.set_cookie;
@@ -161,6 +167,7 @@ impl ProxyHttp for EdgeProxy {
             // `Connection: close` so the client's next request opens a new connection.
             session.set_keepalive(None);
         }
+        ctx.span = crate::telemetry::request_span(session.req_header());
         let target = classify(session.req_header(), &ctx.live);
         if !matches!(target, Ok(Target::Health(_))) {
             ctx.cors_origin = http::allowed_origin(session.req_header(), &ctx.live.agent)
@@ -221,6 +228,13 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         let route = chosen_route(ctx)?;
         ctx.upstream_started = Some(std::time::Instant::now());
+        ctx.upstream_span = crate::child_span!(
+            &ctx.span,
+            "upstream",
+            otel.kind = "client",
+            upstream.route = route.config.name.as_str(),
+            upstream.attempt = ctx.tries
+        );
         upstream::rewrite(session, upstream_req, &route, ctx)
     }
 
@@ -230,6 +244,7 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_span = tracing::Span::none();
         response::apply(resp, ctx)
     }
 
@@ -265,6 +280,10 @@ impl ProxyHttp for EdgeProxy {
 
     async fn logging(&self, session: &mut HttpSession, e: Option<&Error>, ctx: &mut RequestCtx) {
         log::record(session, e, ctx);
+        if !ctx.span.is_none() {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            ctx.span.record("http.response.status_code", status);
+        }
     }
 
     /// What Pingora writes into its own error logs: method, path and route, never headers.

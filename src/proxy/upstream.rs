@@ -60,6 +60,14 @@ pub fn rewrite(
         value.set_sensitive(true);
         upstream.insert_header(header::AUTHORIZATION, value)?;
     }
+    if !ctx.upstream_span.is_none() {
+        // The trace goes on from bffgate's upstream span, never from what the client sent.
+        upstream.remove_header("traceparent");
+        upstream.remove_header("tracestate");
+        for (name, value) in crate::telemetry::trace_headers(&ctx.upstream_span) {
+            upstream.insert_header(name, value)?;
+        }
+    }
     for name in &route.config.headers_remove {
         upstream.remove_header(name);
     }

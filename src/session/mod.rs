@@ -111,7 +111,8 @@ async fn timed<T>(
     fut: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let started = Instant::now();
-    let out = fut.await;
+    let span = crate::current_child_span!("store", db.operation = op);
+    let out = tracing::Instrument::instrument(fut, span).await;
     let elapsed = started.elapsed().as_secs_f64();
     if op == "get" {
         metrics::STORE_GET.observe(elapsed);

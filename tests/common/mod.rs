@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod echo;
 pub mod load;
 pub mod npm;
+pub mod otlp;
 pub mod pki;
 pub mod process;
 pub mod provider;

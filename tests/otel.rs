@@ -1,0 +1,212 @@
+//! OpenTelemetry traces against a real OTLP/HTTP receiver (the official protobuf
+//! definitions): a request is a `request` span with children for the session lookup (and
+//! its store call) and the upstream call, whose context reaches the upstream as
+//! `traceparent`; a client's `traceparent` is continued when `otel.accept_traceparent` is
+//! on, and replaced when it is off.
+
+use std::time::{Duration, Instant};
+
+use crate::common::otlp::{OtlpReceiver, ReceivedSpan};
+use crate::common::sessions::Sessions;
+use crate::common::{
+    client, expect_echo, route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess,
+};
+
+const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+/// Waits until the receiver holds `n` spans named `request` (health probes aside), then
+/// returns every span.
+async fn wait_for_requests(rx: &OtlpReceiver, n: usize) -> Vec<ReceivedSpan> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let spans = rx.spans();
+        let requests = spans
+            .iter()
+            .filter(|s| s.name == "request" && s.attr("url.path") != Some("/healthz"))
+            .count();
+        if requests >= n || Instant::now() > deadline {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn only<'a>(
+    spans: &'a [ReceivedSpan],
+    what: impl Fn(&ReceivedSpan) -> bool,
+    name: &str,
+) -> &'a ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| what(s)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {name} span expected; all spans: {spans:#?}"
+    );
+    found[0]
+}
+
+/// `(trace id, parent span id)` of a `traceparent` value.
+fn traceparent(value: &str) -> (String, String) {
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    (parts[1].to_string(), parts[2].to_string())
+}
+
+async fn gateway(
+    accept_traceparent: bool,
+) -> (Gateway, Sessions, OtlpReceiver, EchoServer, RedisProcess) {
+    let redis = RedisProcess::start();
+    let echo = EchoServer::start().await;
+    let rx = OtlpReceiver::start().await;
+    let yaml = GatewayConfig::new(vec![route(
+        "orders",
+        "/api/orders",
+        &echo.url(),
+        "required",
+        "",
+    )])
+    .redis(redis.url())
+    .yaml();
+    let yaml = format!(
+        "{yaml}otel:\n  endpoint: \"{}\"\n  service_name: bffgate-test\n  accept_traceparent: {accept_traceparent}\n",
+        rx.endpoint()
+    );
+    let gw = Gateway::start(&yaml).await;
+    let sessions = Sessions::open(gw.config_path()).await;
+    (gw, sessions, rx, echo, redis)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_a_trace_with_lookup_store_and_upstream_spans() {
+    let (gw, sessions, rx, _echo, _redis) = gateway(true).await;
+    let (_s, cookie) = sessions.login("ada", "at-otel").await;
+
+    // 1: a new trace.
+    let resp = client()
+        .get(gw.url("/api/orders/1"))
+        .header("cookie", session_cookie(&cookie))
+        .send()
+        .await
+        .unwrap();
+    let first = expect_echo(resp).await;
+    // 2: continuing the client's trace.
+    let resp = client()
+        .get(gw.url("/api/orders/2"))
+        .header("cookie", session_cookie(&cookie))
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    let second = expect_echo(resp).await;
+
+    let spans = wait_for_requests(&rx, 2).await;
+    assert!(
+        spans.iter().all(|s| s.service == "bffgate-test"),
+        "{spans:#?}"
+    );
+    let requests: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.name == "request" && s.attr("url.path") != Some("/healthz"))
+        .collect();
+    assert_eq!(requests.len(), 2, "{spans:#?}\n{}", gw.log());
+
+    for (echoed, path) in [(&first, "/api/orders/1"), (&second, "/api/orders/2")] {
+        let request = only(
+            &spans,
+            |s| s.name == "request" && s.attr("url.path") == Some(path),
+            "request",
+        );
+        assert_eq!(request.attr("http.route"), Some("orders"));
+        assert_eq!(request.attr("http.response.status_code"), Some("200"));
+        let lookup = only(
+            &spans,
+            |s| s.name == "session.lookup" && s.parent_span_id == request.span_id,
+            "session.lookup",
+        );
+        let store = only(
+            &spans,
+            |s| s.name == "store" && s.parent_span_id == lookup.span_id,
+            "store",
+        );
+        assert_eq!(store.attr("db.operation"), Some("get"));
+        let upstream = only(
+            &spans,
+            |s| s.name == "upstream" && s.parent_span_id == request.span_id,
+            "upstream",
+        );
+        for s in [lookup, store, upstream] {
+            assert_eq!(
+                s.trace_id, request.trace_id,
+                "{} in the request's trace",
+                s.name
+            );
+        }
+        // The upstream is told the trace, with bffgate's upstream span as the parent.
+        let sent = echoed.header("traceparent").expect("traceparent upstream");
+        assert_eq!(
+            traceparent(&sent),
+            (request.trace_id.clone(), upstream.span_id.clone())
+        );
+    }
+    let continued = only(
+        &spans,
+        |s| s.name == "request" && s.attr("url.path") == Some("/api/orders/2"),
+        "request",
+    );
+    assert_eq!(continued.trace_id, CLIENT_TRACE);
+    assert_eq!(continued.parent_span_id, CLIENT_SPAN);
+    let fresh = only(
+        &spans,
+        |s| s.name == "request" && s.attr("url.path") == Some("/api/orders/1"),
+        "request",
+    );
+    assert_ne!(fresh.trace_id, CLIENT_TRACE);
+    assert!(fresh.parent_span_id.is_empty() || fresh.parent_span_id == "0000000000000000");
+    // Nothing secret in any attribute.
+    for s in &spans {
+        for (k, v) in &s.attributes {
+            assert!(
+                !v.contains("at-otel") && !v.contains(&cookie),
+                "{}: {k}={v}",
+                s.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_traceparent_is_replaced_unless_accepted() {
+    let (gw, sessions, rx, _echo, _redis) = gateway(false).await;
+    let (_s, cookie) = sessions.login("ada", "at-otel").await;
+    let resp = client()
+        .get(gw.url("/api/orders/3"))
+        .header("cookie", session_cookie(&cookie))
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+        .header("tracestate", "vendor=client-chosen")
+        .send()
+        .await
+        .unwrap();
+    let echoed = expect_echo(resp).await;
+    let spans = wait_for_requests(&rx, 1).await;
+    let request = only(
+        &spans,
+        |s| s.name == "request" && s.attr("url.path") == Some("/api/orders/3"),
+        "request",
+    );
+    assert_ne!(
+        request.trace_id, CLIENT_TRACE,
+        "a client cannot choose the trace"
+    );
+    let upstream = only(&spans, |s| s.name == "upstream", "upstream");
+    let sent = echoed.header("traceparent").expect("traceparent upstream");
+    assert_eq!(
+        traceparent(&sent),
+        (request.trace_id.clone(), upstream.span_id.clone())
+    );
+    assert_eq!(
+        echoed.header("tracestate"),
+        None,
+        "the client's tracestate is not passed on"
+    );
+}
