@@ -72,9 +72,11 @@ impl ConfigReloader {
             Ok(c) => c,
             Err(e) => {
                 metrics::CONFIG_RELOADS.with_label_values(&["error"]).inc();
+                // One line however many problems: `FILE: KEY: REASON; FILE: KEY: REASON`.
+                let problems = e.to_string().replace('\n', "; ");
                 tracing::error!(
                     trigger = why,
-                    "configuration reload refused; the running configuration stays:\n{e}"
+                    "configuration reload refused; the running configuration stays: {problems}"
                 );
                 return ReloadOutcome::Refused;
             }
