@@ -85,6 +85,15 @@ impl Agent {
             }
         })?;
         let store = self.guard.store();
+        // The sessions go first, the `jti` is claimed after: a store failure in between
+        // answers 503 with nothing claimed, so the provider's retry is not taken for a
+        // replay. A replay deletes what the first delivery already deleted, then is refused.
+        let deleted = match (&claims.sid, &claims.sub) {
+            (Some(sid), _) => store.delete_by_sid(sid).await,
+            (None, Some(sub)) => store.delete_by_sub(sub).await,
+            (None, None) => Ok(0),
+        };
+        let n = deleted.map_err(|_| ApiError::StoreUnavailable)?;
         let ttl = JTI_MEMORY.saturating_add(self.config().clock_skew.saturating_mul(2));
         match store.claim_once(&format!("jti:{}", claims.jti), ttl).await {
             Ok(true) => {}
@@ -98,12 +107,6 @@ impl Agent {
             }
             Err(_) => return Err(ApiError::StoreUnavailable),
         }
-        let deleted = match (&claims.sid, &claims.sub) {
-            (Some(sid), _) => store.delete_by_sid(sid).await,
-            (None, Some(sub)) => store.delete_by_sub(sub).await,
-            (None, None) => Ok(0),
-        };
-        let n = deleted.map_err(|_| ApiError::StoreUnavailable)?;
         tracing::info!(sessions = n, "back-channel logout");
         metrics::LOGOUTS.with_label_values(&["backchannel"]).inc();
         Ok(LocalResponse::empty(200))

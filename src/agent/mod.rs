@@ -110,6 +110,8 @@ fn provider_failure(e: &OidcError) -> ApiError {
     match e {
         OidcError::Unavailable(_) => ApiError::ProviderUnavailable,
         OidcError::Misconfigured(_) => ApiError::ProviderMisconfigured,
-        OidcError::InvalidGrant | OidcError::Rejected(_) => ApiError::LoginFailed,
+        OidcError::InvalidGrant | OidcError::Rejected(_) | OidcError::SubjectChanged => {
+            ApiError::LoginFailed
+        }
     }
 }

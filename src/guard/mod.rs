@@ -7,11 +7,13 @@
 
 mod csrf;
 mod lookup;
+mod redeem;
 mod refresh;
 
 pub use csrf::{check_csrf, check_route_request};
 pub use lookup::{lookup, Lookup};
-pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When};
+pub use redeem::{lease, PROVIDER_CALL_LIMIT};
+pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
 
 use crate::config::AuthMode;
 use crate::http::ApiError;

@@ -2,7 +2,8 @@
 //! and swapped whole when re-fetched, plus the [`DiscoveryService`] that discovers it at
 //! start with back-off.
 //!
-//! Keys are re-fetched when a token names a key id we do not hold, at most once per
+//! Keys are re-fetched when a token does not verify with the keys we hold: one fetch
+//! however many tokens arrive at once (a single flight), and at most one per
 //! [`JWKS_REFRESH_INTERVAL`].
 
 use super::error::discovery_error;
@@ -21,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The least time between two JWKS fetches triggered by unknown key ids.
-pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// The least time between two JWKS fetches triggered by tokens that do not verify.
+pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Discovery fields beyond OpenID Connect Core that bffgate uses.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -132,9 +133,21 @@ impl OidcClient {
         self.discover().await
     }
 
-    /// Re-fetches the provider's keys, unless that happened in the last
-    /// [`JWKS_REFRESH_INTERVAL`]. True when new keys were loaded.
+    /// Re-fetches the provider's keys after a token failed to verify with `current`'s.
+    /// True when newer keys than `current`'s are loaded (by this call or by another one
+    /// that ran meanwhile).
+    ///
+    /// A single flight: however many callers come at once, one fetch is made and the
+    /// others wait for it and use its keys. Keys fetched less than
+    /// [`JWKS_REFRESH_INTERVAL`] ago are not fetched again (a flood of tokens naming
+    /// unknown keys costs at most one fetch per interval).
     pub(super) async fn refresh_keys(&self, current: &Provider) -> bool {
+        let _flight = self.keys_flight.lock().await;
+        if let Some(latest) = self.provider.load_full() {
+            if latest.fetched > current.fetched {
+                return true;
+            }
+        }
         if current.fetched.elapsed() < JWKS_REFRESH_INTERVAL {
             return false;
         }

@@ -81,6 +81,7 @@ pub struct SessionStore {
     backend: Arc<dyn Store>,
     codec: Arc<Codec>,
     lifetimes: Arc<arc_swap::ArcSwap<Lifetimes>>,
+    op_timeout: Duration,
 }
 
 /// Session lifetimes, swappable on configuration reload.
@@ -148,11 +149,20 @@ impl SessionStore {
         SessionStore {
             backend,
             codec: Arc::new(Codec::new(&config.at_rest_key, prefix)),
+            op_timeout: match &config.store {
+                StoreConfig::Redis { timeout, .. } => *timeout,
+                StoreConfig::Memory { .. } => Duration::ZERO,
+            },
             lifetimes: Arc::new(arc_swap::ArcSwap::from_pointee(Lifetimes {
                 idle: config.idle_timeout,
                 absolute: config.absolute_timeout,
             })),
         }
+    }
+
+    /// The longest one store operation may take (the Redis timeout; zero in memory).
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
     }
 
     /// TTL for a session now: the idle timeout, cut at its absolute end, at least 1 s.
