@@ -380,3 +380,12 @@ async fn a_cookie_under_an_older_key_is_resealed() {
         .expect("admitted");
     assert!(admitted.set_cookie.is_none());
 }
+
+/// `503 refresh_unavailable` tells clients to come back when the failure hold is over.
+#[test]
+fn retry_after_is_the_failure_hold() {
+    assert_eq!(
+        ApiError::RefreshUnavailable.retry_after(),
+        Some(FAILURE_HOLD.as_secs())
+    );
+}
