@@ -68,6 +68,7 @@ impl Agent {
             AgentRoute::UserInfo => self.userinfo(http, live).await,
             AgentRoute::Refresh => self.refresh(http, live).await,
             AgentRoute::Logout => self.logout(http, live).await,
+            AgentRoute::LogoutEnd => self.logout_end(http).await,
             AgentRoute::BackchannelLogout => self.backchannel_logout(http).await?,
         })
     }
