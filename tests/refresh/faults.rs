@@ -260,3 +260,29 @@ async fn concurrent_tokens_naming_an_unknown_key_cause_one_key_fetch() {
         "JWKS fetches for 40 concurrent unknown-key tokens"
     );
 }
+
+/// `/bff/userinfo` with an expired access token refreshes it first, like a proxied call,
+/// and passes on the provider's answer for the session's user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_refreshes_an_expired_access_token() {
+    let redis = RedisProcess::start();
+    let (env, cookie, login_token) = expired_session(&redis).await;
+    let resp = env
+        .http
+        .get(env.gws[0].url("/bff/userinfo"))
+        .header("cookie", session_cookie(&cookie))
+        .send()
+        .await
+        .expect("userinfo");
+    let status = resp.status();
+    let info: Value = resp.json().await.expect("userinfo JSON");
+    assert_eq!(status, 200, "{info}\n{}", env.logs());
+    assert_eq!(info["sub"], USER, "{info}");
+    let stats = env.provider.stats().await;
+    assert_eq!(stat(&stats, &["grants", "refresh_token"]), 1, "{stats}");
+    assert_eq!(stat(&stats, &["userinfo", "success"]), 1, "{stats}");
+    // The proxied call now uses the token userinfo's refresh got.
+    assert_ne!(env.api_token(0, &cookie).await, login_token);
+    let stats = env.provider.stats().await;
+    assert_eq!(stat(&stats, &["grants", "refresh_token"]), 1, "{stats}");
+}
