@@ -44,6 +44,13 @@ impl Guard {
         Guard { store, refresher }
     }
 
+    /// Applies new refresh timings (configuration reload); a no-op without a provider.
+    pub fn set_refresh_timings(&self, before: std::time::Duration, lock_wait: std::time::Duration) {
+        if let Some(r) = &self.refresher {
+            r.set_timings(before, lock_wait);
+        }
+    }
+
     /// The session store.
     pub fn store(&self) -> &SessionStore {
         &self.store

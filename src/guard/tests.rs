@@ -389,3 +389,20 @@ fn retry_after_is_the_failure_hold() {
         Some(FAILURE_HOLD.as_secs())
     );
 }
+
+/// A reload's refresh timings apply from the next request: a token not due under 30 s is
+/// due under 2 h.
+#[tokio::test]
+async fn reloaded_refresh_timings_apply_to_the_next_request() {
+    let provider = FakeProvider::new(Answer::Tokens, Duration::ZERO);
+    let (guard, session) = guard_with_session(Arc::clone(&provider), 3600).await;
+    let tokens = guard
+        .fresh(session.clone(), When::Due)
+        .await
+        .expect("fresh");
+    assert_eq!(tokens.access_token, "at-0");
+    guard.set_refresh_timings(Duration::from_secs(7200), Duration::from_secs(2));
+    let tokens = guard.fresh(session, When::Due).await.expect("fresh");
+    assert_eq!(tokens.access_token, "at-1");
+    assert_eq!(provider.calls(), 1);
+}
