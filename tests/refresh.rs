@@ -49,6 +49,8 @@ const POST_LOGIN: &str = "http://app.test/home";
 /// The session store the gateways share.
 enum Store {
     Single(String),
+    /// `rediss://` with the CA file to trust.
+    SingleTls(String, String),
     Cluster(Vec<String>),
     Sentinel(Vec<String>),
 }
@@ -58,6 +60,7 @@ impl Store {
     fn yaml(&self) -> String {
         match self {
             Store::Single(url) => format!("      url: \"{url}\"\n"),
+            Store::SingleTls(url, ca) => format!("      url: \"{url}\"\n      ca_file: \"{ca}\"\n"),
             Store::Cluster(nodes) => {
                 let list: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
                 format!("      cluster: [{}]\n", list.join(", "))

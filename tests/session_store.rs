@@ -255,3 +255,39 @@ async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     let cookie = sessions.seal(&session);
     assert!(!dump.contains(&cookie), "the sealed cookie is stored");
 }
+
+/// The same contract over TLS: `rediss://` to a real TLS redis-server whose certificate a
+/// test CA signed, trusted through `session.store.redis.ca_file`. With another CA the
+/// store does not answer: the certificate is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_store_contract() {
+    use crate::common::redis_tls::TlsRedis;
+    let redis = TlsRedis::start();
+    let with_ca = |ca: &std::path::Path| {
+        let yaml = config().redis(redis.url()).yaml();
+        let url_line = format!("      url: {}\n", redis.url());
+        assert!(yaml.contains(&url_line), "{yaml}");
+        let cfg = yaml.replacen(
+            &url_line,
+            &format!("{url_line}      ca_file: \"{}\"\n", ca.display()),
+            1,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "bff.yaml", &cfg);
+        (dir, path)
+    };
+    let (_dir, path) = with_ca(&redis.ca_file());
+    let s = Sessions::open(&path).await;
+    store_contract(&s).await;
+    let keys = crate::common::redis::redis_cli(redis.port, &["DBSIZE"]).unwrap_or_default();
+    assert_ne!(keys.trim(), "0", "nothing reached the TLS server");
+
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = crate::common::pki::generate(other.path()).ca_file;
+    let (_dir2, path2) = with_ca(&other_ca);
+    let s = Sessions::open(&path2).await;
+    assert!(
+        s.store.ping().await.is_err(),
+        "a server certificate from another CA was trusted"
+    );
+}

@@ -136,8 +136,9 @@ impl SessionStore {
                 mode,
                 key_prefix,
                 timeout,
+                ca_pem,
             } => (
-                Arc::new(RedisStore::new(mode, *timeout)?),
+                Arc::new(RedisStore::new(mode, *timeout, ca_pem.as_deref())?),
                 key_prefix.as_str(),
             ),
         };

@@ -17,8 +17,11 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncCommands, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncCommands, AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture,
+    TlsCertificates, TlsMode, Value,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +83,58 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// The sentinel client: the sentinels as their URLs say (TLS with `rediss://`, their own
+/// `user:password@`), the master with `username`/`password` and TLS when `tls`, trusting
+/// `certs` (else the system's roots) on every TLS connection.
+fn sentinel_client(
+    nodes: &[String],
+    master_name: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    tls: bool,
+    certs: Option<TlsCertificates>,
+) -> Result<SentinelClient, StoreError> {
+    let mut addrs = Vec::with_capacity(nodes.len());
+    let (mut sentinel_user, mut sentinel_password) = (None, None);
+    for node in nodes {
+        let info = node
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| bad_url(&e))?;
+        let settings = info.redis_settings();
+        sentinel_user = sentinel_user.or(settings.username().map(str::to_owned));
+        sentinel_password = sentinel_password.or(settings.password().map(str::to_owned));
+        addrs.push(info.addr().clone());
+    }
+    let sentinels_tls = nodes.iter().any(|n| n.starts_with("rediss://"));
+    let mut builder = SentinelClientBuilder::new(addrs, master_name, SentinelServerType::Master)
+        .map_err(|e| bad_url(&e))?;
+    if let Some(u) = &sentinel_user {
+        builder = builder.set_client_to_sentinel_username(u);
+    }
+    if let Some(p) = &sentinel_password {
+        builder = builder.set_client_to_sentinel_password(p);
+    }
+    if let Some(u) = username {
+        builder = builder.set_client_to_redis_username(u);
+    }
+    if let Some(p) = password {
+        builder = builder.set_client_to_redis_password(p);
+    }
+    if tls {
+        builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(c) = &certs {
+            builder = builder.set_client_to_redis_certificates(c.clone());
+        }
+    }
+    if sentinels_tls {
+        if let Some(c) = certs {
+            builder = builder.set_client_to_sentinel_certificates(c);
+        }
+    }
+    builder.build().map_err(|e| bad_url(&e))
+}
+
 /// A Redis-backed store.
 pub struct RedisStore {
     connector: Connector,
@@ -97,10 +152,23 @@ impl RedisStore {
     ///
     /// # Errors
     /// An address does not parse.
-    pub fn new(mode: &RedisMode, timeout: Duration) -> Result<Self, StoreError> {
+    pub fn new(
+        mode: &RedisMode,
+        timeout: Duration,
+        ca_pem: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        // Trusted roots for TLS connections, when not the system's.
+        let certs = || TlsCertificates {
+            client_tls: None,
+            root_cert: ca_pem.map(|pem| pem.as_bytes().to_vec()),
+        };
         let connector = match mode {
             RedisMode::Single(url) => Connector::Single {
-                client: Client::open(url.as_str()).map_err(|e| bad_url(&e))?,
+                client: match ca_pem {
+                    Some(_) => Client::build_with_tls(url.as_str(), certs()),
+                    None => Client::open(url.as_str()),
+                }
+                .map_err(|e| bad_url(&e))?,
                 config: ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -108,24 +176,33 @@ impl RedisStore {
                     .set_max_delay(Duration::from_millis(500)),
                 conn: tokio::sync::OnceCell::new(),
             },
-            RedisMode::Cluster(nodes) => Connector::Cluster {
-                client: ClusterClient::builder(nodes.iter().map(String::as_str))
+            RedisMode::Cluster(nodes) => {
+                let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .build()
-                    .map_err(|e| bad_url(&e))?,
-                conn: tokio::sync::OnceCell::new(),
-            },
-            RedisMode::Sentinel { master_name, nodes } => Connector::Sentinel {
-                sentinel: tokio::sync::Mutex::new(
-                    SentinelClient::build(
-                        nodes.iter().map(String::as_str).collect(),
-                        master_name.clone(),
-                        None,
-                        SentinelServerType::Master,
-                    )
-                    .map_err(|e| bad_url(&e))?,
-                ),
+                    .response_timeout(timeout);
+                if ca_pem.is_some() {
+                    builder = builder.certs(certs());
+                }
+                Connector::Cluster {
+                    client: builder.build().map_err(|e| bad_url(&e))?,
+                    conn: tokio::sync::OnceCell::new(),
+                }
+            }
+            RedisMode::Sentinel {
+                master_name,
+                nodes,
+                username,
+                password,
+                tls,
+            } => Connector::Sentinel {
+                sentinel: tokio::sync::Mutex::new(sentinel_client(
+                    nodes,
+                    master_name,
+                    username.as_deref(),
+                    password.as_ref().map(|p| p.expose()),
+                    *tls,
+                    ca_pem.map(|_| certs()),
+                )?),
                 config: AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout)),

@@ -286,3 +286,21 @@ async fn userinfo_refreshes_an_expired_access_token() {
     let stats = env.provider.stats().await;
     assert_eq!(stat(&stats, &["grants", "refresh_token"]), 1, "{stats}");
 }
+
+/// The whole path over a TLS Redis: login, proxied calls and an inline refresh with the
+/// sessions in a `rediss://` store whose certificate a test CA signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_refresh_over_redis_tls() {
+    let redis = crate::common::redis_tls::TlsRedis::start();
+    let store = Store::SingleTls(redis.url(), redis.ca_file().display().to_string());
+    let env = Env::start(&store, 1, provider_settings(3, true), "1s").await;
+    let cookie = env.login(0).await;
+    let login_token = env.api_token(0, &cookie).await;
+    let expires_at = env.access_expires_at(0, &cookie).await;
+    sleep_until_epoch(expires_at as f64 + 0.3).await;
+    assert_ne!(env.api_token(0, &cookie).await, login_token);
+    let stats = env.provider.stats().await;
+    assert_eq!(stat(&stats, &["grants", "refresh_token"]), 1, "{stats}");
+    let keys = crate::common::redis::redis_cli(redis.port, &["DBSIZE"]).unwrap_or_default();
+    assert_ne!(keys.trim(), "0", "no session in the TLS server");
+}
