@@ -8,6 +8,7 @@
 //! connection, or a master that became a replica (`READONLY`), is dropped and the next
 //! operation asks the sentinels for the current master.
 
+use super::redis_sentinel::sentinel_client;
 use super::{Record, Store, StoreError};
 use crate::config::RedisMode;
 use arc_swap::ArcSwapOption;
@@ -17,10 +18,10 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::sentinel::SentinelClient;
 use redis::{
-    AsyncCommands, AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisFuture,
-    TlsCertificates, TlsMode, Value,
+    AsyncCommands, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, TlsCertificates,
+    Value,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -83,65 +84,13 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The sentinel client: the sentinels as their URLs say (TLS with `rediss://`, their own
-/// `user:password@`), the master with `username`/`password` and TLS when `tls`, trusting
-/// `certs` (else the system's roots) on every TLS connection.
-fn sentinel_client(
-    nodes: &[String],
-    master_name: &str,
-    username: Option<&str>,
-    password: Option<&str>,
-    tls: bool,
-    certs: Option<TlsCertificates>,
-) -> Result<SentinelClient, StoreError> {
-    let mut addrs = Vec::with_capacity(nodes.len());
-    let (mut sentinel_user, mut sentinel_password) = (None, None);
-    for node in nodes {
-        let info = node
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| bad_url(&e))?;
-        let settings = info.redis_settings();
-        sentinel_user = sentinel_user.or(settings.username().map(str::to_owned));
-        sentinel_password = sentinel_password.or(settings.password().map(str::to_owned));
-        addrs.push(info.addr().clone());
-    }
-    let sentinels_tls = nodes.iter().any(|n| n.starts_with("rediss://"));
-    let mut builder = SentinelClientBuilder::new(addrs, master_name, SentinelServerType::Master)
-        .map_err(|e| bad_url(&e))?;
-    if let Some(u) = &sentinel_user {
-        builder = builder.set_client_to_sentinel_username(u);
-    }
-    if let Some(p) = &sentinel_password {
-        builder = builder.set_client_to_sentinel_password(p);
-    }
-    if let Some(u) = username {
-        builder = builder.set_client_to_redis_username(u);
-    }
-    if let Some(p) = password {
-        builder = builder.set_client_to_redis_password(p);
-    }
-    if tls {
-        builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
-        if let Some(c) = &certs {
-            builder = builder.set_client_to_redis_certificates(c.clone());
-        }
-    }
-    if sentinels_tls {
-        if let Some(c) = certs {
-            builder = builder.set_client_to_sentinel_certificates(c);
-        }
-    }
-    builder.build().map_err(|e| bad_url(&e))
-}
-
 /// A Redis-backed store.
 pub struct RedisStore {
     connector: Connector,
     timeout: Duration,
 }
 
-fn bad_url(e: &redis::RedisError) -> StoreError {
+pub(super) fn bad_url(e: &redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("bad Redis address ({:?})", e.kind()))
 }
 
