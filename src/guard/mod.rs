@@ -120,10 +120,13 @@ impl Guard {
     }
 }
 
-/// A `Set-Cookie` re-sealing `session`'s cookie with the current key, living as long as
-/// the session.
+/// A `Set-Cookie` re-sealing `session`'s cookie with the current key, living until the
+/// session's absolute end (a refresh may move its end up to there).
 pub fn resealed_cookie(live: &LiveConfig, session: &UserSession) -> String {
-    let max_age = session.expires_at.saturating_sub(now_secs());
+    let max_age = session
+        .created_at
+        .saturating_add(live.session.absolute_timeout.as_secs())
+        .saturating_sub(now_secs());
     live.cookie.set_cookie(&session.id, max_age)
 }
 

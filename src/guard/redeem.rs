@@ -134,6 +134,19 @@ impl Inner {
                 if tokens.id_token.is_none() {
                     tokens.id_token = current.tokens.id_token.clone();
                 }
+                // The same refresh token keeps the lifetime it had.
+                if tokens.refresh_expires_at.is_none()
+                    && tokens.refresh_token.as_ref() == Some(&old_rt)
+                {
+                    tokens.refresh_expires_at = current.tokens.refresh_expires_at;
+                }
+                // The session lives as long as its (new) refresh token can, within the
+                // absolute timeout.
+                current.expires_at = UserSession::end_for(
+                    current.created_at,
+                    &tokens,
+                    self.store.absolute_timeout(),
+                );
                 current.tokens = tokens.clone();
                 match self.store.update(current).await {
                     Ok(true) => {}

@@ -60,6 +60,7 @@ impl TokenEndpoint for FakeProvider {
                 refresh_token: Some(format!("{refresh_token}-{n}")),
                 id_token: None,
                 access_expires_at: Some(now_secs() + 3600),
+                refresh_expires_at: None,
             }),
             Answer::Refused => Err(RefreshFailure::Refused),
             Answer::Unavailable => Err(RefreshFailure::Unavailable("503 from the fake".into())),
@@ -83,6 +84,7 @@ async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Gu
         refresh_token: Some("rt-0".into()),
         id_token: None,
         access_expires_at: Some(now_secs().saturating_add_signed(expires_in)),
+        refresh_expires_at: None,
     };
     let session = UserSession::new(
         "alice".into(),
@@ -170,6 +172,7 @@ async fn tokens_found_through_a_grace_record_are_written_back() {
         refresh_token: Some("rt-grace".into()),
         id_token: None,
         access_expires_at: Some(now_secs() + 3600),
+        refresh_expires_at: None,
     };
     guard
         .store()

@@ -45,13 +45,16 @@ impl OidcClient {
                 return Err(OidcError::SubjectChanged);
             }
         }
+        let new_refresh_token = response
+            .refresh_token()
+            .map_or_else(|| refresh_token.to_string(), |t| t.secret().clone());
         Ok(crate::session::Tokens {
             access_token: response.access_token().secret().clone(),
-            refresh_token: Some(
-                response
-                    .refresh_token()
-                    .map_or_else(|| refresh_token.to_string(), |t| t.secret().clone()),
-            ),
+            refresh_expires_at: response
+                .extra_fields()
+                .extra_fields()
+                .expires_at(&new_refresh_token),
+            refresh_token: Some(new_refresh_token),
             id_token: id_token.map(ToString::to_string),
             access_expires_at: response
                 .expires_in()

@@ -162,6 +162,11 @@ impl SessionStore {
         }
     }
 
+    /// The absolute session timeout now in force.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.lifetimes.load().absolute
+    }
+
     /// The longest one store operation may take (the Redis timeout; zero in memory).
     pub fn op_timeout(&self) -> Duration {
         self.op_timeout
@@ -319,6 +324,7 @@ mod tests {
             refresh_token: Some("rt".into()),
             id_token: None,
             access_expires_at: Some(5),
+            refresh_expires_at: None,
         };
         UserSession::new(
             sub.into(),

@@ -42,6 +42,7 @@ function loadSettings() {
     tokensExpireWithSession: s.tokens_expire_with_session ?? false,
     conformIdTokenClaims: s.conform_id_token_claims ?? false,
     strictClientAuth: s.strict_client_auth ?? true,
+    reportRefreshExpiresIn: s.report_refresh_expires_in ?? false,
     client: {
       client_id: client.client_id ?? 'bffgate',
       client_secret: client.client_secret ?? 'bffgate-test-secret',
@@ -585,6 +586,11 @@ provider.use(async (ctx, next) => {
   }
 
   await next();
+  // Keycloak-style `refresh_expires_in` in token responses, when asked for.
+  if (settings.reportRefreshExpiresIn && ctx.path === '/token' && ctx.status === 200
+      && ctx.body && typeof ctx.body === 'object' && ctx.body.refresh_token) {
+    ctx.body.refresh_expires_in = settings.refreshTokenTtl;
+  }
   // Count successes of routes that emit no success event of their own.
   if (ctx.status < 400) {
     const route = ctx.oidc?.route;

@@ -304,3 +304,41 @@ async fn sessions_and_refresh_over_redis_tls() {
     let keys = crate::common::redis::redis_cli(redis.port, &["DBSIZE"]).unwrap_or_default();
     assert_ne!(keys.trim(), "0", "no session in the TLS server");
 }
+
+/// The provider says how long the refresh token lives (`refresh_expires_in`, 20 s here):
+/// the session ends then (well before the 12 h absolute timeout), `/bff/session` says so,
+/// and each refresh moves the end with the new refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_token_lifetime_sets_the_session_end() {
+    let redis = RedisProcess::start();
+    let settings = ProviderSettings {
+        refresh_token_ttl: 20,
+        extra: json!({ "report_refresh_expires_in": true }),
+        ..provider_settings(3, true)
+    };
+    let env = Env::start(&Store::Single(redis.url()), 1, settings, "1s").await;
+    let cookie = env.login(0).await;
+    let logged_in = now_f64();
+    let s = env.session(0, &cookie).await;
+    let end = s["expires_at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no expires_at: {s}"));
+    assert!(
+        (end as f64 - (logged_in + 20.0)).abs() <= 3.0,
+        "session end {end}, login at {logged_in}: {s}"
+    );
+    let expires_at = env.access_expires_at(0, &cookie).await;
+    sleep_until_epoch(expires_at as f64 + 1.3).await;
+    let refreshed = now_f64();
+    env.api_token(0, &cookie).await;
+    let s = env.session(0, &cookie).await;
+    let moved = s["expires_at"].as_u64().expect("expires_at");
+    assert!(
+        moved > end,
+        "the refresh did not move the end: {end} -> {moved}"
+    );
+    assert!(
+        (moved as f64 - (refreshed + 20.0)).abs() <= 3.0,
+        "session end {moved}, refreshed at {refreshed}"
+    );
+}
