@@ -291,3 +291,61 @@ async fn redis_over_tls_store_contract() {
         "a server certificate from another CA was trusted"
     );
 }
+
+/// Behind a sentinel, the master takes only an ACL user with a password (its `default`
+/// user is off): `sentinel.username` and `sentinel.password` reach it and the contract
+/// holds; a wrong password does not get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_behind_a_sentinel_with_an_acl_user_meets_the_contract() {
+    use crate::common::redis::{redis_cli, start_server};
+    let master = RedisProcess::start();
+    let port = master.port();
+    let acl = [
+        "ACL", "SETUSER", "bff", "on", ">s3cret", "~*", "&*", "+@all",
+    ];
+    assert!(redis_cli(port, &acl).is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel_port = crate::common::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir \"{}\"\nsentinel resolve-hostnames no\n\
+             sentinel monitor mymaster 127.0.0.1 {port} 1\n\
+             sentinel auth-user mymaster bff\nsentinel auth-pass mymaster s3cret\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let sentinel_port_arg = sentinel_port.to_string();
+    let conf_arg = conf.display().to_string();
+    let _sentinel = start_server(
+        "sentinel",
+        &[&conf_arg, "--sentinel", "--port", &sentinel_port_arg],
+        sentinel_port,
+        &dir.path().join("sentinel.log"),
+    )
+    .expect("sentinel");
+    assert!(redis_cli(port, &["ACL", "SETUSER", "default", "off"]).is_some());
+
+    let open_with = |password: &str| {
+        let yaml = config().yaml().replacen(
+            "session:\n",
+            &format!(
+                "session:\n  store:\n    redis:\n      sentinel: {{master_name: mymaster, \
+                 nodes: [\"redis://127.0.0.1:{sentinel_port}\"], username: bff, \
+                 password: \"{password}\"}}\n      timeout: 1s\n"
+            ),
+            1,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "bff.yaml", &yaml);
+        (dir, path)
+    };
+    let (_d1, path) = open_with("s3cret");
+    let s = Sessions::open(&path).await;
+    store_contract(&s).await;
+    let (_d2, wrong) = open_with("not-the-password");
+    let s = Sessions::open(&wrong).await;
+    assert!(s.store.ping().await.is_err(), "a wrong password got in");
+}
