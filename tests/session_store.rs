@@ -1,5 +1,7 @@
 //! One contract for every `SessionStore` backend, run in-process against the memory store
-//! and a real redis-server: the same calls must give the same answers.
+//! and a real redis-server — plain, over TLS (`rediss://`, certificates made by the test),
+//! and behind a sentinel whose master takes an ACL user and password, with and without
+//! TLS: the same calls must give the same answers.
 
 use bffgate::session::UserSession;
 
@@ -348,4 +350,63 @@ async fn redis_behind_a_sentinel_with_an_acl_user_meets_the_contract() {
     let (_d2, wrong) = open_with("not-the-password");
     let s = Sessions::open(&wrong).await;
     assert!(s.store.ping().await.is_err(), "a wrong password got in");
+}
+
+/// Behind a sentinel, a master that speaks TLS (certificates made by the test) and takes
+/// an ACL user: `sentinel.tls`, `ca_file`, `sentinel.username` and `sentinel.password`
+/// together reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_behind_a_sentinel_over_tls_meets_the_contract() {
+    use crate::common::redis::{redis_cli, start_server};
+    use crate::common::redis_tls::TlsRedis;
+    let master = TlsRedis::start();
+    let acl = [
+        "ACL", "SETUSER", "bff", "on", ">s3cret", "~*", "&*", "+@all",
+    ];
+    assert!(redis_cli(master.port, &acl).is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel_port = crate::common::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    let pki = &master.pki;
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir \"{dir}\"\nsentinel resolve-hostnames no\n\
+             tls-replication yes\ntls-cert-file \"{cert}\"\ntls-key-file \"{key}\"\n\
+             tls-ca-cert-file \"{ca}\"\n\
+             sentinel monitor mymaster 127.0.0.1 {tls_port} 1\n\
+             sentinel auth-user mymaster bff\nsentinel auth-pass mymaster s3cret\n",
+            dir = dir.path().display(),
+            cert = pki.cert_file.display(),
+            key = pki.key_file.display(),
+            ca = pki.ca_file.display(),
+            tls_port = master.tls_port,
+        ),
+    )
+    .unwrap();
+    let sentinel_port_arg = sentinel_port.to_string();
+    let conf_arg = conf.display().to_string();
+    let _sentinel = start_server(
+        "sentinel",
+        &[&conf_arg, "--sentinel", "--port", &sentinel_port_arg],
+        sentinel_port,
+        &dir.path().join("sentinel.log"),
+    )
+    .expect("sentinel");
+    assert!(redis_cli(master.port, &["ACL", "SETUSER", "default", "off"]).is_some());
+
+    let yaml = config().yaml().replacen(
+        "session:\n",
+        &format!(
+            "session:\n  store:\n    redis:\n      sentinel: {{master_name: mymaster, \
+             nodes: [\"redis://127.0.0.1:{sentinel_port}\"], username: bff, \
+             password: s3cret, tls: true}}\n      ca_file: \"{}\"\n      timeout: 1s\n",
+            master.ca_file().display()
+        ),
+        1,
+    );
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let path = write_config(cfg_dir.path(), "bff.yaml", &yaml);
+    let s = Sessions::open(&path).await;
+    store_contract(&s).await;
 }
