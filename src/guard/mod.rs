@@ -1,8 +1,9 @@
 //! The request guard: who is this, and may it go on.
 //!
 //! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
-//! token fresh (`refresh`, over the [`TokenEndpoint`] trait the provider client
-//! implements). The proxy asks [`Guard::admit`] for every API request that reads the
+//! token fresh (`refresh`: one bounded, shared flight per session; `redeem`: the store
+//! lease and the provider call under it, over the [`TokenEndpoint`] trait the provider
+//! client implements). The proxy asks [`Guard::admit`] for every API request that reads the
 //! session; the agent's endpoints use the same pieces.
 
 mod csrf;
