@@ -71,6 +71,7 @@ async fn main() {
             refresh_token: Some(token(64, i + 1)),
             id_token: Some(token(1000, i + 2)),
             access_expires_at: Some(2_000_000_000),
+            refresh_expires_at: None,
         };
         let claims = serde_json::json!({
             "sub": format!("user-{i}"),

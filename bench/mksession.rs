@@ -33,6 +33,7 @@ async fn main() {
         refresh_token: None,
         id_token: None,
         access_expires_at: None,
+        refresh_expires_at: None,
     };
     let session = bffgate::session::UserSession::new(
         "bench-user".into(),

@@ -108,7 +108,8 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         opts.listen_override.clone(),
         Arc::clone(&live),
         store,
-    );
+    )
+    .with_guard(Arc::clone(&guard));
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,

@@ -126,7 +126,9 @@ where
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 .into(),
         );
-        fields.0.insert("level".into(), meta.level().as_str().into());
+        fields
+            .0
+            .insert("level".into(), meta.level().as_str().into());
         fields.0.insert("target".into(), meta.target().into());
         event.record(&mut fields);
         writeln!(writer, "{}", serde_json::Value::Object(fields.0))

@@ -1,8 +1,9 @@
 //! The real-browser end-to-end test: Debian's Chromium (headless, driven by
 //! `tests/browser/e2e.mjs` with playwright-core) logs in through the demo SPA, bffgate and
 //! the real OpenID provider, calls the example API, reloads, opens a second tab, logs out
-//! through the provider's end-session page, and checks the session cookie's attributes and
-//! that no token ever reaches the browser.
+//! through bffgate's one-time logout link and the provider's end-session page, and checks
+//! the session cookie's attributes and that no token ever reaches the browser, the logout
+//! answer included.
 //!
 //! Everything runs on loopback, each on an ephemeral port:
 //!
@@ -340,8 +341,9 @@ fn browser_strings(records: &Value) -> Vec<(String, String)> {
 }
 
 /// Where the browser saw a token: any access or refresh token anywhere; the ID token
-/// anywhere but `POST /bff/logout`'s answer (its `logout_url`) and the provider's
-/// end-session URL the browser then navigates to (`id_token_hint`).
+/// anywhere but the provider's end-session URL the browser navigates to (`id_token_hint`),
+/// which is the `Location` of bffgate's one-time logout link. `POST /bff/logout`'s answer
+/// carries no token.
 fn token_leaks(
     seen: &[(String, String)],
     access: &[String],
@@ -357,7 +359,8 @@ fn token_leaks(
                 leaks.push(format!("the {kind} token is in the {place}"));
             }
         }
-        let id_allowed = place.ends_with("/bff/logout") || place.contains(&end_session);
+        let id_allowed = place.contains(&end_session)
+            || (place.starts_with("Location of ") && place.contains("/bff/logout/end?"));
         if !id_allowed && id.iter().any(|t| text.contains(t.as_str())) {
             leaks.push(format!("the ID token is in the {place}"));
         }
@@ -377,6 +380,8 @@ fn token_leak_check_finds_tokens() {
         "responses": [
             { "url": "http://localhost:2/bff/session", "method": "GET", "body": "{\"sub\":\"alice\"}" },
             { "url": "http://localhost:2/api/x", "method": "GET", "body": "{\"t\":\"REFRESH-1\"}" },
+            { "url": "http://localhost:2/bff/logout/end?handle=H", "method": "GET",
+              "location": format!("{op}/session/end?id_token_hint=ID.TOKEN.X") },
         ],
         "fetchBodies": [
             { "url": "http://localhost:2/bff/logout", "method": "POST", "body": "{\"logout_url\":\"..ID.TOKEN.X\"}" },
@@ -394,12 +399,15 @@ fn token_leak_check_finds_tokens() {
         &["ID.TOKEN.X".into()],
         op,
     );
-    assert_eq!(leaks.len(), 3, "{leaks:#?}");
+    assert_eq!(leaks.len(), 4, "{leaks:#?}");
     assert!(leaks[0].contains("refresh token") && leaks[0].contains("/api/x"));
     assert!(
-        leaks[1].contains("ID token") && leaks[1].contains("GET http://localhost:2/bff/session")
+        leaks[1].contains("ID token") && leaks[1].contains("POST http://localhost:2/bff/logout")
     );
-    assert!(leaks[2].contains("access token") && leaks[2].contains("documentCookies"));
+    assert!(
+        leaks[2].contains("ID token") && leaks[2].contains("GET http://localhost:2/bff/session")
+    );
+    assert!(leaks[3].contains("access token") && leaks[3].contains("documentCookies"));
 }
 
 /// Prints the lines of `log` from byte `from` on as `e2e| LINE`, the last one only if it
@@ -594,9 +602,10 @@ async fn real_browser_login_api_reload_tabs_logout() {
     );
 
     // The real tokens the provider issued (seen by the relay) must appear nowhere the
-    // browser could read: no body, URL, Location, cookie or storage. The ID token alone may
-    // appear in `POST /bff/logout`'s logout_url and the end-session navigation it starts
-    // (`id_token_hint`, OpenID Connect RP-Initiated Logout).
+    // browser could read: no body (POST /bff/logout's included), URL, Location, cookie or
+    // storage. The ID token alone appears in the provider's end-session URL, the Location
+    // of bffgate's one-time logout link (`id_token_hint`, OpenID Connect RP-Initiated
+    // Logout): a navigation, which page script cannot read.
     let access = relay.json_strings("access_token");
     let refresh = relay.json_strings("refresh_token");
     let id = relay.json_strings("id_token");

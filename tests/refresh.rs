@@ -14,9 +14,15 @@
 //! * logout on one instance ends the session on the other;
 //! * the provider going down: valid tokens are still used, expired ones get
 //!   `503 refresh_unavailable`, and the session refreshes once the provider is back;
-//! * a Sentinel failover keeps sessions and bffgate follows the new master.
+//! * a Sentinel failover keeps sessions and bffgate follows the new master;
+//! * the token endpoint failing on purpose (500, 503, `invalid_client`, slower than the call
+//!   limit): sessions survive, a 200-request storm makes one token call and every request
+//!   is answered within `refresh_lock_wait` + 1 s, `invalid_grant` still ends the session;
+//!   a signing-key rotation mid-session keeps the user logged in; 40 concurrent tokens
+//!   naming an unknown key cost one key fetch.
 
 mod cycles;
+mod faults;
 mod outages;
 mod two_instances;
 
@@ -43,6 +49,8 @@ const POST_LOGIN: &str = "http://app.test/home";
 /// The session store the gateways share.
 enum Store {
     Single(String),
+    /// `rediss://` with the CA file to trust.
+    SingleTls(String, String),
     Cluster(Vec<String>),
     Sentinel(Vec<String>),
 }
@@ -52,6 +60,7 @@ impl Store {
     fn yaml(&self) -> String {
         match self {
             Store::Single(url) => format!("      url: \"{url}\"\n"),
+            Store::SingleTls(url, ca) => format!("      url: \"{url}\"\n      ca_file: \"{ca}\"\n"),
             Store::Cluster(nodes) => {
                 let list: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
                 format!("      cluster: [{}]\n", list.join(", "))

@@ -1,5 +1,7 @@
 //! One contract for every `SessionStore` backend, run in-process against the memory store
-//! and a real redis-server: the same calls must give the same answers.
+//! and a real redis-server — plain, over TLS (`rediss://`, certificates made by the test),
+//! and behind a sentinel whose master takes an ACL user and password, with and without
+//! TLS: the same calls must give the same answers.
 
 use bffgate::session::UserSession;
 
@@ -254,4 +256,157 @@ async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     );
     let cookie = sessions.seal(&session);
     assert!(!dump.contains(&cookie), "the sealed cookie is stored");
+}
+
+/// The same contract over TLS: `rediss://` to a real TLS redis-server whose certificate a
+/// test CA signed, trusted through `session.store.redis.ca_file`. With another CA the
+/// store does not answer: the certificate is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_store_contract() {
+    use crate::common::redis_tls::TlsRedis;
+    let redis = TlsRedis::start();
+    let with_ca = |ca: &std::path::Path| {
+        let yaml = config().redis(redis.url()).yaml();
+        let url_line = format!("      url: {}\n", redis.url());
+        assert!(yaml.contains(&url_line), "{yaml}");
+        let cfg = yaml.replacen(
+            &url_line,
+            &format!("{url_line}      ca_file: \"{}\"\n", ca.display()),
+            1,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "bff.yaml", &cfg);
+        (dir, path)
+    };
+    let (_dir, path) = with_ca(&redis.ca_file());
+    let s = Sessions::open(&path).await;
+    store_contract(&s).await;
+    let keys = crate::common::redis::redis_cli(redis.port, &["DBSIZE"]).unwrap_or_default();
+    assert_ne!(keys.trim(), "0", "nothing reached the TLS server");
+
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = crate::common::pki::generate(other.path()).ca_file;
+    let (_dir2, path2) = with_ca(&other_ca);
+    let s = Sessions::open(&path2).await;
+    assert!(
+        s.store.ping().await.is_err(),
+        "a server certificate from another CA was trusted"
+    );
+}
+
+/// Behind a sentinel, the master takes only an ACL user with a password (its `default`
+/// user is off): `sentinel.username` and `sentinel.password` reach it and the contract
+/// holds; a wrong password does not get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_behind_a_sentinel_with_an_acl_user_meets_the_contract() {
+    use crate::common::redis::{redis_cli, start_server};
+    let master = RedisProcess::start();
+    let port = master.port();
+    let acl = [
+        "ACL", "SETUSER", "bff", "on", ">s3cret", "~*", "&*", "+@all",
+    ];
+    assert!(redis_cli(port, &acl).is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel_port = crate::common::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir \"{}\"\nsentinel resolve-hostnames no\n\
+             sentinel monitor mymaster 127.0.0.1 {port} 1\n\
+             sentinel auth-user mymaster bff\nsentinel auth-pass mymaster s3cret\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let sentinel_port_arg = sentinel_port.to_string();
+    let conf_arg = conf.display().to_string();
+    let _sentinel = start_server(
+        "sentinel",
+        &[&conf_arg, "--sentinel", "--port", &sentinel_port_arg],
+        sentinel_port,
+        &dir.path().join("sentinel.log"),
+    )
+    .expect("sentinel");
+    assert!(redis_cli(port, &["ACL", "SETUSER", "default", "off"]).is_some());
+
+    let open_with = |password: &str| {
+        let yaml = config().yaml().replacen(
+            "session:\n",
+            &format!(
+                "session:\n  store:\n    redis:\n      sentinel: {{master_name: mymaster, \
+                 nodes: [\"redis://127.0.0.1:{sentinel_port}\"], username: bff, \
+                 password: \"{password}\"}}\n      timeout: 1s\n"
+            ),
+            1,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "bff.yaml", &yaml);
+        (dir, path)
+    };
+    let (_d1, path) = open_with("s3cret");
+    let s = Sessions::open(&path).await;
+    store_contract(&s).await;
+    let (_d2, wrong) = open_with("not-the-password");
+    let s = Sessions::open(&wrong).await;
+    assert!(s.store.ping().await.is_err(), "a wrong password got in");
+}
+
+/// Behind a sentinel, a master that speaks TLS (certificates made by the test) and takes
+/// an ACL user: `sentinel.tls`, `ca_file`, `sentinel.username` and `sentinel.password`
+/// together reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_behind_a_sentinel_over_tls_meets_the_contract() {
+    use crate::common::redis::{redis_cli, start_server};
+    use crate::common::redis_tls::TlsRedis;
+    let master = TlsRedis::start();
+    let acl = [
+        "ACL", "SETUSER", "bff", "on", ">s3cret", "~*", "&*", "+@all",
+    ];
+    assert!(redis_cli(master.port, &acl).is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel_port = crate::common::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    let pki = &master.pki;
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir \"{dir}\"\nsentinel resolve-hostnames no\n\
+             tls-replication yes\ntls-cert-file \"{cert}\"\ntls-key-file \"{key}\"\n\
+             tls-ca-cert-file \"{ca}\"\n\
+             sentinel monitor mymaster 127.0.0.1 {tls_port} 1\n\
+             sentinel auth-user mymaster bff\nsentinel auth-pass mymaster s3cret\n",
+            dir = dir.path().display(),
+            cert = pki.cert_file.display(),
+            key = pki.key_file.display(),
+            ca = pki.ca_file.display(),
+            tls_port = master.tls_port,
+        ),
+    )
+    .unwrap();
+    let sentinel_port_arg = sentinel_port.to_string();
+    let conf_arg = conf.display().to_string();
+    let _sentinel = start_server(
+        "sentinel",
+        &[&conf_arg, "--sentinel", "--port", &sentinel_port_arg],
+        sentinel_port,
+        &dir.path().join("sentinel.log"),
+    )
+    .expect("sentinel");
+    assert!(redis_cli(master.port, &["ACL", "SETUSER", "default", "off"]).is_some());
+
+    let yaml = config().yaml().replacen(
+        "session:\n",
+        &format!(
+            "session:\n  store:\n    redis:\n      sentinel: {{master_name: mymaster, \
+             nodes: [\"redis://127.0.0.1:{sentinel_port}\"], username: bff, \
+             password: s3cret, tls: true}}\n      ca_file: \"{}\"\n      timeout: 1s\n",
+            master.ca_file().display()
+        ),
+        1,
+    );
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let path = write_config(cfg_dir.path(), "bff.yaml", &yaml);
+    let s = Sessions::open(&path).await;
+    store_contract(&s).await;
 }

@@ -93,7 +93,11 @@ impl Agent {
             let _ = store.delete(&old.id).await;
         }
         metrics::LOGINS.with_label_values(&["ok"]).inc();
-        let max_age = session.expires_at.saturating_sub(now_secs());
+        // The cookie lives until the absolute end: a refresh may move the session's end.
+        let max_age = session
+            .created_at
+            .saturating_add(live.session.absolute_timeout.as_secs())
+            .saturating_sub(now_secs());
         Ok(LocalResponse::redirect(&txn.return_to)
             .with_header("set-cookie", live.cookie.set_cookie(&session.id, max_age)))
     }

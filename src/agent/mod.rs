@@ -68,6 +68,7 @@ impl Agent {
             AgentRoute::UserInfo => self.userinfo(http, live).await,
             AgentRoute::Refresh => self.refresh(http, live).await,
             AgentRoute::Logout => self.logout(http, live).await,
+            AgentRoute::LogoutEnd => self.logout_end(http).await,
             AgentRoute::BackchannelLogout => self.backchannel_logout(http).await?,
         })
     }
@@ -110,6 +111,8 @@ fn provider_failure(e: &OidcError) -> ApiError {
     match e {
         OidcError::Unavailable(_) => ApiError::ProviderUnavailable,
         OidcError::Misconfigured(_) => ApiError::ProviderMisconfigured,
-        OidcError::InvalidGrant | OidcError::Rejected(_) => ApiError::LoginFailed,
+        OidcError::InvalidGrant | OidcError::Rejected(_) | OidcError::SubjectChanged => {
+            ApiError::LoginFailed
+        }
     }
 }

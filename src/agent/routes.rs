@@ -21,13 +21,15 @@ pub enum AgentRoute {
     Refresh,
     /// `POST /logout`: end the session.
     Logout,
+    /// `GET /logout/end`: the one-time link to the provider's end-session endpoint.
+    LogoutEnd,
     /// `POST /backchannel-logout`: the provider ends sessions.
     BackchannelLogout,
 }
 
 impl AgentRoute {
     /// Every endpoint with its method and path (relative to the base path).
-    pub const ALL: [(AgentRoute, Method, &'static str); 8] = [
+    pub const ALL: [(AgentRoute, Method, &'static str); 9] = [
         (AgentRoute::Login, Method::GET, "/login"),
         (AgentRoute::LoginStart, Method::POST, "/login/start"),
         (AgentRoute::Callback, Method::GET, "/callback"),
@@ -35,6 +37,7 @@ impl AgentRoute {
         (AgentRoute::UserInfo, Method::GET, "/userinfo"),
         (AgentRoute::Refresh, Method::POST, "/refresh"),
         (AgentRoute::Logout, Method::POST, "/logout"),
+        (AgentRoute::LogoutEnd, Method::GET, "/logout/end"),
         (
             AgentRoute::BackchannelLogout,
             Method::POST,
@@ -84,6 +87,7 @@ impl AgentRoute {
             AgentRoute::UserInfo => "agent_userinfo",
             AgentRoute::Refresh => "agent_refresh",
             AgentRoute::Logout => "agent_logout",
+            AgentRoute::LogoutEnd => "agent_logout_end",
             AgentRoute::BackchannelLogout => "agent_backchannel_logout",
         }
     }

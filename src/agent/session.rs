@@ -2,7 +2,7 @@
 //! (the provider's userinfo for the session's access token).
 
 use super::{provider_failure, Agent};
-use crate::guard::{resealed_cookie, Lookup};
+use crate::guard::{resealed_cookie, Lookup, When};
 use crate::http::{ApiError, LocalResponse};
 use crate::live::LiveConfig;
 use crate::oidc::OidcError;
@@ -44,14 +44,22 @@ impl Agent {
         }
     }
 
-    /// `GET /userinfo`: the provider's answer for the session's access token.
+    /// `GET /userinfo`: the provider's answer for the session's access token, refreshed
+    /// first when it is due (like a proxied call). The answer must name the session's user
+    /// (OpenID Connect Core §5.3.2); another `sub` is not passed on.
     pub(super) async fn userinfo(
         &self,
         http: &HttpSession,
         live: &LiveConfig,
     ) -> Result<LocalResponse, ApiError> {
         let session = self.guard.session(http.req_header(), live).await?;
-        match self.oidc.userinfo(&session.tokens.access_token).await {
+        let sub = session.sub.clone();
+        let tokens = self.guard.fresh(session, When::Due).await?;
+        match self.oidc.userinfo(&tokens.access_token).await {
+            Ok(info) if info.get("sub").and_then(|s| s.as_str()) != Some(sub.as_str()) => {
+                tracing::warn!("the provider's userinfo names another user than the session's");
+                Err(ApiError::ProviderMisconfigured)
+            }
             Ok(info) => Ok(LocalResponse::json(200, &info)),
             Err(OidcError::Rejected(_) | OidcError::InvalidGrant) => Err(ApiError::TokenRejected),
             Err(e) => Err(provider_failure(&e)),

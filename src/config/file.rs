@@ -247,6 +247,10 @@ pub struct RedisFile {
     /// Longest wait for one store operation (default `1s`).
     #[serde(default = "defaults::redis_timeout")]
     pub timeout: String,
+    /// A PEM file of CA certificates trusted for TLS (`rediss://`, TLS sentinels and data
+    /// nodes) instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// Sentinel settings.
@@ -255,8 +259,18 @@ pub struct RedisFile {
 pub struct SentinelFile {
     /// The master's name as the sentinels know it.
     pub master_name: String,
-    /// Sentinel URLs, e.g. `redis://10.0.0.1:26379`.
+    /// Sentinel URLs, e.g. `redis://10.0.0.1:26379`; `rediss://` for TLS and
+    /// `user:password@` for the sentinels' own authentication.
     pub nodes: Vec<String>,
+    /// The ACL user on the master and replicas.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password on the master and replicas (a literal, `${ENV}` or `file:/path`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Whether the master and replicas speak TLS (default false).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// In-memory store settings.

@@ -145,6 +145,16 @@ impl fmt::Debug for SecretString {
     }
 }
 
+/// Equal secrets (configuration reload compares configurations), compared in constant time.
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SecretString {}
+
 impl Drop for SecretString {
     fn drop(&mut self) {
         self.0.zeroize();
@@ -274,6 +284,9 @@ pub enum StoreConfig {
         key_prefix: String,
         /// Longest wait for one operation.
         timeout: Duration,
+        /// PEM certificates trusted for TLS (`rediss://`, and TLS sentinels and data
+        /// nodes) instead of the system's roots.
+        ca_pem: Option<String>,
     },
 }
 
@@ -288,8 +301,14 @@ pub enum RedisMode {
     Sentinel {
         /// The monitored master's name.
         master_name: String,
-        /// Sentinel URLs (`redis://host:26379`).
+        /// Sentinel URLs (`redis://host:26379`, `rediss://user:password@host:26379`).
         nodes: Vec<String>,
+        /// The ACL user on the master and replicas (not the sentinels).
+        username: Option<String>,
+        /// The password on the master and replicas.
+        password: Option<SecretString>,
+        /// Whether the master and replicas speak TLS.
+        tls: bool,
     },
 }
 

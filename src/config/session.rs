@@ -4,7 +4,7 @@
 use super::file::{RedisFile, SessionFile, StoreFile};
 use super::load::Problems;
 use super::values::{duration, duration_or_zero};
-use super::{defaults, resolve, RedisMode, SessionConfig, StoreConfig};
+use super::{defaults, resolve, RedisMode, SecretString, SessionConfig, StoreConfig};
 use std::path::Path;
 
 /// Checks the session section and reads the at-rest key.
@@ -18,7 +18,7 @@ pub(super) fn build(f: SessionFile, base_dir: &Path, p: &mut Problems) -> Sessio
             "must not be longer than absolute_timeout",
         );
     }
-    let store = store(f.store, p);
+    let store = store(f.store, base_dir, p);
     let refresh_before_expiry =
         duration_or_zero(&f.refresh_before_expiry, "session.refresh_before_expiry", p);
     let refresh_lock_wait = duration(&f.refresh_lock_wait, "session.refresh_lock_wait", p);
@@ -33,7 +33,7 @@ pub(super) fn build(f: SessionFile, base_dir: &Path, p: &mut Problems) -> Sessio
 }
 
 /// `session.store`: omitted or `memory` for the embedded store, or `redis`; not both.
-fn store(f: Option<StoreFile>, p: &mut Problems) -> StoreConfig {
+fn store(f: Option<StoreFile>, base_dir: &Path, p: &mut Problems) -> StoreConfig {
     match f {
         None => StoreConfig::Memory {
             max_sessions: defaults::MAX_SESSIONS,
@@ -51,7 +51,7 @@ fn store(f: Option<StoreFile>, p: &mut Problems) -> StoreConfig {
         Some(StoreFile {
             redis: Some(r),
             memory: None,
-        }) => redis_store(r, p),
+        }) => redis_store(r, base_dir, p),
         Some(StoreFile {
             redis: None,
             memory: m,
@@ -66,7 +66,7 @@ fn store(f: Option<StoreFile>, p: &mut Problems) -> StoreConfig {
 }
 
 /// `session.store.redis`: exactly one of `url`, `cluster` and `sentinel`.
-fn redis_store(r: RedisFile, p: &mut Problems) -> StoreConfig {
+fn redis_store(r: RedisFile, base_dir: &Path, p: &mut Problems) -> StoreConfig {
     let url_ok = |u: &str, key: &str, p: &mut Problems| {
         if let Err(e) = redis::Client::open(u) {
             // The URL may carry a password: describe the problem, never echo it.
@@ -103,9 +103,23 @@ fn redis_store(r: RedisFile, p: &mut Problems) -> StoreConfig {
             for (i, n) in s.nodes.iter().enumerate() {
                 url_ok(n, &format!("session.store.redis.sentinel.nodes[{i}]"), p);
             }
+            let password = s.password.as_deref().map(|raw| {
+                SecretString(resolve::text_secret(
+                    raw,
+                    "session.store.redis.sentinel.password",
+                    base_dir,
+                    p,
+                ))
+            });
+            if s.username.as_deref().is_some_and(str::is_empty) {
+                p.add("session.store.redis.sentinel.username", "must not be empty");
+            }
             RedisMode::Sentinel {
                 master_name: s.master_name,
                 nodes: s.nodes,
+                username: s.username,
+                password,
+                tls: s.tls,
             }
         }
         _ => {
@@ -116,9 +130,70 @@ fn redis_store(r: RedisFile, p: &mut Problems) -> StoreConfig {
             RedisMode::Single(String::new())
         }
     };
+    let ca_pem = r.ca_file.as_deref().map(|file| {
+        let key = "session.store.redis.ca_file";
+        let path = resolve::readable_file(file, base_dir, key, p);
+        // An unreadable file was reported by `readable_file`.
+        let pem = std::fs::read_to_string(&path).ok();
+        if pem
+            .as_ref()
+            .is_some_and(|pem| !pem.contains("-----BEGIN CERTIFICATE-----"))
+        {
+            p.add(key, format!("{path} holds no PEM certificate"));
+        }
+        pem.unwrap_or_default()
+    });
+    if ca_pem.is_some() && !uses_tls(&mode) {
+        p.add(
+            "session.store.redis.ca_file",
+            "no connection uses TLS: use rediss:// URLs (or sentinel.tls)",
+        );
+    }
     StoreConfig::Redis {
         mode,
         key_prefix: r.key_prefix,
         timeout: duration(&r.timeout, "session.store.redis.timeout", p),
+        ca_pem,
+    }
+}
+
+/// Whether any connection of `mode` is TLS.
+fn uses_tls(mode: &RedisMode) -> bool {
+    let tls = |u: &String| u.starts_with("rediss://");
+    match mode {
+        RedisMode::Single(url) => tls(url),
+        RedisMode::Cluster(nodes) => nodes.iter().any(tls),
+        RedisMode::Sentinel {
+            nodes, tls: data, ..
+        } => *data || nodes.iter().any(tls),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{base, problems};
+
+    fn keys(store: &str) -> Vec<String> {
+        let text = base().replace(
+            "session: {",
+            &format!("session: {{store: {{redis: {store}}}, "),
+        );
+        problems(&text).into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn redis_tls_and_auth_keys_are_checked() {
+        assert_eq!(
+            keys("{url: \"redis://h:6379\", ca_file: /nonexistent/ca.pem}"),
+            vec!["session.store.redis.ca_file"; 2]
+        );
+        assert_eq!(
+            keys("{sentinel: {master_name: m, nodes: [\"redis://h:26379\"], username: \"\", password: \"file:/nonexistent\"}}"),
+            vec![
+                "session.store.redis.sentinel.password",
+                "session.store.redis.sentinel.username"
+            ]
+        );
+        assert!(keys("{sentinel: {master_name: m, nodes: [\"rediss://u:p@h:26379\"], username: bff, password: pw, tls: true}}").is_empty());
     }
 }

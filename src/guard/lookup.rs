@@ -9,6 +9,10 @@ use pingora::http::RequestHeader;
 
 /// What the request's cookie leads to.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per request, matched at once: boxing the session buys nothing"
+)]
 pub enum Lookup {
     /// No session cookie.
     Missing,

@@ -1,17 +1,20 @@
 //! The request guard: who is this, and may it go on.
 //!
 //! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
-//! token fresh (`refresh`, over the [`TokenEndpoint`] trait the provider client
-//! implements). The proxy asks [`Guard::admit`] for every API request that reads the
+//! token fresh (`refresh`: one bounded, shared flight per session; `redeem`: the store
+//! lease and the provider call under it, over the [`TokenEndpoint`] trait the provider
+//! client implements). The proxy asks [`Guard::admit`] for every API request that reads the
 //! session; the agent's endpoints use the same pieces.
 
 mod csrf;
 mod lookup;
+mod redeem;
 mod refresh;
 
 pub use csrf::{check_csrf, check_route_request};
 pub use lookup::{lookup, Lookup};
-pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When};
+pub use redeem::{lease, PROVIDER_CALL_LIMIT};
+pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
 
 use crate::config::AuthMode;
 use crate::http::ApiError;
@@ -41,6 +44,13 @@ impl Guard {
     /// A guard over `store`; `refresher` is present when a provider can refresh tokens.
     pub fn new(store: SessionStore, refresher: Option<Refresher>) -> Self {
         Guard { store, refresher }
+    }
+
+    /// Applies new refresh timings (configuration reload); a no-op without a provider.
+    pub fn set_refresh_timings(&self, before: std::time::Duration, lock_wait: std::time::Duration) {
+        if let Some(r) = &self.refresher {
+            r.set_timings(before, lock_wait);
+        }
     }
 
     /// The session store.
@@ -119,10 +129,13 @@ impl Guard {
     }
 }
 
-/// A `Set-Cookie` re-sealing `session`'s cookie with the current key, living as long as
-/// the session.
+/// A `Set-Cookie` re-sealing `session`'s cookie with the current key, living until the
+/// session's absolute end (a refresh may move its end up to there).
 pub fn resealed_cookie(live: &LiveConfig, session: &UserSession) -> String {
-    let max_age = session.expires_at.saturating_sub(now_secs());
+    let max_age = session
+        .created_at
+        .saturating_add(live.session.absolute_timeout.as_secs())
+        .saturating_sub(now_secs());
     live.cookie.set_cookie(&session.id, max_age)
 }
 

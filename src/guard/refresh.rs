@@ -1,36 +1,42 @@
-//! Keeping access tokens fresh: one refresh per session, however many requests race and
-//! however many bffgate instances share the store.
+//! Keeping access tokens fresh: one refresh per session, however many requests race,
+//! however many bffgate instances share the store, and however badly the provider fares.
 //!
 //! A request whose token expires within `refresh_before_expiry` comes here. In the process,
-//! requests for one session queue on that session's async mutex; the first refreshes and
-//! the rest re-read the session and find fresh tokens. Across instances, the refresher
-//! holds the session's store lock (`SET NX PX`, released by compare-and-delete) while it
-//! calls the provider; other instances wait (bounded) and re-read. A grace record maps
-//! the old refresh token to the new tokens for a short while, so a request that read the
-//! session just before a refresh never replays a rotated refresh token.
+//! the requests for one session share one *flight*: the first starts it (a task of its
+//! own), the rest join it, and every one of them waits for its outcome at most
+//! `refresh_lock_wait`. A request that stops waiting goes on with the token it has while it
+//! is valid, else answers `503 refresh_unavailable`; the flight runs on and stores what it
+//! gets. A failed flight's outcome is shared with everyone who joined it and remembered for
+//! [`FAILURE_HOLD`] per session, so a storm against a failing provider makes one call.
+//!
+//! Across instances, the flight holds the session's store lock while it calls the provider
+//! (`redeem.rs`). Only `invalid_grant` (or a refreshed ID token naming another user) ends a
+//! session; every other failure keeps it for a later try.
 
 use crate::http::ApiError;
 use crate::metrics;
 use crate::session::{now_secs, SessionId, SessionStore, Tokens, UserSession};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How long the store lock is held at most (a crashed holder frees it by then).
-const LOCK_TTL: Duration = Duration::from_secs(10);
-/// How long a grace record lives.
-const GRACE_TTL: Duration = Duration::from_secs(30);
-/// Pause between polls while another instance refreshes.
-const POLL: Duration = Duration::from_millis(25);
+/// How long a failed refresh is remembered per session: requests for the session in that
+/// time share the failure instead of asking the provider again. `Retry-After` of
+/// `503 refresh_unavailable` says the same.
+pub const FAILURE_HOLD: Duration = Duration::from_secs(1);
 
 /// Why the provider gave no new tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshFailure {
-    /// The provider refused the refresh token: the session cannot go on.
+    /// The provider refused the refresh token (`invalid_grant`), or the refreshed ID token
+    /// names another user: the session cannot go on.
     Refused,
-    /// The provider could not be asked or failed; a later try may work.
+    /// The provider could not be asked, failed, or answered something that did not verify;
+    /// a later try may work.
     Unavailable(String),
 }
 
@@ -80,19 +86,42 @@ pub enum When {
     Now,
 }
 
-/// Refreshes sessions' tokens with single-flight guarantees.
-pub struct Refresher {
-    provider: Arc<dyn TokenEndpoint>,
-    store: SessionStore,
+/// What one flight found, shared by every request that joined it.
+#[derive(Debug, Clone)]
+pub(super) enum Outcome {
+    /// New (or newer) tokens.
+    Fresh(Tokens),
+    /// The session ended.
+    Ended,
+    /// No new tokens; these are the session's current ones.
+    Failed(Tokens),
+}
+
+/// The reloadable timings.
+#[derive(Debug, Clone, Copy)]
+struct Timings {
     before: Duration,
     lock_wait: Duration,
-    local: Mutex<HashMap<SessionId, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+/// Refreshes sessions' tokens with single-flight guarantees.
+pub struct Refresher {
+    inner: Arc<Inner>,
+}
+
+/// The refresher's state, shared with its flights.
+pub(super) struct Inner {
+    pub(super) provider: Arc<dyn TokenEndpoint>,
+    pub(super) store: SessionStore,
+    timings: ArcSwap<Timings>,
+    flights: Mutex<HashMap<SessionId, watch::Receiver<Option<Outcome>>>>,
+    failures: Mutex<HashMap<SessionId, (Instant, String)>>,
 }
 
 impl std::fmt::Debug for Refresher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Refresher")
-            .field("before", &self.before)
+            .field("timings", &**self.inner.timings.load())
             .finish_non_exhaustive()
     }
 }
@@ -101,8 +130,18 @@ fn expired(t: &Tokens) -> bool {
     t.access_expires_at.is_some_and(|at| at <= now_secs())
 }
 
+/// What to do when no refresh could be made: keep using a token that is still valid.
+fn fallback(tokens: Tokens) -> Freshness {
+    metrics::REFRESHES.with_label_values(&["unavailable"]).inc();
+    if expired(&tokens) {
+        Freshness::Unavailable
+    } else {
+        Freshness::Fresh(tokens)
+    }
+}
+
 impl Refresher {
-    /// A refresher refreshing `before` expiry, waiting at most `lock_wait` for others.
+    /// A refresher refreshing `before` expiry, waiting at most `lock_wait` for a refresh.
     pub fn new(
         provider: Arc<dyn TokenEndpoint>,
         store: SessionStore,
@@ -110,170 +149,122 @@ impl Refresher {
         lock_wait: Duration,
     ) -> Self {
         Refresher {
-            provider,
-            store,
-            before,
-            lock_wait,
-            local: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                provider,
+                store,
+                timings: ArcSwap::from_pointee(Timings { before, lock_wait }),
+                flights: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
+            }),
         }
+    }
+
+    /// Applies new `refresh_before_expiry` and `refresh_lock_wait` (configuration reload)
+    /// from the next request on.
+    pub fn set_timings(&self, before: Duration, lock_wait: Duration) {
+        self.inner
+            .timings
+            .store(Arc::new(Timings { before, lock_wait }));
     }
 
     /// Whether a session's access token is due for a refresh (and can be refreshed).
     pub fn due(&self, t: &Tokens) -> bool {
-        t.refresh_token.is_some()
-            && t.access_expires_at
-                .is_some_and(|at| at <= now_secs().saturating_add(self.before.as_secs()))
-    }
-
-    fn local_lock(&self, id: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
-        let Ok(mut map) = self.local.lock() else {
-            return Arc::new(tokio::sync::Mutex::new(()));
-        };
-        if let Some(m) = map.get(id).and_then(Weak::upgrade) {
-            return m;
-        }
-        if map.len() > 4096 {
-            map.retain(|_, w| w.strong_count() > 0);
-        }
-        let m = Arc::new(tokio::sync::Mutex::new(()));
-        map.insert(id.clone(), Arc::downgrade(&m));
-        m
-    }
-
-    /// What to do when no refresh could be made: keep using a token that is still valid.
-    fn fallback(tokens: Tokens) -> Freshness {
-        metrics::REFRESHES.with_label_values(&["unavailable"]).inc();
-        if expired(&tokens) {
-            Freshness::Unavailable
-        } else {
-            Freshness::Fresh(tokens)
-        }
+        self.inner.due(t)
     }
 
     /// Returns tokens to forward for `session`, refreshing them (when `when` says so) unless
-    /// somebody else already has.
+    /// somebody else already has. Answers within `refresh_lock_wait` (plus store round
+    /// trips to start), whatever the provider does.
     pub async fn ensure_fresh(&self, session: UserSession, when: When) -> Freshness {
         if when == When::Due && !self.due(&session.tokens) {
             return Freshness::Fresh(session.tokens);
         }
-        let waited = Instant::now();
-        let local = self.local_lock(&session.id);
-        let _in_process = local.lock().await;
-        // Whoever held the lock before may have refreshed: read again.
-        let mut current = match self.store.get(&session.id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Freshness::Ended,
-            Err(_) => return Self::fallback(session.tokens),
+        let started = Instant::now();
+        let deadline = started + self.inner.timings.load().lock_wait;
+        if self.inner.recently_failed(&session) {
+            return fallback(session.tokens);
+        }
+        let mut rx = self.join_or_start(&session, when);
+        let outcome = match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => outcome.clone(),
+            // Timed out, or the flight died without an answer.
+            _ => None,
         };
-        // Tokens that changed since this request read the session are the result of the
-        // refresh it was about to do: one refresh per generation, even for tokens so short-
-        // lived that they are due again at once.
-        if current.tokens.access_token != session.tokens.access_token {
-            metrics::REFRESHES.with_label_values(&["lock_wait"]).inc();
-            metrics::REFRESH_LOCK_WAIT.observe(waited.elapsed().as_secs_f64());
-            return Freshness::Fresh(current.tokens);
+        metrics::REFRESH_LOCK_WAIT.observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Some(Outcome::Fresh(t)) => Freshness::Fresh(t),
+            Some(Outcome::Ended) => Freshness::Ended,
+            Some(Outcome::Failed(t)) => fallback(t),
+            None => fallback(session.tokens),
         }
-        let token: [u8; 16] = crate::random::os_bytes();
-        let deadline = Instant::now() + self.lock_wait;
-        loop {
-            match self.store.lock_session(&current.id, &token, LOCK_TTL).await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(_) => return Self::fallback(current.tokens),
-            }
-            // Another instance is refreshing: wait for its result.
-            tokio::time::sleep(POLL).await;
-            match self.store.get(&current.id).await {
-                Ok(Some(s)) if s.tokens.access_token != current.tokens.access_token => {
-                    metrics::REFRESHES.with_label_values(&["lock_wait"]).inc();
-                    metrics::REFRESH_LOCK_WAIT.observe(waited.elapsed().as_secs_f64());
-                    return Freshness::Fresh(s.tokens);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Freshness::Ended,
-                Err(_) => return Self::fallback(current.tokens),
-            }
-            if Instant::now() >= deadline {
-                return Self::fallback(current.tokens);
-            }
-        }
-        metrics::REFRESH_LOCK_WAIT.observe(waited.elapsed().as_secs_f64());
-        let outcome = self.refresh_locked(&mut current).await;
-        if let Err(e) = self.store.unlock_session(&current.id, &token).await {
-            tracing::debug!(error = %e, "refresh lock release failed; it expires by itself");
-        }
-        outcome
     }
 
-    /// The refresh itself, with the store lock held.
-    async fn refresh_locked(&self, current: &mut UserSession) -> Freshness {
-        // The session may have been refreshed between our read and the lock.
-        match self.store.get(&current.id).await {
-            Ok(Some(s)) => {
-                let changed = s.tokens.access_token != current.tokens.access_token;
-                *current = s;
-                if changed {
-                    metrics::REFRESHES.with_label_values(&["lock_wait"]).inc();
-                    return Freshness::Fresh(current.tokens.clone());
-                }
-            }
-            Ok(None) => return Freshness::Ended,
-            Err(_) => return Self::fallback(current.tokens.clone()),
-        }
-        let Some(old_rt) = current.tokens.refresh_token.clone() else {
-            return Self::fallback(current.tokens.clone());
+    /// The session's flight in progress, or a new one.
+    fn join_or_start(&self, session: &UserSession, when: When) -> watch::Receiver<Option<Outcome>> {
+        let Ok(mut flights) = self.inner.flights.lock() else {
+            // A poisoned map: refresh without sharing rather than not at all.
+            let (tx, rx) = watch::channel(None);
+            self.spawn_flight(session.clone(), when, tx);
+            return rx;
         };
-        // A grace record is only worth using when it holds tokens this session has not seen
-        // yet that are not themselves due; otherwise ask the provider.
-        if let Ok(Some(tokens)) = self.store.get_grace(&current.id, &old_rt).await {
-            if tokens.access_token != current.tokens.access_token && !self.due(&tokens) {
-                metrics::REFRESHES.with_label_values(&["grace_hit"]).inc();
-                return Freshness::Fresh(tokens);
+        if let Some(rx) = flights.get(&session.id) {
+            // A flight whose task is gone (it panicked) is replaced.
+            if rx.has_changed().is_ok() {
+                return rx.clone();
             }
         }
-        let started = Instant::now();
-        let result = self.provider.refresh(&old_rt, &current.sub).await;
-        metrics::REFRESH_DURATION.observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(mut tokens) => {
-                if tokens.id_token.is_none() {
-                    tokens.id_token = current.tokens.id_token.clone();
-                }
-                current.tokens = tokens.clone();
-                match self.store.update(current).await {
-                    Ok(true) => {}
-                    Ok(false) => return Freshness::Ended,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "refreshed tokens not stored; the next request refreshes again")
-                    }
-                }
-                // Only a rotated refresh token can be replayed by mistake: without rotation
-                // the old one stays valid and needs no grace record.
-                let rotated = tokens.refresh_token.as_deref() != Some(old_rt.as_str());
-                if rotated {
-                    if let Err(e) = self
-                        .store
-                        .put_grace(&current.id, &old_rt, &tokens, GRACE_TTL)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "grace record not stored");
-                    }
-                }
-                metrics::REFRESHES.with_label_values(&["ok"]).inc();
-                Freshness::Fresh(tokens)
+        let (tx, rx) = watch::channel(None);
+        flights.insert(session.id.clone(), rx.clone());
+        drop(flights);
+        self.spawn_flight(session.clone(), when, tx);
+        rx
+    }
+
+    fn spawn_flight(&self, session: UserSession, when: When, tx: watch::Sender<Option<Outcome>>) {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let id = session.id.clone();
+            let outcome = inner.flight(session, when).await;
+            if let Outcome::Failed(t) = &outcome {
+                inner.remember_failure(&id, &t.access_token);
             }
-            Err(RefreshFailure::Refused) => {
-                metrics::REFRESHES
-                    .with_label_values(&["invalid_grant"])
-                    .inc();
-                tracing::info!("the provider refused a refresh token; ending the session");
-                let _ = self.store.delete(&current.id).await;
-                Freshness::Ended
+            if let Ok(mut flights) = inner.flights.lock() {
+                flights.remove(&id);
             }
-            Err(RefreshFailure::Unavailable(why)) => {
-                tracing::warn!(error = %why, "refresh failed; keeping the session for a later try");
-                Self::fallback(current.tokens.clone())
+            let _ = tx.send(Some(outcome));
+        });
+    }
+}
+
+impl Inner {
+    pub(super) fn due(&self, t: &Tokens) -> bool {
+        let before = self.timings.load().before;
+        t.refresh_token.is_some()
+            && t.access_expires_at
+                .is_some_and(|at| at <= now_secs().saturating_add(before.as_secs()))
+    }
+
+    pub(super) fn lock_wait(&self) -> Duration {
+        self.timings.load().lock_wait
+    }
+
+    /// Whether a refresh of these very tokens failed within [`FAILURE_HOLD`].
+    fn recently_failed(&self, session: &UserSession) -> bool {
+        let Ok(failures) = self.failures.lock() else {
+            return false;
+        };
+        failures.get(&session.id).is_some_and(|(until, at)| {
+            *until > Instant::now() && *at == session.tokens.access_token
+        })
+    }
+
+    fn remember_failure(&self, id: &SessionId, access_token: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            let now = Instant::now();
+            if failures.len() > 4096 {
+                failures.retain(|_, (until, _)| *until > now);
             }
+            failures.insert(id.clone(), (now + FAILURE_HOLD, access_token.to_owned()));
         }
     }
 }

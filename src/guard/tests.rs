@@ -60,6 +60,7 @@ impl TokenEndpoint for FakeProvider {
                 refresh_token: Some(format!("{refresh_token}-{n}")),
                 id_token: None,
                 access_expires_at: Some(now_secs() + 3600),
+                refresh_expires_at: None,
             }),
             Answer::Refused => Err(RefreshFailure::Refused),
             Answer::Unavailable => Err(RefreshFailure::Unavailable("503 from the fake".into())),
@@ -83,6 +84,7 @@ async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Gu
         refresh_token: Some("rt-0".into()),
         id_token: None,
         access_expires_at: Some(now_secs().saturating_add_signed(expires_in)),
+        refresh_expires_at: None,
     };
     let session = UserSession::new(
         "alice".into(),
@@ -117,6 +119,79 @@ async fn a_storm_on_one_session_makes_one_provider_call() {
         .expect("get")
         .expect("kept");
     assert_eq!(stored.tokens.access_token, "at-1");
+}
+
+/// A provider that fails after 3 s (longer than `refresh_lock_wait`, 2 s): a storm of 50
+/// requests on an expired token makes one call, every request is answered within the
+/// wait with `refresh_unavailable`, the session is kept, and a request within
+/// [`FAILURE_HOLD`] of the failure shares it without a call.
+#[tokio::test(start_paused = true)]
+async fn a_storm_against_a_failing_provider_makes_one_call_within_the_wait() {
+    let provider = FakeProvider::new(Answer::Unavailable, Duration::from_secs(3));
+    let (guard, session) = guard_with_session(Arc::clone(&provider), -5).await;
+    let guard = Arc::new(guard);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (g, s) = (Arc::clone(&guard), session.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = g.fresh(s, When::Due).await;
+            (r, started.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (r, took) = t.await.expect("task");
+        assert_eq!(r, Err(ApiError::RefreshUnavailable));
+        assert!(
+            took <= Duration::from_secs(2) + Duration::from_millis(50),
+            "{took:?}"
+        );
+    }
+    // The flight runs on and fails at 3 s; its failure is then shared.
+    tokio::time::sleep_until(started + Duration::from_millis(3100)).await;
+    assert_eq!(
+        guard.fresh(session.clone(), When::Due).await,
+        Err(ApiError::RefreshUnavailable)
+    );
+    assert_eq!(provider.calls(), 1);
+    assert!(guard.store().get(&session.id).await.expect("get").is_some());
+    // After the hold, the provider is asked again.
+    tokio::time::sleep(FAILURE_HOLD).await;
+    let _ = guard.fresh(session, When::Due).await;
+    assert_eq!(provider.calls(), 2);
+}
+
+/// Tokens a refresh stored only in its grace record (the session write failed) are
+/// written back to the session when a later refresh finds them there.
+#[tokio::test]
+async fn tokens_found_through_a_grace_record_are_written_back() {
+    let provider = FakeProvider::new(Answer::Tokens, Duration::ZERO);
+    let (guard, session) = guard_with_session(Arc::clone(&provider), 5).await;
+    let newer = Tokens {
+        access_token: "at-grace".into(),
+        refresh_token: Some("rt-grace".into()),
+        id_token: None,
+        access_expires_at: Some(now_secs() + 3600),
+        refresh_expires_at: None,
+    };
+    guard
+        .store()
+        .put_grace(&session.id, "rt-0", &newer, Duration::from_secs(30))
+        .await
+        .expect("grace");
+    let tokens = guard
+        .fresh(session.clone(), When::Due)
+        .await
+        .expect("fresh");
+    assert_eq!(tokens.access_token, "at-grace");
+    assert_eq!(provider.calls(), 0);
+    let stored = guard
+        .store()
+        .get(&session.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(stored.tokens.refresh_token.as_deref(), Some("rt-grace"));
 }
 
 #[tokio::test]
@@ -307,4 +382,30 @@ async fn a_cookie_under_an_older_key_is_resealed() {
         .await
         .expect("admitted");
     assert!(admitted.set_cookie.is_none());
+}
+
+/// `503 refresh_unavailable` tells clients to come back when the failure hold is over.
+#[test]
+fn retry_after_is_the_failure_hold() {
+    assert_eq!(
+        ApiError::RefreshUnavailable.retry_after(),
+        Some(FAILURE_HOLD.as_secs())
+    );
+}
+
+/// A reload's refresh timings apply from the next request: a token not due under 30 s is
+/// due under 2 h.
+#[tokio::test]
+async fn reloaded_refresh_timings_apply_to_the_next_request() {
+    let provider = FakeProvider::new(Answer::Tokens, Duration::ZERO);
+    let (guard, session) = guard_with_session(Arc::clone(&provider), 3600).await;
+    let tokens = guard
+        .fresh(session.clone(), When::Due)
+        .await
+        .expect("fresh");
+    assert_eq!(tokens.access_token, "at-0");
+    guard.set_refresh_timings(Duration::from_secs(7200), Duration::from_secs(2));
+    let tokens = guard.fresh(session, When::Due).await.expect("fresh");
+    assert_eq!(tokens.access_token, "at-1");
+    assert_eq!(provider.calls(), 1);
 }

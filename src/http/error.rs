@@ -200,6 +200,15 @@ impl ApiError {
         }
     }
 
+    /// The `Retry-After` (seconds) the answer carries: a refresh that failed is not tried
+    /// again for that long (the refresher's failure hold).
+    pub fn retry_after(self) -> Option<u64> {
+        match self {
+            ApiError::RefreshUnavailable => Some(1),
+            _ => None,
+        }
+    }
+
     /// Whether the answer also removes the session cookie (it names no live session).
     pub fn clears_session_cookie(self) -> bool {
         matches!(self, ApiError::InvalidSession | ApiError::SessionExpired)

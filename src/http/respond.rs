@@ -92,6 +92,9 @@ impl From<ApiError> for LocalResponse {
             &serde_json::json!({ "code": e.code(), "message": e.message() }),
         );
         resp.error = Some(e);
-        resp
+        match e.retry_after() {
+            Some(secs) => resp.with_header("retry-after", secs.to_string()),
+            None => resp,
+        }
     }
 }

@@ -2,27 +2,31 @@
 //! and swapped whole when re-fetched, plus the [`DiscoveryService`] that discovers it at
 //! start with back-off.
 //!
-//! Keys are re-fetched when a token names a key id we do not hold, at most once per
+//! Keys are re-fetched when a token does not verify with the keys we hold: one fetch
+//! however many tokens arrive at once (a single flight), and at most one per
 //! [`JWKS_REFRESH_INTERVAL`].
 
 use super::error::discovery_error;
 use super::{timed, OidcClient, OidcError};
 use crate::config::ClientAuth;
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGrantType,
-    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod,
+    CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreSubjectIdentifierType, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, ProviderMetadata, RedirectUrl,
+    AdditionalProviderMetadata, AuthType, ClientId, ClientSecret, EmptyAdditionalClaims,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, ExtraTokenFields, IdTokenFields, IssuerUrl,
+    ProviderMetadata, RedirectUrl, StandardErrorResponse, StandardTokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The least time between two JWKS fetches triggered by unknown key ids.
-pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// The least time between two JWKS fetches triggered by tokens that do not verify.
+pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Discovery fields beyond OpenID Connect Core that bffgate uses.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -52,7 +56,69 @@ pub(super) type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-type Client = CoreClient<
+/// Token-response fields beyond OAuth 2.0 and OpenID Connect Core that bffgate reads: the
+/// refresh token's lifetime, as Keycloak (`refresh_expires_in`) and others
+/// (`refresh_token_expires_in`) report it. Kept as JSON values: a provider sending them
+/// in an unexpected shape must not make the whole token response unreadable.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct RefreshLifetime {
+    /// Seconds the refresh token stays valid (Keycloak; 0 means no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<serde_json::Value>,
+    /// Seconds the refresh token stays valid (other providers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_in: Option<serde_json::Value>,
+}
+
+impl ExtraTokenFields for RefreshLifetime {}
+
+impl RefreshLifetime {
+    /// When the refresh token `refresh_token` expires (unix seconds): what the response
+    /// says, else the token's own `exp` if it is a JWT; `None` when nobody says.
+    pub(super) fn expires_at(&self, refresh_token: &str) -> Option<u64> {
+        let seconds = |v: &serde_json::Value| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        };
+        let said = self
+            .refresh_expires_in
+            .as_ref()
+            .or(self.refresh_token_expires_in.as_ref())
+            .and_then(seconds);
+        match said {
+            // 0: the refresh token does not expire (an offline token).
+            Some(0) => None,
+            Some(s) => Some(crate::session::now_secs().saturating_add(s)),
+            None => super::jwt_payload(refresh_token)
+                .and_then(|claims| claims.get("exp").and_then(serde_json::Value::as_u64)),
+        }
+    }
+}
+
+/// The token response: OpenID Connect Core's, with [`RefreshLifetime`].
+pub(super) type TokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        EmptyAdditionalClaims,
+        RefreshLifetime,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+
+type Client = openidconnect::Client<
+    EmptyAdditionalClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    TokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
     EndpointSet,
     EndpointNotSet,
     EndpointNotSet,
@@ -95,7 +161,7 @@ impl OidcClient {
     }
 
     fn build(&self, metadata: Metadata) -> Provider {
-        let mut client = CoreClient::from_provider_metadata(
+        let mut client = Client::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
             Some(ClientSecret::new(
@@ -132,9 +198,21 @@ impl OidcClient {
         self.discover().await
     }
 
-    /// Re-fetches the provider's keys, unless that happened in the last
-    /// [`JWKS_REFRESH_INTERVAL`]. True when new keys were loaded.
+    /// Re-fetches the provider's keys after a token failed to verify with `current`'s.
+    /// True when newer keys than `current`'s are loaded (by this call or by another one
+    /// that ran meanwhile).
+    ///
+    /// A single flight: however many callers come at once, one fetch is made and the
+    /// others wait for it and use its keys. Keys fetched less than
+    /// [`JWKS_REFRESH_INTERVAL`] ago are not fetched again (a flood of tokens naming
+    /// unknown keys costs at most one fetch per interval).
     pub(super) async fn refresh_keys(&self, current: &Provider) -> bool {
+        let _flight = self.keys_flight.lock().await;
+        if let Some(latest) = self.provider.load_full() {
+            if latest.fetched > current.fetched {
+                return true;
+            }
+        }
         if current.fetched.elapsed() < JWKS_REFRESH_INTERVAL {
             return false;
         }
@@ -182,5 +260,40 @@ impl pingora::services::background::BackgroundService for DiscoveryService {
             }
             delay = (delay * 2).min(Duration::from_secs(30));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefreshLifetime;
+    use crate::session::now_secs;
+    use serde_json::json;
+
+    fn lifetime(v: serde_json::Value) -> RefreshLifetime {
+        serde_json::from_value(v).expect("fields")
+    }
+
+    #[test]
+    fn refresh_token_lifetime_from_the_response_or_the_token() {
+        let now = now_secs();
+        let at = |v| lifetime(v).expires_at("opaque");
+        assert!(at(json!({"refresh_expires_in": 20})).is_some_and(|t| t.abs_diff(now + 20) <= 1));
+        assert!(at(json!({"refresh_token_expires_in": "30"}))
+            .is_some_and(|t| t.abs_diff(now + 30) <= 1));
+        // Keycloak's offline tokens: 0 is "no limit".
+        assert_eq!(at(json!({"refresh_expires_in": 0})), None);
+        assert_eq!(at(json!({"refresh_expires_in": {"odd": true}})), None);
+        assert_eq!(at(json!({})), None);
+        // A JWT refresh token's own exp, when the response says nothing.
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(json!({"alg": "HS256"})),
+            b64(json!({"exp": 4_000_000_000u64}))
+        );
+        assert_eq!(lifetime(json!({})).expires_at(&jwt), Some(4_000_000_000));
     }
 }

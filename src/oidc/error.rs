@@ -16,6 +16,9 @@ pub enum OidcError {
     /// The provider refused, or what it returned failed validation.
     #[error("refused: {0}")]
     Rejected(String),
+    /// A refreshed ID token names another user than the session's.
+    #[error("the refreshed ID token names another user")]
+    SubjectChanged,
 }
 
 /// A reqwest error's text without its URL (URLs may carry tokens in queries).

@@ -124,6 +124,12 @@ impl OidcClient {
             tokens: crate::session::Tokens {
                 access_token: response.access_token().secret().clone(),
                 refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+                refresh_expires_at: response.refresh_token().and_then(|t| {
+                    response
+                        .extra_fields()
+                        .extra_fields()
+                        .expires_at(t.secret())
+                }),
                 id_token: Some(id_token.to_string()),
                 access_expires_at: response
                     .expires_in()

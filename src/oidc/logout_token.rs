@@ -139,10 +139,13 @@ fn check_claims(c: &Value, config: &OidcConfig, now: u64) -> Result<LogoutClaims
     if iat > now + skew || iat + MAX_AGE_SECS + skew < now {
         return Err(Failure::Invalid("iat out of range"));
     }
-    if let Some(exp) = c.get("exp").and_then(Value::as_u64) {
-        if exp + skew < now {
-            return Err(Failure::Invalid("expired"));
-        }
+    // Back-Channel Logout 1.0 §2.4 requires `exp`: a token without one never expires.
+    let exp = c
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or(Failure::Invalid("no exp"))?;
+    if exp + skew < now {
+        return Err(Failure::Invalid("expired"));
     }
     let event_ok = c
         .get("events")
@@ -195,7 +198,7 @@ mod tests {
     }
 
     fn good() -> Value {
-        json!({"iss": "https://idp.test", "aud": ["bff", "x"], "iat": 1000, "jti": "j1", "sid": "s1",
+        json!({"iss": "https://idp.test", "aud": ["bff", "x"], "iat": 1000, "exp": 1120, "jti": "j1", "sid": "s1",
                "events": {EVENT: {}}})
     }
 
@@ -231,6 +234,13 @@ mod tests {
             },
             1000,
         );
+        refuse(
+            &|v| {
+                v.as_object_mut().map(|o| o.remove("exp"));
+            },
+            1000,
+        );
+        refuse(&|v| v["exp"] = json!(960), 1000);
         refuse(&|_| {}, 1000 + MAX_AGE_SECS + 31);
         refuse(&|_| {}, 900);
     }

@@ -3,7 +3,8 @@
 //!
 //! Built on the `openidconnect` crate. Discovery runs in the background at start (retried
 //! with back-off) and again on demand; the provider's keys are re-fetched when a token
-//! names a key id we do not hold, at most once per [`JWKS_REFRESH_INTERVAL`].
+//! does not verify with the keys we hold, in a single flight, at most once per
+//! [`JWKS_REFRESH_INTERVAL`].
 //!
 //! This file owns [`OidcClient`] itself (its fields, constructor and small accessors) and
 //! the helpers every flow shares. The behaviour lives in one file per concern, each adding
@@ -42,6 +43,8 @@ pub struct OidcClient {
     provider: ArcSwapOption<Provider>,
     /// When discovery was last tried, and how it failed.
     last_attempt: Mutex<Option<(Instant, Option<OidcError>)>>,
+    /// Held while the provider's keys are re-fetched: one fetch at a time.
+    keys_flight: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -71,6 +74,7 @@ impl OidcClient {
             http,
             provider: ArcSwapOption::empty(),
             last_attempt: Mutex::new(None),
+            keys_flight: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -13,7 +13,9 @@ impl OidcClient {
     ///
     /// # Errors
     /// [`OidcError::InvalidGrant`] when the provider refuses the refresh token;
-    /// [`OidcError::Rejected`] for other refusals or an invalid ID token;
+    /// [`OidcError::SubjectChanged`] when the new ID token names another user;
+    /// [`OidcError::Rejected`] for other refusals or an ID token that does not verify
+    /// (also with the provider's keys re-fetched);
     /// [`OidcError::Unavailable`] when the provider cannot be reached or fails.
     pub async fn refresh(
         &self,
@@ -30,22 +32,29 @@ impl OidcClient {
         let response = timed("refresh", response).await.map_err(token_error)?;
         let id_token = response.extra_fields().id_token();
         if let Some(t) = id_token {
-            let claims = self
-                .verify_id_token(&provider, t, None)
+            let mut verified = self.verify_id_token(&provider, t, None);
+            // A failure may be a key the provider rotated in: re-fetch the keys once and
+            // verify again before judging the token.
+            if verified.is_err() && self.refresh_keys(&provider).await {
+                let provider = self.provider().await?;
+                verified = self.verify_id_token(&provider, t, None);
+            }
+            let claims = verified
                 .map_err(|e| OidcError::Rejected(format!("refreshed ID token refused: {e}")))?;
             if claims.get("sub").and_then(|s| s.as_str()) != Some(sub) {
-                return Err(OidcError::Rejected(
-                    "refreshed ID token names another user".into(),
-                ));
+                return Err(OidcError::SubjectChanged);
             }
         }
+        let new_refresh_token = response
+            .refresh_token()
+            .map_or_else(|| refresh_token.to_string(), |t| t.secret().clone());
         Ok(crate::session::Tokens {
             access_token: response.access_token().secret().clone(),
-            refresh_token: Some(
-                response
-                    .refresh_token()
-                    .map_or_else(|| refresh_token.to_string(), |t| t.secret().clone()),
-            ),
+            refresh_expires_at: response
+                .extra_fields()
+                .extra_fields()
+                .expires_at(&new_refresh_token),
+            refresh_token: Some(new_refresh_token),
             id_token: id_token.map(ToString::to_string),
             access_expires_at: response
                 .expires_in()

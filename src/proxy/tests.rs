@@ -153,6 +153,7 @@ async fn routes_without_a_session_policy_or_with_a_session_are_forwarded() {
         refresh_token: None,
         id_token: None,
         access_expires_at: None,
+        refresh_expires_at: None,
     };
     let s = UserSession::new(
         "u".into(),

@@ -3,11 +3,12 @@
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
-//! the cookie key ring and session lifetimes reload; listeners, the metrics listener,
+//! the cookie key ring, session lifetimes and the refresh timings reload; listeners, the metrics listener,
 //! server settings, the store and the provider need a restart, and a change to them is
 //! reported as such.
 
 use crate::config::{self, Config};
+use crate::guard::Guard;
 use crate::live::{LiveConfig, LiveHandle};
 use crate::metrics;
 use crate::session::{now_secs, Lifetimes, SessionStore};
@@ -39,6 +40,7 @@ pub struct ConfigReloader {
     listen_override: Vec<SocketAddr>,
     live: LiveHandle,
     store: SessionStore,
+    guard: Option<Arc<Guard>>,
     running: Mutex<Config>,
 }
 
@@ -62,8 +64,16 @@ impl ConfigReloader {
             listen_override,
             live,
             store,
+            guard: None,
             running: Mutex::new(running),
         }
+    }
+
+    /// Also applies the refresh timings (`session.refresh_before_expiry`,
+    /// `session.refresh_lock_wait`) to `guard`'s refresher on every reload.
+    pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Loads the file and, if it is valid, makes it live.
@@ -97,6 +107,12 @@ impl ConfigReloader {
             idle: new.session.idle_timeout,
             absolute: new.session.absolute_timeout,
         });
+        if let Some(guard) = &self.guard {
+            guard.set_refresh_timings(
+                new.session.refresh_before_expiry,
+                new.session.refresh_lock_wait,
+            );
+        }
         metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
         metrics::CONFIG_LAST_RELOAD.set(now_secs() as f64);
         tracing::info!(

@@ -13,6 +13,7 @@ mod coordination;
 mod error;
 mod memory;
 mod redis;
+mod redis_sentinel;
 mod state;
 
 pub use self::redis::RedisStore;
@@ -86,6 +87,7 @@ pub struct SessionStore {
     backend: Arc<dyn Store>,
     codec: Arc<Codec>,
     lifetimes: Arc<arc_swap::ArcSwap<Lifetimes>>,
+    op_timeout: Duration,
 }
 
 /// Session lifetimes, swappable on configuration reload.
@@ -141,8 +143,9 @@ impl SessionStore {
                 mode,
                 key_prefix,
                 timeout,
+                ca_pem,
             } => (
-                Arc::new(RedisStore::new(mode, *timeout)?),
+                Arc::new(RedisStore::new(mode, *timeout, ca_pem.as_deref())?),
                 key_prefix.as_str(),
             ),
         };
@@ -154,11 +157,25 @@ impl SessionStore {
         SessionStore {
             backend,
             codec: Arc::new(Codec::new(&config.at_rest_key, prefix)),
+            op_timeout: match &config.store {
+                StoreConfig::Redis { timeout, .. } => *timeout,
+                StoreConfig::Memory { .. } => Duration::ZERO,
+            },
             lifetimes: Arc::new(arc_swap::ArcSwap::from_pointee(Lifetimes {
                 idle: config.idle_timeout,
                 absolute: config.absolute_timeout,
             })),
         }
+    }
+
+    /// The absolute session timeout now in force.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.lifetimes.load().absolute
+    }
+
+    /// The longest one store operation may take (the Redis timeout; zero in memory).
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
     }
 
     /// TTL for a session now: the idle timeout, cut at its absolute end, at least 1 s.
@@ -318,6 +335,7 @@ mod tests {
             refresh_token: Some("rt".into()),
             id_token: None,
             access_expires_at: Some(5),
+            refresh_expires_at: None,
         };
         UserSession::new(
             sub.into(),

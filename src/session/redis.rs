@@ -8,6 +8,7 @@
 //! connection, or a master that became a replica (`READONLY`), is dropped and the next
 //! operation asks the sentinels for the current master.
 
+use super::redis_sentinel::sentinel_client;
 use super::{Record, Store, StoreError};
 use crate::config::RedisMode;
 use arc_swap::ArcSwapOption;
@@ -17,8 +18,11 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncCommands, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::SentinelClient;
+use redis::{
+    AsyncCommands, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, TlsCertificates,
+    Value,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +90,7 @@ pub struct RedisStore {
     timeout: Duration,
 }
 
-fn bad_url(e: &redis::RedisError) -> StoreError {
+pub(super) fn bad_url(e: &redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("bad Redis address ({:?})", e.kind()))
 }
 
@@ -97,10 +101,23 @@ impl RedisStore {
     ///
     /// # Errors
     /// An address does not parse.
-    pub fn new(mode: &RedisMode, timeout: Duration) -> Result<Self, StoreError> {
+    pub fn new(
+        mode: &RedisMode,
+        timeout: Duration,
+        ca_pem: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        // Trusted roots for TLS connections, when not the system's.
+        let certs = || TlsCertificates {
+            client_tls: None,
+            root_cert: ca_pem.map(|pem| pem.as_bytes().to_vec()),
+        };
         let connector = match mode {
             RedisMode::Single(url) => Connector::Single {
-                client: Client::open(url.as_str()).map_err(|e| bad_url(&e))?,
+                client: match ca_pem {
+                    Some(_) => Client::build_with_tls(url.as_str(), certs()),
+                    None => Client::open(url.as_str()),
+                }
+                .map_err(|e| bad_url(&e))?,
                 config: ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -108,24 +125,33 @@ impl RedisStore {
                     .set_max_delay(Duration::from_millis(500)),
                 conn: tokio::sync::OnceCell::new(),
             },
-            RedisMode::Cluster(nodes) => Connector::Cluster {
-                client: ClusterClient::builder(nodes.iter().map(String::as_str))
+            RedisMode::Cluster(nodes) => {
+                let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .build()
-                    .map_err(|e| bad_url(&e))?,
-                conn: tokio::sync::OnceCell::new(),
-            },
-            RedisMode::Sentinel { master_name, nodes } => Connector::Sentinel {
-                sentinel: tokio::sync::Mutex::new(
-                    SentinelClient::build(
-                        nodes.iter().map(String::as_str).collect(),
-                        master_name.clone(),
-                        None,
-                        SentinelServerType::Master,
-                    )
-                    .map_err(|e| bad_url(&e))?,
-                ),
+                    .response_timeout(timeout);
+                if ca_pem.is_some() {
+                    builder = builder.certs(certs());
+                }
+                Connector::Cluster {
+                    client: builder.build().map_err(|e| bad_url(&e))?,
+                    conn: tokio::sync::OnceCell::new(),
+                }
+            }
+            RedisMode::Sentinel {
+                master_name,
+                nodes,
+                username,
+                password,
+                tls,
+            } => Connector::Sentinel {
+                sentinel: tokio::sync::Mutex::new(sentinel_client(
+                    nodes,
+                    master_name,
+                    username.as_deref(),
+                    password.as_ref().map(|p| p.expose()),
+                    *tls,
+                    ca_pem.map(|_| certs()),
+                )?),
                 config: AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout)),

@@ -55,6 +55,10 @@ pub struct Tokens {
     /// When the access token expires (unix seconds), if the provider said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<u64>,
+    /// When the refresh token expires (unix seconds), if the provider said
+    /// (`refresh_expires_in`, `refresh_token_expires_in`, or a JWT refresh token's `exp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<u64>,
 }
 
 impl fmt::Debug for Tokens {
@@ -67,6 +71,7 @@ impl fmt::Debug for Tokens {
             )
             .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
             .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
             .finish()
     }
 }
@@ -86,12 +91,23 @@ pub struct UserSession {
     pub tokens: Tokens,
     /// Login time (unix seconds).
     pub created_at: u64,
-    /// Hard end (unix seconds): `created_at` + the absolute timeout.
+    /// Hard end (unix seconds): `created_at` + the absolute timeout, or earlier when the
+    /// refresh token expires earlier.
     pub expires_at: u64,
 }
 
 impl UserSession {
-    /// A new session with a fresh id, starting now and ending after the absolute timeout.
+    /// When a session that started at `created_at` ends with `tokens`: when its refresh
+    /// token can no longer be used, never after `created_at` + `absolute`.
+    pub fn end_for(created_at: u64, tokens: &Tokens, absolute: std::time::Duration) -> u64 {
+        let absolute_end = created_at.saturating_add(absolute.as_secs());
+        tokens
+            .refresh_expires_at
+            .map_or(absolute_end, |at| at.min(absolute_end))
+    }
+
+    /// A new session with a fresh id, starting now and ending when its refresh token
+    /// expires, at the latest after the absolute timeout.
     pub fn new(
         sub: String,
         sid: Option<String>,
@@ -100,6 +116,7 @@ impl UserSession {
         config: &SessionConfig,
     ) -> Self {
         let created_at = now_secs();
+        let expires_at = Self::end_for(created_at, &tokens, config.absolute_timeout);
         UserSession {
             id: SessionId::generate(),
             sub,
@@ -107,7 +124,7 @@ impl UserSession {
             claims,
             tokens,
             created_at,
-            expires_at: created_at.saturating_add(config.absolute_timeout.as_secs()),
+            expires_at,
         }
     }
 }
@@ -122,4 +139,25 @@ pub(crate) struct Stored {
     pub tokens: Tokens,
     pub created_at: u64,
     pub expires_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_session_ends_with_its_refresh_token_never_after_the_absolute_timeout() {
+        let tokens = |rt_end: Option<u64>| Tokens {
+            access_token: "at".into(),
+            refresh_token: Some("rt".into()),
+            id_token: None,
+            access_expires_at: None,
+            refresh_expires_at: rt_end,
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(UserSession::end_for(1000, &tokens(None), hour), 4600);
+        assert_eq!(UserSession::end_for(1000, &tokens(Some(2000)), hour), 2000);
+        assert_eq!(UserSession::end_for(1000, &tokens(Some(9000)), hour), 4600);
+    }
 }

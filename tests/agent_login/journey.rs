@@ -162,7 +162,8 @@ async fn full_login(setup: Setup) {
     assert_eq!(ui["name"], "Alice Liddell", "{ui}");
     assert_eq!(stat(&env.stats().await, &["userinfo", "success"]), 1);
 
-    // Logout: the provider's end-session URL, the cookie cleared, the session gone.
+    // Logout: a one-time link to the provider's end-session URL, the cookie cleared, the
+    // session gone.
     let resp = env
         .post("/bff/logout", Some(&cookie), Some(APP_ORIGIN), true)
         .await;
@@ -175,7 +176,30 @@ async fn full_login(setup: Setup) {
     );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
-    let logout_url = Url::parse(body["logout_url"].as_str().expect("logout_url")).unwrap();
+    // No token in the answer: a one-time link on bffgate…
+    let link = Url::parse(body["logout_url"].as_str().expect("logout_url")).unwrap();
+    assert_eq!(link.path(), "/bff/logout/end", "{link}");
+    assert_eq!(link.query_pairs().count(), 1, "{link}");
+    let handle = query_param(&link, "handle").expect("handle");
+    assert!(handle.len() >= 43, "{link}");
+    let link_path = format!("/bff/logout/end?{}", link.query().unwrap_or_default());
+    // …that redirects, once, to the provider's end-session URL with the hint added there.
+    let resp = env.get(&link_path, "").await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()
+            .get("referrer-policy")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-referrer")
+    );
+    let logout_url = Url::parse(
+        resp.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("location"),
+    )
+    .unwrap();
+    expect_error(env.get(&link_path, "").await, 400, "invalid_request").await;
     let mut end = logout_url.clone();
     end.set_query(None);
     assert_eq!(end.as_str(), discovery["end_session_endpoint"]);

@@ -1,4 +1,5 @@
-//! Logout: CSRF on `POST /bff/logout`, and back-channel logout (with replay).
+//! Logout: CSRF on `POST /bff/logout`, and back-channel logout (with replay, and with a
+//! store failure in the middle).
 
 use super::*;
 
@@ -118,6 +119,55 @@ async fn backchannel_logout_ends_exactly_the_named_session_and_tokens_are_single
     assert_eq!(
         metric_value(&env.gw, "bff_logouts_total{outcome=\"backchannel\"}").await,
         2.0
+    );
+    assert_eq!(
+        metric_value(&env.gw, "bff_logouts_total{outcome=\"backchannel_replay\"}").await,
+        1.0
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Back-channel logout with a store failure in the middle
+
+/// The store fails while a back-channel logout is handled (Redis refuses `DEL`): bffgate
+/// answers 503 with the `jti` unclaimed, so the provider's retry of the same logout token,
+/// once the store is back, ends the session instead of being refused as a replay. A third
+/// delivery is the replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_retried_after_a_store_failure_is_not_a_replay() {
+    use crate::common::redis::redis_cli;
+    let env = Env::start(Setup {
+        redis: true,
+        relay: true,
+        ..Setup::default()
+    })
+    .await;
+    let relay = env.relay.as_ref().unwrap();
+    let port = env._redis.as_ref().expect("redis").port();
+    let browser = OpBrowser::new();
+    let me = env.login(&browser).await;
+
+    assert!(redis_cli(port, &["ACL", "SETUSER", "default", "-del"]).is_some());
+    browser
+        .follow_logout(&env.provider.url("/session/end"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", env.provider.log()));
+    let tokens = relay.tokens();
+    assert_eq!(tokens.len(), 1, "{}", env.provider.log());
+    assert_eq!(relay.statuses(), vec![503], "{}", env.gw.log());
+    // The session could not be ended: it is still there.
+    expect_echo(env.api(&me.cookie).await).await;
+
+    assert!(redis_cli(port, &["ACL", "SETUSER", "default", "+del"]).is_some());
+    let resp = env.backchannel(&[("logout_token", &tokens[0])]).await;
+    assert_eq!(resp.status(), 200, "{}", env.gw.log());
+    expect_error(env.api(&me.cookie).await, 401, "session_expired").await;
+
+    let resp = env.backchannel(&[("logout_token", &tokens[0])]).await;
+    expect_error(resp, 400, "invalid_logout_token").await;
+    assert_eq!(
+        metric_value(&env.gw, "bff_logouts_total{outcome=\"backchannel\"}").await,
+        1.0
     );
     assert_eq!(
         metric_value(&env.gw, "bff_logouts_total{outcome=\"backchannel_replay\"}").await,

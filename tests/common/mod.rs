@@ -23,6 +23,7 @@ pub mod pki;
 pub mod process;
 pub mod provider;
 pub mod redis;
+pub mod redis_tls;
 pub mod scrape;
 pub mod sentinel;
 pub mod sessions;

@@ -456,6 +456,22 @@ impl Provider {
         }
     }
 
+    /// Makes the token endpoint answer every request with `fault` (`{"status", "error",
+    /// "delay_ms"}`) instead of serving it; `Value::Null` ends the fault.
+    pub async fn set_token_fault(&self, fault: Value) {
+        let answer = self.post_json("/__faults", json!({ "token": fault })).await;
+        assert_eq!(answer["token"], fault, "{answer}");
+    }
+
+    /// Replaces the provider's signing key (a new `kid`, the old key gone) and restarts it
+    /// with its state (sessions, grants, tokens) kept. Returns the new key id.
+    pub async fn rotate_keys(&mut self) -> String {
+        let answer = self.post_json("/__rotate_keys", json!({})).await;
+        let kid = answer["kid"].as_str().expect("new kid").to_owned();
+        self.restart().await;
+        kid
+    }
+
     /// Token introspection (RFC 7662) with the client's credentials: `{"active": bool, ...}`.
     pub async fn introspect(&self, token: &str) -> Value {
         let (status, body) = self

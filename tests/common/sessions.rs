@@ -31,6 +31,7 @@ impl Sessions {
             refresh_token: None,
             id_token: None,
             access_expires_at: None,
+            refresh_expires_at: None,
         };
         UserSession::new(
             sub.into(),

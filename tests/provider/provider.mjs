@@ -42,6 +42,7 @@ function loadSettings() {
     tokensExpireWithSession: s.tokens_expire_with_session ?? false,
     conformIdTokenClaims: s.conform_id_token_claims ?? false,
     strictClientAuth: s.strict_client_auth ?? true,
+    reportRefreshExpiresIn: s.report_refresh_expires_in ?? false,
     client: {
       client_id: client.client_id ?? 'bffgate',
       client_secret: client.client_secret ?? 'bffgate-test-secret',
@@ -86,6 +87,25 @@ function loadOrCreateKeys() {
 }
 
 const keys = loadOrCreateKeys();
+
+// A new signing key replacing the current one, written where the next start (after a
+// restart) reads it. Cookie keys are kept.
+function rotateSigningKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = {
+    ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'RS256', use: 'sig',
+  };
+  const next = { jwks: { keys: [jwk] }, cookieKeys: keys.cookieKeys };
+  if (settings.stateDir) {
+    fs.writeFileSync(path.join(settings.stateDir, 'keys.json'), JSON.stringify(next), { mode: 0o600 });
+  }
+  return jwk.kid;
+}
+
+// A fault the token endpoint answers with instead of doing its work (POST /__faults):
+// `{status, error, delay_ms}`; null for none.
+let tokenFault = null;
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 // ---------------------------------------------------------------- storage
 
@@ -204,6 +224,8 @@ const stats = {
   backchannel_logout: { success: 0, error: 0, errors: [] },
   client_auth_mismatch: 0, // basic used by a post client, or the reverse
   server_errors: 0,
+  token_faults: 0, // token endpoint requests answered with the injected fault
+  jwks: 0, // GET /jwks
 };
 const CLIENT_AUTH_PATHS = new Set(['/token', '/token/introspection', '/token/revocation']);
 const inc = (obj, k) => { obj[k] = (obj[k] ?? 0) + 1; };
@@ -511,6 +533,26 @@ provider.use(async (ctx, next) => {
     ctx.body = merged;
     return;
   }
+  if (ctx.path === '/__faults' && ctx.method === 'POST') {
+    const body = await readForm(ctx);
+    tokenFault = body.token ?? null;
+    ctx.body = { token: tokenFault };
+    return;
+  }
+  if (ctx.path === '/__rotate_keys' && ctx.method === 'POST') {
+    ctx.body = { kid: rotateSigningKey(), applies: 'after a restart' };
+    return;
+  }
+  if (ctx.path === '/jwks') stats.jwks += 1;
+  if (tokenFault && ctx.path === '/token' && ctx.method === 'POST') {
+    const fault = tokenFault;
+    stats.token_faults += 1;
+    if (fault.delay_ms) await sleep(Number(fault.delay_ms));
+    ctx.status = Number(fault.status ?? 503);
+    ctx.set('cache-control', 'no-store');
+    ctx.body = { error: fault.error ?? 'temporarily_unavailable' };
+    return;
+  }
   if (ctx.path === '/__backchannel_logout' && ctx.method === 'POST') {
     const body = await readForm(ctx);
     const account = body.account ?? body.sub;
@@ -544,6 +586,11 @@ provider.use(async (ctx, next) => {
   }
 
   await next();
+  // Keycloak-style `refresh_expires_in` in token responses, when asked for.
+  if (settings.reportRefreshExpiresIn && ctx.path === '/token' && ctx.status === 200
+      && ctx.body && typeof ctx.body === 'object' && ctx.body.refresh_token) {
+    ctx.body.refresh_expires_in = settings.refreshTokenTtl;
+  }
   // Count successes of routes that emit no success event of their own.
   if (ctx.status < 400) {
     const route = ctx.oidc?.route;

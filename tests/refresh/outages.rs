@@ -36,6 +36,8 @@ async fn provider_down_mid_run() {
 
     // The provider comes back (same keys, same grants): the next request refreshes.
     env.provider.restart().await;
+    // A failed refresh is remembered for 1 s per session (shared, not retried): past that.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let token = env.api_token(0, &cookie).await;
     assert_ne!(token, login_token);
     let stats = env.provider.stats().await; // counts since the restart

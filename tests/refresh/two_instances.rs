@@ -97,6 +97,7 @@ async fn burst_refreshes_once(store: Store, rotate: bool) {
          refresh_token_reuse {}, grant_errors {}",
         match store {
             Store::Single(_) => "standalone Redis",
+            Store::SingleTls(..) => "standalone Redis over TLS",
             Store::Cluster(_) => "Redis Cluster",
             Store::Sentinel(_) => "Sentinel",
         },
