@@ -283,6 +283,12 @@ impl Gateway {
     /// # Panics
     /// If the gateway is not healthy within 10 s, with its log.
     pub async fn start(template: &str) -> Gateway {
+        Self::start_logging(template, "info").await
+    }
+
+    /// As [`Gateway::start`], with `BFFGATE_LOG` set to `filter` (e.g. to see Pingora's own
+    /// lifecycle lines, which are below the default's reach).
+    pub async fn start_logging(template: &str, filter: &str) -> Gateway {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("gateway tempdir");
@@ -297,7 +303,7 @@ impl Gateway {
             let mut cmd = bffgate_command();
             cmd.arg("--config")
                 .arg(&config_path)
-                .env("BFFGATE_LOG", "info")
+                .env("BFFGATE_LOG", filter)
                 .current_dir(dir.path());
             let process = ChildGuard::spawn("bffgate", &mut cmd, &dir.path().join("gateway.log"))
                 .expect("spawn bffgate")

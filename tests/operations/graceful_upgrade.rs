@@ -23,7 +23,8 @@ async fn graceful_upgrade_drops_nothing() {
             "graceful_shutdown_timeout_seconds: 5",
         );
     assert!(yaml.contains("grace_period_seconds: 1") && yaml.contains("upgrade_sock"));
-    let mut a = Gateway::start(&yaml).await;
+    // Pingora's own info lines (here: "listener sockets sent") are logged only when asked.
+    let mut a = Gateway::start_logging(&yaml, "info,pingora_core=info").await;
     let sock = a.dir().join("upgrade.sock");
 
     let load = Load::start(
