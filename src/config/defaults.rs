@@ -36,6 +36,9 @@ pub(super) const PID_FILE_NAME: &str = "bffgate.pid";
 /// `server.upgrade_sock`: this name in the runtime directory.
 pub(super) const UPGRADE_SOCK_NAME: &str = "bffgate_upgrade.sock";
 
+/// `server.client_ip_header`: where a trusted proxy names the client.
+pub(super) const CLIENT_IP_HEADER: &str = "x-forwarded-for";
+
 // ---- agent --------------------------------------------------------------------------
 
 /// `agent.base_path`: prefix of the agent endpoints.

@@ -87,6 +87,12 @@ pub struct ServerFile {
     pub upgrade_sock: Option<String>,
     /// PEM CA bundle trusted for HTTPS upstreams instead of the system's roots.
     pub upstream_ca_file: Option<String>,
+    /// Proxies in front of bffgate (CIDRs or addresses) whose forwarding headers are
+    /// believed (default: none).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header in which a trusted proxy names the client (default `x-forwarded-for`).
+    pub client_ip_header: Option<String>,
 }
 
 /// The OAuth agent and the browser-facing policy shared with API routes.

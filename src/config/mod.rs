@@ -90,6 +90,17 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     /// CA bundle for HTTPS upstreams.
     pub upstream_ca_file: Option<String>,
+    /// Which peers may tell bffgate the client's address.
+    pub forwarding: Forwarding,
+}
+
+/// Which peers may tell bffgate the client's address, and in which header.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// Proxies in front of bffgate (`server.trusted_proxies`); empty: trust no one.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where a trusted proxy puts the client address (`server.client_ip_header`).
+    pub client_ip_header: HeaderName,
 }
 
 /// Agent endpoints and the browser policy shared with API routes.

@@ -10,7 +10,7 @@ pub(crate) mod testing;
 
 pub use routes::{Route, RouteMatch, RouteTable};
 
-use crate::config::{AgentConfig, Config, SessionConfig};
+use crate::config::{AgentConfig, Config, Forwarding, SessionConfig};
 use crate::cookie::SessionCookie;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct LiveConfig {
     pub session: SessionConfig,
     /// Whether to log each request.
     pub access_log: bool,
+    /// Which peers may name the client (trusted proxies and their header).
+    pub forwarding: Forwarding,
 }
 
 impl LiveConfig {
@@ -42,6 +44,7 @@ impl LiveConfig {
             agent: config.agent.clone(),
             session: config.session.clone(),
             access_log: config.access_log,
+            forwarding: config.server.forwarding.clone(),
         }
     }
 

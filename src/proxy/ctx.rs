@@ -1,6 +1,7 @@
 //! Per-request state shared across the proxy's phases.
 
 use crate::live::{LiveConfig, Route};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +31,9 @@ pub struct RequestCtx {
     pub cors_origin: Option<String>,
     /// When the request was sent upstream (for upstream latency).
     pub upstream_started: Option<Instant>,
+    /// The client's address (the peer's, or what a trusted proxy said): what logs and
+    /// per-client limits use. `None` on a Unix socket.
+    pub client_addr: Option<IpAddr>,
 }
 
 impl RequestCtx {
@@ -47,6 +51,7 @@ impl RequestCtx {
             upstream_index: 0,
             cors_origin: None,
             upstream_started: None,
+            client_addr: None,
         }
     }
 

@@ -156,6 +156,7 @@ impl ProxyHttp for EdgeProxy {
             // `Connection: close` so the client's next request opens a new connection.
             session.set_keepalive(None);
         }
+        ctx.client_addr = http::client_addr(session, &ctx.live.forwarding);
         let target = classify(session.req_header(), &ctx.live);
         if !matches!(target, Ok(Target::Health(_))) {
             ctx.cors_origin = http::allowed_origin(session.req_header(), &ctx.live.agent)
