@@ -64,6 +64,10 @@ pub(super) const SESSION_CLAIMS: [&str; 4] = ["sub", "name", "email", "preferred
 /// `oidc.login_timeout`: lifetime of a started login.
 pub(super) const LOGIN_TIMEOUT: &str = "10m";
 
+/// `oidc.logins_per_client`: logins one client address may start per `login_timeout`
+/// (per instance). Generous for a NAT'd office; a flood from one address stops here.
+pub(super) const LOGINS_PER_CLIENT: u32 = 60;
+
 /// `oidc.clock_skew`: tolerance on token times.
 pub(super) const CLOCK_SKEW: &str = "60s";
 

@@ -152,6 +152,8 @@ pub struct OidcFile {
     /// How long a started login may take (default `10m`).
     #[serde(default = "defaults::login_timeout")]
     pub login_timeout: String,
+    /// Logins one client address may start per `login_timeout` (default 60).
+    pub logins_per_client: Option<u32>,
     /// Clock skew tolerated on token times (default `60s`).
     #[serde(default = "defaults::clock_skew")]
     pub clock_skew: String,

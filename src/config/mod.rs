@@ -171,6 +171,8 @@ pub struct OidcConfig {
     pub session_claims: Vec<String>,
     /// Lifetime of a login transaction.
     pub login_timeout: Duration,
+    /// Logins one client address may start per `login_timeout`.
+    pub logins_per_client: u32,
     /// Tolerated clock skew.
     pub clock_skew: Duration,
     /// Extra authorization request parameters.

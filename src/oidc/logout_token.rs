@@ -189,6 +189,7 @@ mod tests {
             id_token_algs: vec!["RS256".into()],
             session_claims: vec![],
             login_timeout: Duration::from_secs(60),
+            logins_per_client: 60,
             clock_skew: Duration::from_secs(30),
             auth_params: vec![],
         }
