@@ -61,14 +61,22 @@ pub(super) fn settings(
         Some(n) => n,
         None => defaults::server_threads(),
     };
+    let grace_period_seconds = at_most_a_day(
+        f.grace_period_seconds,
+        defaults::GRACE_PERIOD_SECONDS,
+        "server.grace_period_seconds",
+        p,
+    );
+    let graceful_shutdown_timeout_seconds = at_most_a_day(
+        f.graceful_shutdown_timeout_seconds,
+        defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS,
+        "server.graceful_shutdown_timeout_seconds",
+        p,
+    );
     ServerSettings {
         threads,
-        grace_period_seconds: f
-            .grace_period_seconds
-            .unwrap_or(defaults::GRACE_PERIOD_SECONDS),
-        graceful_shutdown_timeout_seconds: f
-            .graceful_shutdown_timeout_seconds
-            .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
+        grace_period_seconds,
+        graceful_shutdown_timeout_seconds,
         pid_file: f
             .pid_file
             .unwrap_or_else(|| format!("{run_dir}/{}", defaults::PID_FILE_NAME)),
@@ -79,6 +87,18 @@ pub(super) fn settings(
             .upstream_ca_file
             .map(|c| resolve::readable_file(&c, base_dir, "server.upstream_ca_file", p)),
         forwarding: forwarding(&f.trusted_proxies, f.client_ip_header.as_deref(), p),
+    }
+}
+
+/// A drain time in seconds: a stop that waits past a day is a typo.
+fn at_most_a_day(v: Option<u64>, default: u64, key: &str, p: &mut Problems) -> u64 {
+    match v {
+        Some(s) if s > 86_400 => {
+            p.add(key, format!("{s} seconds is longer than a day (86400)"));
+            default
+        }
+        Some(s) => s,
+        None => default,
     }
 }
 

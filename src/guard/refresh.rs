@@ -174,7 +174,8 @@ impl Refresher {
             return Freshness::Fresh(current.tokens);
         }
         let token: [u8; 16] = crate::random::os_bytes();
-        let deadline = Instant::now() + self.lock_wait;
+        let now = Instant::now();
+        let deadline = now.checked_add(self.lock_wait).unwrap_or(now);
         loop {
             match self.store.lock_session(&current.id, &token, LOCK_TTL).await {
                 Ok(true) => break,

@@ -136,11 +136,12 @@ fn check_claims(c: &Value, config: &OidcConfig, now: u64) -> Result<LogoutClaims
         .get("iat")
         .and_then(Value::as_u64)
         .ok_or(Failure::Invalid("no iat"))?;
-    if iat > now + skew || iat + MAX_AGE_SECS + skew < now {
+    if iat > now.saturating_add(skew) || iat.saturating_add(MAX_AGE_SECS.saturating_add(skew)) < now
+    {
         return Err(Failure::Invalid("iat out of range"));
     }
     if let Some(exp) = c.get("exp").and_then(Value::as_u64) {
-        if exp + skew < now {
+        if exp.saturating_add(skew) < now {
             return Err(Failure::Invalid("expired"));
         }
     }
@@ -234,5 +235,11 @@ mod tests {
         );
         refuse(&|_| {}, 1000 + MAX_AGE_SECS + 31);
         refuse(&|_| {}, 900);
+        // Times at the edge of u64 neither panic nor wrap into acceptance.
+        refuse(&|v| v["iat"] = json!(u64::MAX), 1000);
+        refuse(&|v| v["exp"] = json!(0), u64::MAX);
+        let mut v = good();
+        v["exp"] = json!(u64::MAX);
+        assert!(check_claims(&v, &c, 1000).is_ok());
     }
 }
