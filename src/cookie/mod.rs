@@ -5,6 +5,8 @@
 //! and a `Cookie` header back into a session id, nothing more.
 
 mod cipher;
+#[cfg(test)]
+mod props;
 
 pub use cipher::{CookieCipher, Opened};
 
