@@ -82,15 +82,19 @@ fn ws() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["", " ", "  ", "\t", " \t"]).prop_map(String::from)
 }
 
-/// `Set-Cookie` values shaped like the tricks: padded names, prefixes, nameless pairs,
-/// attributes; and arbitrary bytes.
+/// `Set-Cookie` values shaped like the tricks: padded names, prefixes, nameless pairs
+/// whose value is itself a `name=value` pair, attributes; and arbitrary bytes.
 fn set_cookie() -> impl Strategy<Value = Vec<u8>> {
     let structured = (
         ws(),
         prop::option::of(cookie_name()),
         ws(),
         any::<bool>(),
-        "[ -~]{0,20}",
+        prop_oneof![
+            "[ -~]{0,20}",
+            (ws(), cookie_name(), ws(), "[!-:<-~]{0,8}")
+                .prop_map(|(a, n, b, v)| format!("{a}{n}{b}={v}")),
+        ],
         prop::sample::select(vec!["", "; Path=/", "; Max-Age=0", ";Secure; HttpOnly"]),
     )
         .prop_map(|(w1, name, w2, eq, value, attrs)| {
