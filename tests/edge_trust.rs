@@ -1,0 +1,452 @@
+//! What bffgate vouches for comes from bffgate, against the real binary: every upstream
+//! attempt (a retry on a pooled connection that turned out closed included) carries the
+//! bearer and the header policy; forwarding headers are bffgate's, believed only from
+//! `server.trusted_proxies`; an upstream cannot plant bffgate's cookies nor grant CORS on
+//! routes with auth.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::common::sessions::Sessions;
+use crate::common::{
+    client, expect_echo, route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess,
+    APP_ORIGIN,
+};
+
+/// Every forwarding header a client might forge, with a forged value.
+const FORGED: [(&str, &str); 14] = [
+    ("x-forwarded-for", "6.6.6.6"),
+    ("forwarded", "for=6.6.6.6;host=evil.example;proto=https"),
+    ("x-real-ip", "6.6.6.6"),
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+    ("x-forwarded-host", "evil.example"),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-port", "443"),
+    ("x-forwarded-prefix", "/admin"),
+    ("x-forwarded-server", "evil.example"),
+    ("true-client-ip", "6.6.6.6"),
+    ("cf-connecting-ip", "6.6.6.6"),
+    ("x-client-ip", "6.6.6.6"),
+    ("x-cluster-client-ip", "6.6.6.6"),
+];
+
+// ---------------------------------------------------------------------------------------
+// A retried upstream request keeps its credentials
+
+/// One request head as the flaky upstream read it.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Which accepted connection (0 = the first).
+    conn: usize,
+    /// Header names (lower-case) and values, in order.
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// An HTTP/1.1 upstream that keeps its first connection alive after the first answer, then
+/// closes it when the second request arrives on it, unanswered: the pooled connection
+/// "turns out closed" and Pingora retries on a new one. Other connections answer `200 {}`.
+struct FlakyUpstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl FlakyUpstream {
+    async fn start() -> FlakyUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            for conn in 0..16 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(Self::serve(conn, stream, Arc::clone(&log)));
+            }
+        });
+        FlakyUpstream { addr, seen, task }
+    }
+
+    async fn serve(conn: usize, mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
+        let mut buf = Vec::new();
+        for nth in 1..=16 {
+            let head = loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head: Vec<u8> = buf.drain(..end + 4).collect();
+                    break head;
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let headers = text
+                .split("\r\n")
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            log.lock().unwrap().push(Seen { conn, headers });
+            if conn == 0 && nth == 2 {
+                return; // closed under the pooled request, unanswered
+            }
+            let answer =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+            if stream.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FlakyUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_a_closed_pooled_connection_carries_the_bearer_and_the_header_policy() {
+    let redis = RedisProcess::start();
+    let upstream = FlakyUpstream::start().await;
+    let cfg = GatewayConfig::new(vec![route(
+        "api",
+        "/api",
+        &format!("http://{}", upstream.addr),
+        "required",
+        "",
+    )])
+    .redis(redis.url());
+    let gw = Gateway::start(&cfg.yaml()).await;
+    let sessions = Sessions::open(gw.config_path()).await;
+    let (_s, cookie) = sessions.login("user-1", "at-retry").await;
+
+    for n in 0..2 {
+        let mut req = client()
+            .get(gw.url(&format!("/api/{n}")))
+            .header("cookie", format!("theme=dark; {}", session_cookie(&cookie)))
+            .header("authorization", "Bearer forged-by-the-client");
+        for (k, v) in FORGED {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {n}: {}", gw.log());
+    }
+    let seen = upstream.seen();
+    // Request 1 on connection 0; request 2 on the pooled connection 0 (closed unanswered);
+    // its retry on a new connection.
+    let conns: Vec<usize> = seen.iter().map(|s| s.conn).collect();
+    assert_eq!(
+        conns,
+        [0, 0, 1],
+        "the pooled connection was not reused: {seen:?}"
+    );
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(
+            s.all("authorization"),
+            ["Bearer at-retry"],
+            "attempt {i}: {s:?}"
+        );
+        assert_eq!(s.all("cookie"), ["theme=dark"], "attempt {i}: {s:?}");
+        assert_eq!(
+            s.all("x-forwarded-for"),
+            ["127.0.0.1"],
+            "attempt {i}: {s:?}"
+        );
+        assert_eq!(s.all("x-forwarded-proto"), ["http"], "attempt {i}: {s:?}");
+        for (forged, _) in FORGED {
+            if !["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"].contains(&forged) {
+                assert!(
+                    s.all(forged).is_empty(),
+                    "attempt {i} carries {forged}: {s:?}"
+                );
+            }
+        }
+        assert!(
+            !s.headers.iter().any(|(_, v)| v.contains(&cookie)),
+            "attempt {i} carries the sealed cookie"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Forwarding headers come from bffgate
+
+/// A gateway on the echo upstream (`/pub`, auth none) with `server:` lines added.
+async fn forwarding_gateway(echo: &EchoServer, server_lines: &str) -> Gateway {
+    let yaml = GatewayConfig::new(vec![route("pub", "/pub", &echo.url(), "none", "")])
+        .yaml()
+        .replacen("server:\n", &format!("server:\n{server_lines}"), 1)
+        .replace("access_log: false", "access_log: true");
+    Gateway::start(&yaml).await
+}
+
+async fn forwarded(
+    gw: &Gateway,
+    host: Option<&str>,
+    headers: &[(&str, &str)],
+) -> crate::common::Echoed {
+    let mut req = client().get(gw.url("/pub/x"));
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    expect_echo(req.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_peer_cannot_name_the_client_the_host_or_the_url() {
+    let echo = EchoServer::start().await;
+    // No trusted proxies (the default), and proxies that do not include this peer.
+    for lines in ["", "  trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\"]\n"] {
+        let gw = forwarding_gateway(&echo, lines).await;
+        let seen = forwarded(&gw, Some("api.example.com:8443"), &FORGED).await;
+        assert_eq!(
+            seen.header_all("x-forwarded-for"),
+            ["127.0.0.1"],
+            "{seen:?}"
+        );
+        assert_eq!(seen.header_all("x-forwarded-proto"), ["http"]);
+        assert_eq!(seen.header_all("x-forwarded-host"), ["api.example.com"]);
+        for (name, _) in FORGED {
+            if !["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"].contains(&name) {
+                assert!(seen.header_all(name).is_empty(), "{name} passed: {seen:?}");
+            }
+        }
+        // A host that is not a host name is not vouched for.
+        let seen = forwarded(&gw, Some("evil.example/../x"), &[]).await;
+        assert!(seen.header_all("x-forwarded-host").is_empty(), "{seen:?}");
+        // The access log names the peer, not what it claimed.
+        let log = gw.log();
+        assert!(log.contains("client=127.0.0.1 "), "{log}");
+        assert!(!log.contains("client=6.6.6.6"), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_names_the_client_right_to_left_or_in_its_header() {
+    let echo = EchoServer::start().await;
+    let gw = forwarding_gateway(&echo, "  trusted_proxies: [127.0.0.0/8]\n").await;
+    let seen = forwarded(
+        &gw,
+        None,
+        &[
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.4, 127.0.0.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "6.6.6.6"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        ["198.51.100.4"],
+        "{seen:?}"
+    );
+    assert_eq!(seen.header_all("x-forwarded-proto"), ["https"]);
+    assert!(seen.header_all("x-real-ip").is_empty());
+    // A garbage hop stops the walk at the last address a trusted hop vouched for.
+    let seen = forwarded(&gw, None, &[("x-forwarded-for", "6.6.6.6, not-an-ip")]).await;
+    assert_eq!(seen.header_all("x-forwarded-for"), ["127.0.0.1"]);
+    assert!(gw.log().contains("client=198.51.100.4 "), "{}", gw.log());
+
+    let gw = forwarding_gateway(
+        &echo,
+        "  trusted_proxies: [127.0.0.1]\n  client_ip_header: CF-Connecting-IP\n",
+    )
+    .await;
+    let seen = forwarded(
+        &gw,
+        None,
+        &[
+            ("cf-connecting-ip", "203.0.113.7"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        ["203.0.113.7"],
+        "{seen:?}"
+    );
+    assert!(seen.header_all("cf-connecting-ip").is_empty());
+    assert!(gw.log().contains("client=203.0.113.7 "), "{}", gw.log());
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream Set-Cookie and CORS
+
+/// Every way an upstream might try to set one of bffgate's cookies (the login cookie is
+/// `bff_session_login` here: the test cookie is not `Secure`).
+const PLANTED: [&str; 12] = [
+    "bff_session=planted; Path=/",
+    "bff_session =planted",
+    " bff_session\t= planted",
+    "__Host-bff_session=planted; Path=/; Secure",
+    "__SECURE-bff_session=planted; Secure",
+    "bff_session_login=planted; Path=/bff",
+    "__Host-bff_session_login=planted; Path=/; Secure",
+    "=bff_session=planted",
+    " = bff_session_login=planted",
+    "bff_session",
+    "bff_session=; Max-Age=0",
+    "bff_session_login =; Max-Age=0",
+];
+
+/// Cookies of the upstream's own, which pass.
+const THEIRS: [&str; 4] = [
+    "theme=dark; Path=/",
+    "bff_sessionx=1",
+    "BFF_SESSION=1",
+    "xbff_session_login=1",
+];
+
+/// An upstream that sets all of [`PLANTED`] and [`THEIRS`] and answers CORS for whatever
+/// `Origin` it is sent, with credentials.
+struct PlantingUpstream {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl PlantingUpstream {
+    async fn start() -> PlantingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service_fn(Self::answer))
+                        .await;
+                });
+            }
+        });
+        PlantingUpstream { addr, task }
+    }
+
+    async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let mut resp = Response::builder().status(200);
+        for c in PLANTED.iter().chain(THEIRS.iter()) {
+            resp = resp.header("set-cookie", *c);
+        }
+        if let Some(origin) = req.headers().get("origin") {
+            resp = resp
+                .header("access-control-allow-origin", origin)
+                .header("access-control-allow-credentials", "true")
+                .header("access-control-expose-headers", "x-internal")
+                .header("access-control-allow-methods", "DELETE");
+        }
+        Ok(resp.body(Full::new(Bytes::from_static(b"{}"))).unwrap())
+    }
+}
+
+impl Drop for PlantingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn header_all(resp: &reqwest::Response, name: &str) -> Vec<String> {
+    resp.headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_cannot_plant_our_cookies_nor_grant_cors_on_routes_with_auth() {
+    let redis = RedisProcess::start();
+    let upstream = PlantingUpstream::start().await;
+    let url = format!("http://{}", upstream.addr);
+    let cfg = GatewayConfig::new(vec![
+        route("api", "/api", &url, "required", ""),
+        route("maybe", "/maybe", &url, "optional", ""),
+        route("pub", "/pub", &url, "none", ""),
+    ])
+    .redis(redis.url());
+    let gw = Gateway::start(&cfg.yaml()).await;
+    let sessions = Sessions::open(gw.config_path()).await;
+    let (_s, cookie) = sessions.login("user-1", "at-1").await;
+
+    let mut by_path = BTreeMap::new();
+    for path in ["/api/x", "/maybe/x", "/pub/x"] {
+        for origin in ["https://evil.example", APP_ORIGIN] {
+            let resp = client()
+                .get(gw.url(path))
+                .header("cookie", session_cookie(&cookie))
+                .header("origin", origin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{path}: {}", gw.log());
+            // Every planted cookie is gone on every route; the upstream's own pass.
+            let set = header_all(&resp, "set-cookie");
+            assert_eq!(set, THEIRS, "{path} from {origin}");
+            by_path.insert((path, origin), resp);
+        }
+    }
+    for path in ["/api/x", "/maybe/x"] {
+        // A foreign origin gets no CORS grant at all.
+        let resp = &by_path[&(path, "https://evil.example")];
+        let cors: Vec<_> = resp
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .collect();
+        assert!(cors.is_empty(), "{path}: {cors:?}");
+        // A trusted origin gets bffgate's grant, and none of the upstream's extras.
+        let resp = &by_path[&(path, APP_ORIGIN)];
+        assert_eq!(
+            header_all(resp, "access-control-allow-origin"),
+            [APP_ORIGIN]
+        );
+        assert_eq!(
+            header_all(resp, "access-control-allow-credentials"),
+            ["true"]
+        );
+        assert!(header_all(resp, "access-control-expose-headers").is_empty());
+        assert!(header_all(resp, "access-control-allow-methods").is_empty());
+    }
+    // On a route without auth the upstream owns its CORS (documented): it passes.
+    let resp = &by_path[&("/pub/x", "https://evil.example")];
+    assert_eq!(
+        header_all(resp, "access-control-allow-origin"),
+        ["https://evil.example"]
+    );
+}
