@@ -41,6 +41,10 @@ impl Agent {
             &live.agent.allowed_origins,
         )
         .ok_or(ApiError::InvalidReturnTo)?;
+        // Bounded as stored too: percent-encoding makes a non-ASCII character 6 bytes.
+        if return_to.as_str().len() > transaction::MAX_RETURN_TO {
+            return Err(ApiError::InvalidReturnTo);
+        }
         let binding = self.binding(http, live).await?;
         let state = transaction::new_state();
         let started = self.oidc.start_login(&state).await.map_err(|e| {

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-/// The longest `return_to` accepted, in bytes (its percent-decoded form).
+/// The longest `return_to` accepted, in bytes: as the request gives it (decoded) and as
+/// it is resolved and stored (an absolute, percent-encoded URL).
 pub const MAX_RETURN_TO: usize = 1024;
 
 /// A login in progress.
