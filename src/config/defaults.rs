@@ -73,8 +73,12 @@ pub(super) const CLOCK_SKEW: &str = "60s";
 
 // ---- cookie -------------------------------------------------------------------------
 
-/// `cookie.name`.
+/// `cookie.name` when the cookie cannot carry the `__Host-` prefix.
 pub(super) const COOKIE_NAME: &str = "bff_session";
+
+/// `cookie.name` when it can (`secure`, path `/`, no domain; RFC 6265bis): no sibling
+/// subdomain and no plain-HTTP response can set or shadow it.
+pub(super) const COOKIE_NAME_HOST: &str = "__Host-bff_session";
 
 /// `cookie.path`.
 pub(super) const COOKIE_PATH: &str = "/";
@@ -152,8 +156,13 @@ pub(super) fn clock_skew() -> String {
     CLOCK_SKEW.into()
 }
 
-pub(super) fn cookie_name() -> String {
-    COOKIE_NAME.into()
+/// `cookie.name`: `__Host-` prefixed whenever the cookie's attributes allow it.
+pub(super) fn cookie_name(secure: bool, path: &str, domain: Option<&str>) -> String {
+    if secure && path == "/" && domain.is_none() {
+        COOKIE_NAME_HOST.into()
+    } else {
+        COOKIE_NAME.into()
+    }
 }
 
 pub(super) fn cookie_path() -> String {
@@ -218,7 +227,7 @@ mod tests {
     #[test]
     fn minimal_config_is_accepted_with_defaults() {
         let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
-        assert_eq!(c.cookie.name, "bff_session");
+        assert_eq!(c.cookie.name, "__Host-bff_session");
         assert!(c.cookie.secure);
         assert_eq!(c.cookie.same_site, SameSite::Strict);
         assert_eq!(c.agent.base_path, "/bff");

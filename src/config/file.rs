@@ -166,10 +166,10 @@ pub struct OidcFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CookieFile {
-    /// Cookie name (default `bff_session`); a `__Host-` prefix requires `secure`, path `/`
+    /// Cookie name (default `__Host-bff_session` when `secure`, path `/` and no domain
+    /// allow the prefix, else `bff_session`); a `__Host-` prefix requires `secure`, path `/`
     /// and no domain.
-    #[serde(default = "defaults::cookie_name")]
-    pub name: String,
+    pub name: Option<String>,
     /// `Domain` attribute; omit for a host-only cookie.
     #[serde(default)]
     pub domain: Option<String>,
