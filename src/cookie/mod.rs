@@ -263,4 +263,30 @@ mod tests {
         assert_eq!(c.strip(b"bff=abc"), None);
         assert_eq!(c.find([&b"bffx=1"[..]].into_iter()), None);
     }
+
+    #[test]
+    fn set_cookie_filter_and_login_names() {
+        let c = cookie();
+        assert_eq!(c.login_name(), "__Host-bff_login");
+        for planted in [
+            "bff=x",
+            "bff =x",
+            "\tbff\t= x; Path=/",
+            "__Host-bff=x",
+            "__secure-bff=x",
+            "__Host-bff_login=x",
+            "bff_login=x",
+            "=bff=x",
+            "bff",
+        ] {
+            assert!(c.is_set_by(planted.as_bytes()), "{planted}");
+        }
+        for theirs in ["bffx=1", "BFF=1", "xbff=1", "theme=bff", "=theme=bff"] {
+            assert!(!c.is_set_by(theirs.as_bytes()), "{theirs}");
+        }
+        assert_eq!(
+            c.strip(b"a=1; __Host-bff_login=z; bff =y; b=2").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
+    }
 }
