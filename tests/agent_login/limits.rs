@@ -1,7 +1,7 @@
 //! What a stranger can pile up or fix in place at login: one transaction per browser
 //! binding, a capped number of new bindings per client address, a bounded `return_to`; the
 //! binding minted by bffgate (never a client's value), `__Host-` prefixed when secure, and
-//! cleared after the callback.
+//! cleared after the callback; and a `state` carrying a forged issue time.
 
 use std::collections::BTreeMap;
 
@@ -160,4 +160,43 @@ async fn the_login_binding_is_minted_by_bffgate_host_prefixed_when_secure_and_cl
             "{cleared}"
         );
     }
+}
+
+/// A `state` whose issue time the attacker chose (base64url of 24 bytes and the time).
+fn forged_state(issued_at: u64) -> String {
+    let mut raw = vec![7u8; 24];
+    raw.extend_from_slice(&issued_at.to_be_bytes());
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_state_time_neither_wraps_nor_takes_the_gateway_down() {
+    let env = Env::start(Setup::default()).await;
+    let started = env.start_login(Some("/after"), "").await;
+    let binding = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(started.login_set_cookie.as_deref().unwrap())
+    );
+    let callback = Url::parse(&env.callback_url()).unwrap();
+    for (issued_at, code) in [
+        (u64::MAX, "invalid_state"),
+        (u64::MAX - 10, "invalid_state"),
+        (0, "login_expired"),
+    ] {
+        for cookies in ["", binding.as_str()] {
+            let url = with_param(
+                &with_param(&callback, "code", Some("x")),
+                "state",
+                Some(&forged_state(issued_at)),
+            );
+            expect_error(env.callback(&url, cookies).await, 400, code).await;
+        }
+    }
+    // The real login is untouched and completes.
+    let back = env
+        .authorize(&OpBrowser::new(), &started.authorization_url)
+        .await;
+    let resp = env.callback(&back, &binding).await;
+    assert_eq!(resp.status(), 302, "{}", env.gw.log());
+    assert!(!env.gw.log().contains("panicked"), "{}", env.gw.log());
 }
