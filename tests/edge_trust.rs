@@ -13,8 +13,8 @@ use upstreams::{FlakyUpstream, PlantingUpstream};
 
 use crate::common::sessions::Sessions;
 use crate::common::{
-    client, eventually, expect_echo, route, session_cookie, EchoServer, Gateway, GatewayConfig,
-    RedisProcess, APP_ORIGIN,
+    client, eventually, expect_echo, refusing_port, route, session_cookie, EchoServer, Gateway,
+    GatewayConfig, RedisProcess, APP_ORIGIN,
 };
 
 /// Every forwarding header a client might forge, with a forged value.
@@ -99,6 +99,38 @@ async fn a_retry_on_a_closed_pooled_connection_carries_the_bearer_and_the_header
             !s.headers.iter().any(|(_, v)| v.contains(&cookie)),
             "attempt {i} carries the sealed cookie"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_the_next_upstream_after_a_refused_connect_carries_the_bearer() {
+    let redis = RedisProcess::start();
+    let echo = EchoServer::start().await;
+    let (_held, dead) = refusing_port();
+    let route = format!(
+        "{{ name: api, match: {{ path_prefix: \"/api\" }}, upstreams: [\"http://127.0.0.1:{dead}\", \"{}\"], auth: required }}",
+        echo.url()
+    );
+    let gw = Gateway::start(&GatewayConfig::new(vec![route]).redis(redis.url()).yaml()).await;
+    let sessions = Sessions::open(gw.config_path()).await;
+    let (_s, cookie) = sessions.login("user-1", "at-next").await;
+    // Round robin: one of the first two requests starts on the refusing upstream.
+    for n in 0..2 {
+        let resp = client()
+            .get(gw.url(&format!("/api/{n}")))
+            .header("cookie", session_cookie(&cookie))
+            .header("x-real-ip", "6.6.6.6")
+            .send()
+            .await
+            .unwrap();
+        let seen = expect_echo(resp).await;
+        assert_eq!(
+            seen.header("authorization").as_deref(),
+            Some("Bearer at-next")
+        );
+        assert_eq!(seen.header_all("x-forwarded-for"), ["127.0.0.1"]);
+        assert!(seen.header_all("x-real-ip").is_empty());
+        assert!(seen.header_all("cookie").is_empty());
     }
 }
 
