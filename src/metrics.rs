@@ -115,8 +115,9 @@ pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     ))
 });
 
-/// Logins by outcome: `started`, `ok`, `failed`, `invalid_state`, `binding_mismatch`,
-/// `provider_error`.
+/// Logins by outcome: `started`, `ok`, `failed`, `invalid_state` (this browser's login
+/// has another state), `binding_mismatch` (no login of this browser: no or an unknown login
+/// cookie), `limited` (`too_many_logins`), `provider_error`.
 pub static LOGINS: Lazy<IntCounterVec> = Lazy::new(|| {
     fixed(register_int_counter_vec!(
         "bff_logins_total",
@@ -254,6 +255,7 @@ const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 6] = [
             "failed",
             "invalid_state",
             "binding_mismatch",
+            "limited",
             "provider_error",
         ],
     ),

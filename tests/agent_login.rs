@@ -10,6 +10,7 @@
 
 mod callback;
 mod journey;
+mod limits;
 mod logout;
 mod origins;
 mod provider_faults;
@@ -51,6 +52,8 @@ struct Setup {
     session_claims: Option<Vec<&'static str>>,
     /// The client authenticates with `client_secret_post` (provider and gateway).
     client_secret_post: bool,
+    /// Rewrites the gateway's config template before it starts.
+    edit: Option<fn(String) -> String>,
 }
 
 /// One test's processes: the provider, the echo upstream (route `api`, `/api`, auth
@@ -169,6 +172,9 @@ impl Env {
             redis.as_ref().map(RedisProcess::url),
             &oidc,
         );
+        let template = setup
+            .edit
+            .map_or_else(|| template.clone(), |f| f(template.clone()));
         let gw = Gateway::start(&template).await;
         let relay = if setup.relay {
             let r = LogoutRelay::start().await;

@@ -160,3 +160,37 @@ fn shipped_example_configs_pass() {
         assert!(status.success(), "{} refused:\n{out}", file.display());
     }
 }
+
+#[test]
+fn absurd_durations_and_bad_forwarding_settings_are_named() {
+    let yaml = edited(
+        "  idle_timeout: 30m\n",
+        "  idle_timeout: 1000000h\n  refresh_lock_wait: 400d\n",
+    )
+    .replacen(
+        "  threads: 1\n",
+        "  threads: 1\n  trusted_proxies: [10.0.0.0/33, 192.0.2.1]\n  client_ip_header: \"bad header\"\n",
+        1,
+    )
+    .replacen(
+        "  grace_period_seconds: 0\n",
+        "  grace_period_seconds: 18446744073709551615\n",
+        1,
+    );
+    let out = assert_refused(
+        &yaml,
+        &[],
+        &[
+            "session.idle_timeout",
+            "session.refresh_lock_wait",
+            "longer than a year",
+            "server.trusted_proxies[0]",
+            "server.client_ip_header",
+            "server.grace_period_seconds",
+        ],
+    );
+    assert!(!out.contains("trusted_proxies[1]"), "{out}");
+    let yaml = edited("  absolute_timeout: 12h\n", "  absolute_timeout: 366d\n");
+    let (status, out) = check_config(&yaml, &[]);
+    assert!(status.success(), "a year is allowed:\n{out}");
+}

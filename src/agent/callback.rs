@@ -5,18 +5,16 @@ use crate::guard::Lookup;
 use crate::http::{self, ApiError, LocalResponse};
 use crate::live::LiveConfig;
 use crate::metrics;
-use crate::session::{now_secs, UserSession};
+use crate::session::{now_secs, SessionId, UserSession};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session as HttpSession;
-use subtle::ConstantTimeEq;
-use transaction::LoginTransaction;
+use transaction::Taken;
 
-/// Whether the request's login cookie is the one `txn` was started with (compared in
-/// constant time).
-fn bound_here(req: &RequestHeader, live: &LiveConfig, txn: &LoginTransaction) -> bool {
-    http::cookie(req, &live.cookie.login_name())
-        .map(transaction::binding_hash)
-        .is_some_and(|b| bool::from(b.as_bytes().ct_eq(txn.binding.as_bytes())))
+/// The request's login cookie (the browser binding), when well formed.
+fn binding<'r>(req: &'r RequestHeader, live: &LiveConfig) -> Option<&'r str> {
+    http::cookie(req, &live.cookie.login_name()).filter(|b| transaction::well_formed_binding(b))
 }
 
 /// The ID-token claims the SPA may see.
@@ -52,28 +50,35 @@ impl Agent {
         let code = http::query_param(req, "code")
             .filter(|c| !c.is_empty())
             .ok_or(ApiError::InvalidRequest("the callback has no code"))?;
-        let txn = match transaction::take(store, &state).await {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                metrics::LOGINS.with_label_values(&["invalid_state"]).inc();
-                let expired = transaction::state_issued_at(&state)
-                    .is_some_and(|t| t.saturating_add(config.login_timeout.as_secs()) < now_secs());
+        let expired = transaction::state_expired(&state, config.login_timeout);
+        let Some(binding) = binding(req, live) else {
+            metrics::LOGINS
+                .with_label_values(&["binding_mismatch"])
+                .inc();
+            return Err(if expired {
+                ApiError::LoginExpired
+            } else {
+                ApiError::InvalidState("this login was started in another browser")
+            });
+        };
+        let txn = match transaction::take(store, binding, &state).await {
+            Ok(Taken::Yours(t)) => t,
+            Ok(found) => {
+                let label = match found {
+                    Taken::OtherState => "invalid_state",
+                    _ => "binding_mismatch",
+                };
+                metrics::LOGINS.with_label_values(&[label]).inc();
                 return Err(if expired {
                     ApiError::LoginExpired
                 } else {
-                    ApiError::InvalidState("this login is unknown or was already completed")
+                    ApiError::InvalidState(
+                        "this login is unknown, from another browser, replaced by a newer one, or already completed",
+                    )
                 });
             }
             Err(_) => return Err(ApiError::StoreUnavailable),
         };
-        if !bound_here(req, live, &txn) {
-            metrics::LOGINS
-                .with_label_values(&["binding_mismatch"])
-                .inc();
-            return Err(ApiError::InvalidState(
-                "this login was started in another browser",
-            ));
-        }
         let grant = self
             .oidc
             .exchange_code(&code, &txn.pkce_verifier, &txn.nonce)
@@ -88,7 +93,16 @@ impl Agent {
         if store.create(&session).await.is_err() {
             return Err(ApiError::StoreUnavailable);
         }
-        // A session cookie the browser already had is replaced: end that session too.
+        // The session this browser had is replaced: end it, whether recorded when the
+        // login started (a Strict cookie is not sent here) or visible now (Lax or None).
+        let recorded = txn
+            .old_session
+            .as_deref()
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .and_then(|b: Vec<u8>| SessionId::from_slice(&b));
+        if let Some(old) = recorded.filter(|old| *old != session.id) {
+            let _ = store.delete(&old).await;
+        }
         if let Lookup::Found { session: old, .. } = self.guard.lookup(req, live).await {
             let _ = store.delete(&old.id).await;
         }
@@ -99,7 +113,11 @@ impl Agent {
             .saturating_add(live.session.absolute_timeout.as_secs())
             .saturating_sub(now_secs());
         Ok(LocalResponse::redirect(&txn.return_to)
-            .with_header("set-cookie", live.cookie.set_cookie(&session.id, max_age)))
+            .with_header("set-cookie", live.cookie.set_cookie(&session.id, max_age))
+            .with_header(
+                "set-cookie",
+                live.cookie.login_clear_cookie(&live.agent.base_path),
+            ))
     }
 
     /// The provider said no (e.g. the user cancelled): back to the SPA with
@@ -116,16 +134,21 @@ impl Agent {
             .filter(|c| c.is_ascii_lowercase() || *c == '_')
             .take(64)
             .collect();
-        let txn = transaction::take(self.guard.store(), state)
-            .await
-            .ok()
-            .flatten();
+        let txn = match binding(req, live) {
+            Some(b) => match transaction::take(self.guard.store(), b, state).await {
+                Ok(Taken::Yours(t)) => Some(t),
+                _ => None,
+            },
+            None => None,
+        };
         let mut target = txn
-            .filter(|t| bound_here(req, live, t))
             .and_then(|t| url::Url::parse(&t.return_to).ok())
             .unwrap_or_else(|| self.config().post_login_redirect.clone());
         target.query_pairs_mut().append_pair("login_error", &code);
         metrics::LOGINS.with_label_values(&["provider_error"]).inc();
-        LocalResponse::redirect(target.as_str())
+        LocalResponse::redirect(target.as_str()).with_header(
+            "set-cookie",
+            live.cookie.login_clear_cookie(&live.agent.base_path),
+        )
     }
 }

@@ -7,6 +7,7 @@
 //! and never a token in anything the browser receives.
 
 mod callback;
+mod limit;
 mod login;
 mod logout;
 mod redirect;
@@ -33,13 +34,20 @@ use std::sync::Arc;
 pub struct Agent {
     oidc: Arc<OidcClient>,
     guard: Arc<Guard>,
+    logins: limit::LoginLimiter,
 }
 
 impl Agent {
     /// An agent over a provider client and the request guard (which holds the store and
     /// the token refresher).
     pub fn new(oidc: Arc<OidcClient>, guard: Arc<Guard>) -> Self {
-        Agent { oidc, guard }
+        let c = oidc.config();
+        let logins = limit::LoginLimiter::new(c.logins_per_client, c.login_timeout);
+        Agent {
+            oidc,
+            guard,
+            logins,
+        }
     }
 
     fn config(&self) -> &OidcConfig {

@@ -3,7 +3,7 @@
 
 use super::file::CookieFile;
 use super::load::Problems;
-use super::{resolve, CookieConfig, CookieKey, SameSite};
+use super::{defaults, resolve, CookieConfig, CookieKey, SameSite};
 use std::path::Path;
 
 /// Whether `s` is a cookie name: an RFC 6265 token.
@@ -15,10 +15,14 @@ fn is_cookie_token(s: &str) -> bool {
 
 /// Checks the cookie section and reads its keys.
 pub(super) fn build(f: CookieFile, base_dir: &Path, p: &mut Problems) -> CookieConfig {
-    if !is_cookie_token(&f.name) {
+    let name = f
+        .name
+        .clone()
+        .unwrap_or_else(|| defaults::cookie_name(f.secure, &f.path, f.domain.as_deref()));
+    if !is_cookie_token(&name) {
         p.add(
             "cookie.name",
-            format!("`{}` is not a valid cookie name", f.name),
+            format!("`{name}` is not a valid cookie name"),
         );
     }
     let same_site = match f.same_site.to_ascii_lowercase().as_str() {
@@ -39,7 +43,7 @@ pub(super) fn build(f: CookieFile, base_dir: &Path, p: &mut Problems) -> CookieC
             "`none` requires `secure: true` (browsers refuse it otherwise)",
         );
     }
-    if f.name.starts_with("__Host-") {
+    if name.starts_with("__Host-") {
         if !f.secure {
             p.add("cookie.secure", "a `__Host-` cookie must be secure");
         }
@@ -50,7 +54,7 @@ pub(super) fn build(f: CookieFile, base_dir: &Path, p: &mut Problems) -> CookieC
             p.add("cookie.domain", "a `__Host-` cookie must not set a domain");
         }
     }
-    if f.name.starts_with("__Secure-") && !f.secure {
+    if name.starts_with("__Secure-") && !f.secure {
         p.add("cookie.secure", "a `__Secure-` cookie must be secure");
     }
     if !f.path.starts_with('/') || f.path.contains(';') {
@@ -89,7 +93,7 @@ pub(super) fn build(f: CookieFile, base_dir: &Path, p: &mut Problems) -> CookieC
         });
     }
     CookieConfig {
-        name: f.name,
+        name,
         domain: f.domain,
         path: f.path,
         same_site,
@@ -110,5 +114,25 @@ mod tests {
         );
         let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
         assert_eq!(keys, vec!["cookie.secure", "cookie.domain"]);
+    }
+
+    #[test]
+    fn the_default_name_is_host_prefixed_whenever_the_attributes_allow() {
+        let name = |cookie_keys: &str| {
+            let text = base().replace("cookie: {", &format!("cookie: {{{cookie_keys}"));
+            super::super::parse(
+                std::path::Path::new("t.yaml"),
+                &text,
+                &super::super::fixtures::env,
+            )
+            .expect("valid")
+            .cookie
+            .name
+        };
+        assert_eq!(name(""), "__Host-bff_session");
+        assert_eq!(name("secure: false, "), "bff_session");
+        assert_eq!(name("domain: a.test, "), "bff_session");
+        assert_eq!(name("path: /api, "), "bff_session");
+        assert_eq!(name("name: sid, "), "sid");
     }
 }

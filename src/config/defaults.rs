@@ -36,6 +36,9 @@ pub(super) const PID_FILE_NAME: &str = "bffgate.pid";
 /// `server.upgrade_sock`: this name in the runtime directory.
 pub(super) const UPGRADE_SOCK_NAME: &str = "bffgate_upgrade.sock";
 
+/// `server.client_ip_header`: where a trusted proxy names the client.
+pub(super) const CLIENT_IP_HEADER: &str = "x-forwarded-for";
+
 // ---- agent --------------------------------------------------------------------------
 
 /// `agent.base_path`: prefix of the agent endpoints.
@@ -61,13 +64,21 @@ pub(super) const SESSION_CLAIMS: [&str; 4] = ["sub", "name", "email", "preferred
 /// `oidc.login_timeout`: lifetime of a started login.
 pub(super) const LOGIN_TIMEOUT: &str = "10m";
 
+/// `oidc.logins_per_client`: logins one client address may start per `login_timeout`
+/// (per instance). Generous for a NAT'd office; a flood from one address stops here.
+pub(super) const LOGINS_PER_CLIENT: u32 = 60;
+
 /// `oidc.clock_skew`: tolerance on token times.
 pub(super) const CLOCK_SKEW: &str = "60s";
 
 // ---- cookie -------------------------------------------------------------------------
 
-/// `cookie.name`.
+/// `cookie.name` when the cookie cannot carry the `__Host-` prefix.
 pub(super) const COOKIE_NAME: &str = "bff_session";
+
+/// `cookie.name` when it can (`secure`, path `/`, no domain; RFC 6265bis): no sibling
+/// subdomain and no plain-HTTP response can set or shadow it.
+pub(super) const COOKIE_NAME_HOST: &str = "__Host-bff_session";
 
 /// `cookie.path`.
 pub(super) const COOKIE_PATH: &str = "/";
@@ -145,8 +156,13 @@ pub(super) fn clock_skew() -> String {
     CLOCK_SKEW.into()
 }
 
-pub(super) fn cookie_name() -> String {
-    COOKIE_NAME.into()
+/// `cookie.name`: `__Host-` prefixed whenever the cookie's attributes allow it.
+pub(super) fn cookie_name(secure: bool, path: &str, domain: Option<&str>) -> String {
+    if secure && path == "/" && domain.is_none() {
+        COOKIE_NAME_HOST.into()
+    } else {
+        COOKIE_NAME.into()
+    }
 }
 
 pub(super) fn cookie_path() -> String {
@@ -230,7 +246,7 @@ mod tests {
     #[test]
     fn minimal_config_is_accepted_with_defaults() {
         let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
-        assert_eq!(c.cookie.name, "bff_session");
+        assert_eq!(c.cookie.name, "__Host-bff_session");
         assert!(c.cookie.secure);
         assert_eq!(c.cookie.same_site, SameSite::Strict);
         assert_eq!(c.agent.base_path, "/bff");

@@ -90,6 +90,12 @@ pub struct ServerFile {
     pub upgrade_sock: Option<String>,
     /// PEM CA bundle trusted for HTTPS upstreams instead of the system's roots.
     pub upstream_ca_file: Option<String>,
+    /// Proxies in front of bffgate (CIDRs or addresses) whose forwarding headers are
+    /// believed (default: none).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header in which a trusted proxy names the client (default `x-forwarded-for`).
+    pub client_ip_header: Option<String>,
 }
 
 /// The OAuth agent and the browser-facing policy shared with API routes.
@@ -149,6 +155,8 @@ pub struct OidcFile {
     /// How long a started login may take (default `10m`).
     #[serde(default = "defaults::login_timeout")]
     pub login_timeout: String,
+    /// Logins one client address may start per `login_timeout` (default 60).
+    pub logins_per_client: Option<u32>,
     /// Clock skew tolerated on token times (default `60s`).
     #[serde(default = "defaults::clock_skew")]
     pub clock_skew: String,
@@ -161,10 +169,10 @@ pub struct OidcFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CookieFile {
-    /// Cookie name (default `bff_session`); a `__Host-` prefix requires `secure`, path `/`
+    /// Cookie name (default `__Host-bff_session` when `secure`, path `/` and no domain
+    /// allow the prefix, else `bff_session`); a `__Host-` prefix requires `secure`, path `/`
     /// and no domain.
-    #[serde(default = "defaults::cookie_name")]
-    pub name: String,
+    pub name: Option<String>,
     /// `Domain` attribute; omit for a host-only cookie.
     #[serde(default)]
     pub domain: Option<String>,

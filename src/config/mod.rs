@@ -106,6 +106,17 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     /// CA bundle for HTTPS upstreams.
     pub upstream_ca_file: Option<String>,
+    /// Which peers may tell bffgate the client's address.
+    pub forwarding: Forwarding,
+}
+
+/// Which peers may tell bffgate the client's address, and in which header.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// Proxies in front of bffgate (`server.trusted_proxies`); empty: trust no one.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where a trusted proxy puts the client address (`server.client_ip_header`).
+    pub client_ip_header: HeaderName,
 }
 
 /// Agent endpoints and the browser policy shared with API routes.
@@ -186,6 +197,8 @@ pub struct OidcConfig {
     pub session_claims: Vec<String>,
     /// Lifetime of a login transaction.
     pub login_timeout: Duration,
+    /// Logins one client address may start per `login_timeout`.
+    pub logins_per_client: u32,
     /// Tolerated clock skew.
     pub clock_skew: Duration,
     /// Extra authorization request parameters.

@@ -4,7 +4,7 @@
 use super::file::OidcFile;
 use super::load::Problems;
 use super::values::{duration, duration_or_zero, http_url};
-use super::{resolve, AgentConfig, ClientAuth, OidcConfig, SecretString};
+use super::{defaults, resolve, AgentConfig, ClientAuth, OidcConfig, SecretString};
 use std::path::Path;
 
 /// JWS algorithms an ID token may be signed with (`none` is refused separately).
@@ -80,6 +80,14 @@ pub(super) fn build(
     }
     let login_timeout = duration(&f.login_timeout, "oidc.login_timeout", p);
     let clock_skew = duration_or_zero(&f.clock_skew, "oidc.clock_skew", p);
+    let logins_per_client = match f.logins_per_client {
+        Some(0) => {
+            p.add("oidc.logins_per_client", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => defaults::LOGINS_PER_CLIENT,
+    };
     OidcConfig {
         issuer: f.issuer,
         client_id: f.client_id,
@@ -92,6 +100,7 @@ pub(super) fn build(
         id_token_algs: f.id_token_algs,
         session_claims: f.session_claims,
         login_timeout,
+        logins_per_client,
         clock_skew,
         auth_params: f.auth_params.into_iter().collect(),
     }

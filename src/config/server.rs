@@ -4,7 +4,8 @@
 use super::file::{ListenFile, MetricsFile, ServerFile};
 use super::load::Problems;
 use super::values::socket_addr;
-use super::{defaults, resolve, ServerSettings, TlsListener};
+use super::{defaults, resolve, Forwarding, ServerSettings, TlsListener};
+use http::HeaderName;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -60,14 +61,22 @@ pub(super) fn settings(
         Some(n) => n,
         None => defaults::server_threads(),
     };
+    let grace_period_seconds = at_most_a_day(
+        f.grace_period_seconds,
+        defaults::GRACE_PERIOD_SECONDS,
+        "server.grace_period_seconds",
+        p,
+    );
+    let graceful_shutdown_timeout_seconds = at_most_a_day(
+        f.graceful_shutdown_timeout_seconds,
+        defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS,
+        "server.graceful_shutdown_timeout_seconds",
+        p,
+    );
     ServerSettings {
         threads,
-        grace_period_seconds: f
-            .grace_period_seconds
-            .unwrap_or(defaults::GRACE_PERIOD_SECONDS),
-        graceful_shutdown_timeout_seconds: f
-            .graceful_shutdown_timeout_seconds
-            .unwrap_or(defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
+        grace_period_seconds,
+        graceful_shutdown_timeout_seconds,
         pid_file: f
             .pid_file
             .unwrap_or_else(|| format!("{run_dir}/{}", defaults::PID_FILE_NAME)),
@@ -77,6 +86,55 @@ pub(super) fn settings(
         upstream_ca_file: f
             .upstream_ca_file
             .map(|c| resolve::readable_file(&c, base_dir, "server.upstream_ca_file", p)),
+        forwarding: forwarding(&f.trusted_proxies, f.client_ip_header.as_deref(), p),
+    }
+}
+
+/// A drain time in seconds: a stop that waits past a day is a typo.
+fn at_most_a_day(v: Option<u64>, default: u64, key: &str, p: &mut Problems) -> u64 {
+    match v {
+        Some(s) if s > 86_400 => {
+            p.add(key, format!("{s} seconds is longer than a day (86400)"));
+            default
+        }
+        Some(s) => s,
+        None => default,
+    }
+}
+
+/// `server.trusted_proxies` (CIDRs, or bare addresses meaning one host) and
+/// `server.client_ip_header`.
+fn forwarding(proxies: &[String], header: Option<&str>, p: &mut Problems) -> Forwarding {
+    let trusted_proxies = proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let parsed = s
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => Some(net.trunc()),
+                Err(_) => {
+                    p.add(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("`{s}` is not an IP address or CIDR such as 10.0.0.0/8"),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let name = header.unwrap_or(defaults::CLIENT_IP_HEADER);
+    let client_ip_header = HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|_| {
+        p.add(
+            "server.client_ip_header",
+            format!("`{name}` is not a header name"),
+        );
+        HeaderName::from_static(defaults::CLIENT_IP_HEADER)
+    });
+    Forwarding {
+        trusted_proxies,
+        client_ip_header,
     }
 }
 
@@ -85,6 +143,32 @@ mod tests {
     use super::super::fixtures::{base, env};
     use super::super::parse;
     use std::path::Path;
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let mut f = base();
+        f.push_str("\nserver:\n  trusted_proxies: [10.0.0.0/8, \"::1\", 192.0.2.7/24]\n  client_ip_header: CF-Connecting-IP\n");
+        let c = parse(Path::new("t.yaml"), &f, &env).expect("valid");
+        let nets: Vec<String> = c
+            .server
+            .forwarding
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128", "192.0.2.0/24"]);
+        assert_eq!(c.server.forwarding.client_ip_header, "cf-connecting-ip");
+        let mut f = base();
+        f.push_str(
+            "\nserver:\n  trusted_proxies: [10.0.0.0/33, nope]\n  client_ip_header: \"a b\"\n",
+        );
+        let e = parse(Path::new("t.yaml"), &f, &env)
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains("server.trusted_proxies[0]"), "{e}");
+        assert!(e.contains("server.trusted_proxies[1]"), "{e}");
+        assert!(e.contains("server.client_ip_header"), "{e}");
+    }
 
     #[test]
     fn runtime_directory_holds_pid_file_and_upgrade_socket() {

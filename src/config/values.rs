@@ -22,9 +22,18 @@ pub(super) fn socket_addr(s: &str, key: &str, p: &mut Problems) -> Option<Socket
     }
 }
 
-/// A duration such as `30s`, `5m` or `12h`, longer than zero.
+/// The longest duration any key accepts: every duration is a timeout, a lifetime or an
+/// interval, and one past a year is a typo (`1000000h`) that would overflow clock
+/// arithmetic.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration such as `30s`, `5m` or `12h`, longer than zero and at most a year.
 pub(super) fn duration(s: &str, key: &str, p: &mut Problems) -> Duration {
     match humantime::parse_duration(s) {
+        Ok(d) if d > MAX_DURATION => {
+            p.add(key, format!("`{s}` is longer than a year (366d)"));
+            Duration::from_secs(1)
+        }
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
             p.add(key, "must be longer than zero");
@@ -40,12 +49,19 @@ pub(super) fn duration(s: &str, key: &str, p: &mut Problems) -> Duration {
     }
 }
 
-/// A duration that may be zero (`clock_skew: 0s` turns the tolerance off).
+/// A duration that may be zero (`clock_skew: 0s` turns the tolerance off), at most a year.
 pub(super) fn duration_or_zero(s: &str, key: &str, p: &mut Problems) -> Duration {
-    humantime::parse_duration(s).unwrap_or_else(|e| {
-        p.add(key, format!("`{s}` is not a duration: {e}"));
-        Duration::ZERO
-    })
+    match humantime::parse_duration(s) {
+        Ok(d) if d > MAX_DURATION => {
+            p.add(key, format!("`{s}` is longer than a year (366d)"));
+            Duration::ZERO
+        }
+        Ok(d) => d,
+        Err(e) => {
+            p.add(key, format!("`{s}` is not a duration: {e}"));
+            Duration::ZERO
+        }
+    }
 }
 
 /// The key that stands in for one that could not be read or decoded.
@@ -133,5 +149,27 @@ mod tests {
         let p = problems(&text);
         assert_eq!(p[0].key, "cookie.keys[0].secret");
         assert!(p[0].reason.contains("32 bytes"));
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_with_their_key() {
+        let text = base().replace(
+            "session: {",
+            "session: {idle_timeout: 1000000h, absolute_timeout: 367d, refresh_before_expiry: 400d, ",
+        ) + "server: {grace_period_seconds: 18446744073709551615, graceful_shutdown_timeout_seconds: 86401}\n";
+        let mut keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "server.grace_period_seconds",
+                "server.graceful_shutdown_timeout_seconds",
+                "session.absolute_timeout",
+                "session.idle_timeout",
+                "session.refresh_before_expiry",
+            ]
+        );
+        let text = base().replace("session: {", "session: {absolute_timeout: 366d, ");
+        assert!(problems(&text).is_empty(), "{:?}", problems(&text));
     }
 }

@@ -5,6 +5,8 @@
 //! and a `Cookie` header back into a session id, nothing more.
 
 mod cipher;
+#[cfg(test)]
+mod props;
 
 pub use cipher::{CookieCipher, Opened};
 
@@ -101,26 +103,46 @@ impl SessionCookie {
         format!("{}={}; Max-Age=0", self.config.name, self.attributes)
     }
 
-    /// The login-binding cookie's name: the session cookie's name with `_login`.
+    /// The login-binding cookie's name: the session cookie's name (without a `__Host-` or
+    /// `__Secure-` prefix) with `_login`, prefixed `__Host-` whenever the session cookie is
+    /// `Secure`, so no sibling subdomain and no plain-HTTP response can set it.
     pub fn login_name(&self) -> String {
-        format!("{}_login", self.config.name)
+        let base = String::from_utf8_lossy(unprefixed(self.config.name.as_bytes()));
+        if self.config.secure {
+            format!("__Host-{base}_login")
+        } else {
+            format!("{base}_login")
+        }
     }
 
     /// A `Set-Cookie` value for the login-binding cookie. `SameSite=Lax`, not Strict: the
     /// provider's redirect back to the callback is a cross-site navigation, on which
-    /// browsers withhold Strict cookies. Scoped to the agent's `base_path` (or `/` for a
-    /// `__Host-` name, which requires it).
+    /// browsers withhold Strict cookies. A `Secure` cookie is `__Host-` prefixed and so
+    /// scoped to `/` (the prefix requires it); otherwise to the agent's `base_path`.
     pub fn login_set_cookie(&self, value: &str, base_path: &str, max_age_secs: u64) -> String {
-        let path = if self.config.name.starts_with("__Host-") {
-            "/"
+        let (path, secure) = if self.config.secure {
+            ("/", "; Secure")
         } else {
-            base_path
+            (base_path, "")
         };
-        let secure = if self.config.secure { "; Secure" } else { "" };
         format!(
             "{}={value}; Path={path}; HttpOnly{secure}; SameSite=Lax; Max-Age={max_age_secs}",
             self.login_name()
         )
+    }
+
+    /// A `Set-Cookie` value that removes the login-binding cookie (after the callback).
+    pub fn login_clear_cookie(&self, base_path: &str) -> String {
+        self.login_set_cookie("", base_path, 0)
+    }
+
+    /// Whether a cookie named `name` is one bffgate owns: the session or the login cookie,
+    /// under its own name or a `__Host-`/`__Secure-` prefixed variant of it (the prefix
+    /// matched case-insensitively, as RFC 6265bis browsers do; the rest case-sensitively).
+    pub fn owns(&self, name: &[u8]) -> bool {
+        let base = unprefixed(name);
+        let login = self.login_name();
+        base == unprefixed(self.config.name.as_bytes()) || base == unprefixed(login.as_bytes())
     }
 
     /// Finds our cookie's value among `Cookie` header values (the first occurrence wins).
@@ -128,17 +150,25 @@ impl SessionCookie {
         cookie_value(headers, &self.config.name)
     }
 
-    /// Whether a `Set-Cookie` value sets our cookie.
+    /// Whether a `Set-Cookie` value would set (or clear) a cookie bffgate owns, as a
+    /// browser parses it (RFC 6265bis §5.6: the name is what precedes the first `=` of the
+    /// part before the first `;`, trimmed; a pair without a name is sent back as its bare
+    /// value, so a nameless `=bff_session=x` counts as naming `bff_session`).
     pub fn is_set_by(&self, set_cookie: &[u8]) -> bool {
-        value_of(set_cookie.trim_ascii(), self.config.name.as_bytes()).is_some()
+        let pair = set_cookie.split(|&b| b == b';').next().unwrap_or_default();
+        let (name, value) = split_pair(pair);
+        if name.is_empty() {
+            return self.owns(split_pair(value).0) || self.owns(value);
+        }
+        self.owns(name)
     }
 
-    /// Rewrites a `Cookie` header value without our cookie; `None` when nothing is left.
+    /// Rewrites a `Cookie` header value without the cookies bffgate owns (see
+    /// [`Self::owns`]); every other pair is kept byte for byte. `None` when nothing is left.
     pub fn strip(&self, header: &[u8]) -> Option<Vec<u8>> {
-        let name = self.config.name.as_bytes();
         let mut out = Vec::with_capacity(header.len());
         for pair in header.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
-            if pair.is_empty() || value_of(pair, name).is_some() {
+            if pair.is_empty() || self.owns(split_pair(pair).0) {
                 continue;
             }
             if !out.is_empty() {
@@ -150,10 +180,28 @@ impl SessionCookie {
     }
 }
 
-/// The value of a `name=value` pair (or `Set-Cookie` value) if it is named `name`.
+/// A cookie name without a `__Host-` or `__Secure-` prefix (matched case-insensitively).
+fn unprefixed(name: &[u8]) -> &[u8] {
+    for prefix in [&b"__host-"[..], b"__secure-"] {
+        if name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return &name[prefix.len()..];
+        }
+    }
+    name
+}
+
+/// A `name=value` pair split at its first `=`, both sides trimmed; no `=` means no name.
+fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    match pair.iter().position(|&b| b == b'=') {
+        Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
+        None => (&[], pair.trim_ascii()),
+    }
+}
+
+/// The value of a `name=value` pair if it is named `name` (exactly, after trimming).
 fn value_of<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let rest = pair.strip_prefix(name)?;
-    rest.strip_prefix(b"=")
+    let (n, v) = split_pair(pair);
+    (!n.is_empty() && n == name).then_some(v)
 }
 
 /// The value of cookie `name` among `Cookie` header values (the first occurrence wins).
@@ -214,5 +262,31 @@ mod tests {
         );
         assert_eq!(c.strip(b"bff=abc"), None);
         assert_eq!(c.find([&b"bffx=1"[..]].into_iter()), None);
+    }
+
+    #[test]
+    fn set_cookie_filter_and_login_names() {
+        let c = cookie();
+        assert_eq!(c.login_name(), "__Host-bff_login");
+        for planted in [
+            "bff=x",
+            "bff =x",
+            "\tbff\t= x; Path=/",
+            "__Host-bff=x",
+            "__secure-bff=x",
+            "__Host-bff_login=x",
+            "bff_login=x",
+            "=bff=x",
+            "bff",
+        ] {
+            assert!(c.is_set_by(planted.as_bytes()), "{planted}");
+        }
+        for theirs in ["bffx=1", "BFF=1", "xbff=1", "theme=bff", "=theme=bff"] {
+            assert!(!c.is_set_by(theirs.as_bytes()), "{theirs}");
+        }
+        assert_eq!(
+            c.strip(b"a=1; __Host-bff_login=z; bff =y; b=2").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
     }
 }

@@ -59,7 +59,7 @@ impl Inner {
         }
         let token: [u8; 16] = crate::random::os_bytes();
         let lease = lease(&self.store);
-        let deadline = started + self.lock_wait();
+        let deadline = started.checked_add(self.lock_wait()).unwrap_or(started);
         loop {
             match self.store.lock_session(&current.id, &token, lease).await {
                 Ok(true) => break,

@@ -67,11 +67,13 @@ pub enum ApiError {
     UpstreamTimeout,
     /// A Pingora phase failed with this HTTP status.
     HttpStatus(u16),
+    /// 429: this client started more logins than `oidc.logins_per_client` allows.
+    TooManyLogins,
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 29] = [
+    pub const CATALOGUE: [ApiError; 30] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -101,6 +103,7 @@ impl ApiError {
         ApiError::ProviderNotReady,
         ApiError::UpstreamTimeout,
         ApiError::HttpStatus(0),
+        ApiError::TooManyLogins,
     ];
 
     /// The HTTP status.
@@ -122,6 +125,7 @@ impl ApiError {
             MethodNotAllowed(_) => 405,
             NoRefreshToken => 409,
             BodyTooLarge => 413,
+            TooManyLogins => 429,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
             StoreUnavailable | RefreshUnavailable | ProviderNotReady => 503,
@@ -161,6 +165,7 @@ impl ApiError {
             RefreshUnavailable => "refresh_unavailable",
             UpstreamTimeout => "upstream_timeout",
             HttpStatus(_) => "http_error",
+            TooManyLogins => "too_many_logins",
         }
     }
 
@@ -197,6 +202,7 @@ impl ApiError {
             ProviderNotReady => "the OpenID provider has not been discovered yet",
             UpstreamTimeout => "the upstream did not answer in time",
             HttpStatus(_) => "the request failed",
+            TooManyLogins => "too many logins were started from this address; try again later",
         }
     }
 
@@ -261,6 +267,7 @@ mod tests {
             ProviderNotReady => 26,
             UpstreamTimeout => 27,
             HttpStatus(_) => 28,
+            TooManyLogins => 29,
         }
     }
 

@@ -5,6 +5,7 @@
 mod cors;
 mod endpoint;
 mod error;
+mod forwarded;
 mod page;
 mod request;
 mod respond;
@@ -12,6 +13,7 @@ mod respond;
 pub use cors::{allow_local, allow_proxied, allowed_origin, preflight};
 pub use endpoint::{AgentEndpoints, Handled};
 pub use error::ApiError;
+pub use forwarded::{client_addr, client_of, is_forwarding_header, is_trusted};
 pub use page::{error_page, escape_html, wants_page};
 pub use request::{cookie, host, is_preflight, is_safe_method, is_upgrade, path, query_param};
 pub use respond::LocalResponse;

@@ -10,7 +10,7 @@ pub(crate) mod testing;
 
 pub use routes::{Route, RouteMatch, RouteTable};
 
-use crate::config::{AgentConfig, Config, SessionConfig};
+use crate::config::{AgentConfig, Config, Forwarding, SessionConfig};
 use crate::cookie::SessionCookie;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct LiveConfig {
     /// Where an error page sends a person back to: the post-login page when a provider is
     /// configured, else the first trusted origin.
     pub home: Option<String>,
+    /// Which peers may name the client (trusted proxies and their header).
+    pub forwarding: Forwarding,
 }
 
 impl LiveConfig {
@@ -50,6 +52,7 @@ impl LiveConfig {
                 .as_ref()
                 .map(|o| o.post_login_redirect.to_string())
                 .or_else(|| config.agent.allowed_origins.first().cloned()),
+            forwarding: config.server.forwarding.clone(),
         }
     }
 

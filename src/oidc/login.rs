@@ -155,16 +155,22 @@ impl OidcClient {
             .iter()
             .filter_map(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok())
             .collect();
+        // `oidc.clock_skew` is at most a year (the config refuses more), so this converts;
+        // the clock arithmetic below is checked all the same.
         let skew = chrono::Duration::from_std(self.config.clock_skew).unwrap_or_default();
         let verifier = provider
             .client
             .id_token_verifier()
             .set_allowed_algs(algs)
             // Expiry is checked against a clock set back by the skew…
-            .set_time_fn(move || now_utc() - skew)
+            .set_time_fn(move || {
+                let now = now_utc();
+                now.checked_sub_signed(skew).unwrap_or(now)
+            })
             // …and a token may not be issued further in the future than the skew.
             .set_issue_time_verifier_fn(move |iat| {
-                if iat > now_utc() + skew {
+                let now = now_utc();
+                if iat > now.checked_add_signed(skew).unwrap_or(now) {
                     Err("the ID token is issued in the future".into())
                 } else {
                     Ok(())

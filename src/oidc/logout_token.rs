@@ -136,7 +136,8 @@ fn check_claims(c: &Value, config: &OidcConfig, now: u64) -> Result<LogoutClaims
         .get("iat")
         .and_then(Value::as_u64)
         .ok_or(Failure::Invalid("no iat"))?;
-    if iat > now + skew || iat + MAX_AGE_SECS + skew < now {
+    if iat > now.saturating_add(skew) || iat.saturating_add(MAX_AGE_SECS.saturating_add(skew)) < now
+    {
         return Err(Failure::Invalid("iat out of range"));
     }
     // Back-Channel Logout 1.0 §2.4 requires `exp`: a token without one never expires.
@@ -144,7 +145,7 @@ fn check_claims(c: &Value, config: &OidcConfig, now: u64) -> Result<LogoutClaims
         .get("exp")
         .and_then(Value::as_u64)
         .ok_or(Failure::Invalid("no exp"))?;
-    if exp + skew < now {
+    if exp.saturating_add(skew) < now {
         return Err(Failure::Invalid("expired"));
     }
     let event_ok = c
@@ -192,6 +193,7 @@ mod tests {
             id_token_algs: vec!["RS256".into()],
             session_claims: vec![],
             login_timeout: Duration::from_secs(60),
+            logins_per_client: 60,
             clock_skew: Duration::from_secs(30),
             auth_params: vec![],
         }
@@ -243,5 +245,11 @@ mod tests {
         refuse(&|v| v["exp"] = json!(960), 1000);
         refuse(&|_| {}, 1000 + MAX_AGE_SECS + 31);
         refuse(&|_| {}, 900);
+        // Times at the edge of u64 neither panic nor wrap into acceptance.
+        refuse(&|v| v["iat"] = json!(u64::MAX), 1000);
+        refuse(&|v| v["exp"] = json!(0), u64::MAX);
+        let mut v = good();
+        v["exp"] = json!(u64::MAX);
+        assert!(check_claims(&v, &c, 1000).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! Per-request state shared across the proxy's phases.
 
 use crate::live::{LiveConfig, Route};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +35,9 @@ pub struct RequestCtx {
     pub span: tracing::Span,
     /// The span of the upstream call, from sending the request to its response header.
     pub upstream_span: tracing::Span,
+    /// The client's address (the peer's, or what a trusted proxy said): what logs and
+    /// per-client limits use. `None` on a Unix socket.
+    pub client_addr: Option<IpAddr>,
 }
 
 impl RequestCtx {
@@ -53,6 +57,7 @@ impl RequestCtx {
             upstream_started: None,
             span: tracing::Span::none(),
             upstream_span: tracing::Span::none(),
+            client_addr: None,
         }
     }
 

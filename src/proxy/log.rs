@@ -24,6 +24,7 @@ pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
         let req = session.req_header();
         tracing::info!(
             target: "bffgate::access",
+            client = %ctx.client_addr.map(|a| a.to_string()).unwrap_or_default(),
             method = %req.method,
             path = %String::from_utf8_lossy(req.uri.path().as_bytes()),
             route,

@@ -168,6 +168,7 @@ impl ProxyHttp for EdgeProxy {
             session.set_keepalive(None);
         }
         ctx.span = crate::telemetry::request_span(session.req_header());
+        ctx.client_addr = http::client_addr(session, &ctx.live.forwarding);
         let target = classify(session.req_header(), &ctx.live);
         if !matches!(target, Ok(Target::Health(_))) {
             ctx.cors_origin = http::allowed_origin(session.req_header(), &ctx.live.agent)

@@ -1,7 +1,9 @@
-//! The response on its way back: upstream attempts to set our cookie dropped, the re-sealed
-//! cookie and CORS headers added, upstream latency observed.
+//! The response on its way back: upstream attempts to set our cookies dropped, upstream
+//! CORS headers dropped on routes with auth (bffgate owns CORS there), the re-sealed cookie
+//! and bffgate's CORS headers added, upstream latency observed.
 
 use super::RequestCtx;
+use crate::config::AuthMode;
 use crate::http;
 use crate::metrics;
 use ::http::{header, HeaderValue};
@@ -27,6 +29,13 @@ pub fn apply(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
             resp.append_header(header::SET_COOKIE, v)?;
         }
     }
+    if ctx
+        .route
+        .as_ref()
+        .is_some_and(|r| r.config.auth != AuthMode::None)
+    {
+        remove_cors(resp);
+    }
     if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
         metrics::UPSTREAM_DURATION
             .with_label_values(&[route.config.name.as_str()])
@@ -39,4 +48,18 @@ pub fn apply(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         http::allow_proxied(resp, origin)?;
     }
     Ok(())
+}
+
+/// Removes every `Access-Control-*` header: on a route with auth, an upstream must not
+/// grant a credentialed cross-origin read that bffgate's origin list does not.
+fn remove_cors(resp: &mut ResponseHeader) {
+    let names: Vec<_> = resp
+        .headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in names {
+        resp.remove_header(&name);
+    }
 }

@@ -54,9 +54,10 @@ impl Outcome {
     }
 
     fn has_header(&self, line_start: &str) -> bool {
-        self.response
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with(line_start))
+        self.response.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&line_start.to_ascii_lowercase())
+        })
     }
 }
 

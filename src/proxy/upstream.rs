@@ -4,6 +4,7 @@
 //! every attempt, retries included; the client's `Authorization` and our cookie never pass.
 
 use super::RequestCtx;
+use crate::http as edge;
 use crate::live::Route;
 use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
@@ -36,8 +37,10 @@ pub fn peer(route: &Route, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
 }
 
 /// Rewrites the upstream request: the path (`strip_prefix`, otherwise byte for byte), our
-/// cookie and any client `Authorization` removed, the session's bearer token set,
-/// `X-Forwarded-*`, the route's header changes.
+/// cookies and any client `Authorization` removed, the session's bearer token set, the
+/// client's forwarding headers replaced by bffgate's, then the route's header changes.
+/// Runs on every attempt (retries included) and reads `ctx` only, so each attempt carries
+/// the same credentials and headers.
 ///
 /// # Errors
 /// A header value could not be built.
@@ -68,13 +71,16 @@ pub fn rewrite(
             upstream.insert_header(name, value)?;
         }
     }
+    // The route's own header changes come last: the operator may add a forwarding header
+    // (e.g. `X-Forwarded-Prefix`) that bffgate would otherwise drop.
+    forwarded_headers(session, upstream, ctx)?;
     for name in &route.config.headers_remove {
         upstream.remove_header(name);
     }
     for (name, value) in &route.config.headers_add {
         upstream.insert_header(name.clone(), value.clone())?;
     }
-    forwarded_headers(session, upstream)
+    Ok(())
 }
 
 fn strip_prefix(upstream: &mut RequestHeader, strip: Option<&str>) -> Result<()> {
@@ -112,26 +118,62 @@ fn strip_session_cookie(upstream: &mut RequestHeader, ctx: &RequestCtx) -> Resul
     Ok(())
 }
 
-fn forwarded_headers(session: &HttpSession, upstream: &mut RequestHeader) -> Result<()> {
-    if let Some(ip) = session
+/// Drops every forwarding header the client sent and sets bffgate's own: the client
+/// address it determined, the scheme it was reached on (a trusted proxy's
+/// `X-Forwarded-Proto` when it says `http` or `https`), and the host the request was routed
+/// on when it is a well-formed host name or address.
+fn forwarded_headers(
+    session: &HttpSession,
+    upstream: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let f = &ctx.live.forwarding;
+    let from_proxy = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
-    {
-        let xff = match upstream
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        upstream.insert_header("x-forwarded-for", xff)?;
+        .is_some_and(|a| edge::is_trusted(a.ip().to_canonical(), f));
+    let proxy_proto = from_proxy
+        .then(|| upstream.headers.get("x-forwarded-proto"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            ["http", "https"]
+                .into_iter()
+                .find(|p| v.eq_ignore_ascii_case(p))
+        });
+    let forged: Vec<_> = upstream
+        .headers
+        .keys()
+        .filter(|n| edge::is_forwarding_header(n, f))
+        .cloned()
+        .collect();
+    for name in forged {
+        upstream.remove_header(&name);
+    }
+    if let Some(ip) = ctx.client_addr {
+        upstream.insert_header("x-forwarded-for", ip.to_string())?;
     }
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-    if let Some(host) = session.req_header().headers.get(header::HOST).cloned() {
+    let proto = proxy_proto.unwrap_or(if tls { "https" } else { "http" });
+    upstream.insert_header("x-forwarded-proto", proto)?;
+    if let Some(host) = edge::host(session.req_header()).filter(|h| valid_host(h)) {
         upstream.insert_header("x-forwarded-host", host)?;
     }
     Ok(())
+}
+
+/// Whether `h` (lowercase, no port) is a DNS name or an IP literal.
+fn valid_host(h: &str) -> bool {
+    if let Some(v6) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

@@ -23,6 +23,16 @@ impl SessionStore {
         timed("put", self.backend.put(&key, &blob, ttl)).await
     }
 
+    /// Reads, without taking, what [`Self::put_transient`] kept under `name`.
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn get_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.codec.index_name("t", name);
+        let blob = timed("get", self.backend.get(&key)).await?;
+        Ok(blob.and_then(|(b, _)| self.codec.open_bytes(&key, &b)))
+    }
+
     /// Takes (reads and deletes, once) what [`Self::put_transient`] kept under `name`.
     ///
     /// # Errors

@@ -92,7 +92,7 @@ impl Store for MemoryStore {
             r.key.clone(),
             Entry {
                 blob: r.blob.as_slice().into(),
-                expires: Instant::now() + r.ttl,
+                expires: deadline(r.ttl),
                 indexes: r.indexes.clone().into(),
             },
         );
@@ -116,7 +116,7 @@ impl Store for MemoryStore {
                     Some(e) if e.value().expires > Instant::now() => {
                         let mut e = e.into_value();
                         found = Some(e.blob.to_vec());
-                        e.expires = Instant::now() + ttl;
+                        e.expires = deadline(ttl);
                         Op::Put(e)
                     }
                     _ => Op::Nop,
@@ -156,7 +156,7 @@ impl Store for MemoryStore {
                 match current {
                     Some(e) => {
                         let mut e = e.into_value();
-                        e.expires = Instant::now() + ttl;
+                        e.expires = deadline(ttl);
                         Op::Put(e)
                     }
                     None => Op::Nop,
@@ -178,7 +178,7 @@ impl Store for MemoryStore {
             key.to_string(),
             Entry {
                 blob: blob.into(),
-                expires: Instant::now() + ttl,
+                expires: deadline(ttl),
                 indexes: Arc::from(Vec::new()),
             },
         );
@@ -205,7 +205,7 @@ impl Store for MemoryStore {
                         taken = true;
                         Op::Put(Entry {
                             blob: token.into(),
-                            expires: Instant::now() + ttl,
+                            expires: deadline(ttl),
                             indexes: Arc::from(Vec::new()),
                         })
                     }
@@ -241,4 +241,13 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// When an entry living `ttl` from now expires; a `ttl` past what the clock can represent
+/// is cut to a year (no panic on a huge configured lifetime).
+fn deadline(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(366 * 24 * 3600)))
+        .unwrap_or(now)
 }

@@ -1,5 +1,6 @@
 //! The login binding: `state` (tampered, replayed, from another browser), the ID token's
-//! `nonce`, and `login/start` with one login cookie for concurrent logins.
+//! `nonce`, `login/start`, one login transaction per browser, and the end of the previous
+//! session at a new login.
 
 use super::*;
 
@@ -77,11 +78,26 @@ async fn callback_state_must_be_known_unused_and_from_this_browser() {
 
     // The used code with a fresh state (a new login in the same browser): bffgate sends
     // it with the new transaction's verifier, the provider refuses (PKCE), nothing burns.
+    // The old login cookie names a finished login: it is not adopted, a new one is minted.
     let fresh = env.start_login(Some("/after"), &binding).await;
-    assert!(fresh.login_set_cookie.is_none(), "{:?}", fresh.set_cookies);
+    let fresh_binding = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(
+            fresh
+                .login_set_cookie
+                .as_deref()
+                .expect("a new login cookie")
+        )
+    );
+    assert_ne!(fresh_binding, binding);
     let replay = with_param(&back, "state", Some(&fresh.param("state")));
     assert_eq!(query_param(&replay, "code").as_deref(), Some(code.as_str()));
-    expect_error(env.callback(&replay, &binding).await, 400, "login_failed").await;
+    expect_error(
+        env.callback(&replay, &fresh_binding).await,
+        400,
+        "login_failed",
+    )
+    .await;
     let stats = env.stats().await;
     assert_eq!(
         stat(&stats, &["grant_errors", "invalid_grant"]),
@@ -109,9 +125,11 @@ async fn callback_state_must_be_known_unused_and_from_this_browser() {
         assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
         expect_error(resp, 400, "invalid_state").await;
     }
+    // Those two, and the replay above (its browser's login was over): no login of this
+    // browser was found.
     assert_eq!(
         metric_value(&env.gw, "bff_logins_total{outcome=\"binding_mismatch\"}").await,
-        2.0
+        3.0
     );
     // Those codes were never exchanged.
     let stats = env.stats().await;
@@ -198,8 +216,8 @@ async fn id_token_with_another_nonce_or_none_is_refused() {
         env.gw.log()
     );
 
-    // Two logins in one browser; login A's code delivered with login B's state: bffgate
-    // uses B's verifier and nonce, the provider refuses the PKCE verifier.
+    // Two logins in one browser (B replaces A); login A's code delivered with login B's
+    // state: bffgate uses B's verifier and nonce, the provider refuses the PKCE verifier.
     let a = env.start_login(Some("/a"), "").await;
     let binding = format!(
         "{LOGIN_COOKIE}={}",
@@ -221,14 +239,11 @@ async fn id_token_with_another_nonce_or_none_is_refused() {
         2,
         "{stats}"
     );
-    // A's own callback still completes: the refused exchange burnt nothing.
+    // A was replaced by B, and B's transaction was used by the crossed callback: A's own
+    // callback finds nothing.
     let resp = env.callback(&back_a, &binding).await;
-    assert_eq!(resp.status(), 302);
-    assert_eq!(
-        resp.headers().get("location").unwrap().to_str().unwrap(),
-        "http://app.test/a"
-    );
-    assert!(set_cookie_for(resp.headers(), COOKIE).is_some());
+    assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+    expect_error(resp, 400, "invalid_state").await;
     assert_eq!(
         metric_value(&env.gw, "bff_logins_total{outcome=\"failed\"}").await,
         3.0
@@ -236,10 +251,10 @@ async fn id_token_with_another_nonce_or_none_is_refused() {
 }
 
 // ---------------------------------------------------------------------------------------
-// login/start, and one login cookie for concurrent logins
+// login/start; one login transaction per browser; the previous session ends
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_start_and_concurrent_logins_share_one_login_cookie() {
+async fn one_login_per_browser_and_a_new_login_ends_the_previous_session() {
     let env = Env::start(Setup::default()).await;
     let discovery = env.provider.discovery().await;
 
@@ -278,48 +293,86 @@ async fn login_start_and_concurrent_logins_share_one_login_cookie() {
         Some("S256")
     );
 
-    // A second login in the same browser (another tab) keeps the login cookie.
+    // A second login in the same browser (another tab) keeps the login cookie (the same
+    // binding, its lifetime renewed) and replaces the first login.
     let b = env.start_login(Some("/b"), &binding).await;
-    assert!(b.set_cookies.is_empty(), "{:?}", b.set_cookies);
+    let again = b.login_set_cookie.as_deref().expect("login cookie renewed");
+    assert_eq!(cookie_value(again), cookie_value(&login_set));
     assert_ne!(query_param(&az_a, "state"), Some(b.param("state")));
 
-    // Both complete, in either order, each with its own state.
+    // A's callback finds B's transaction (another state) and is refused, leaving B alone;
+    // B completes, and the login cookie is cleared.
     let browser = OpBrowser::new();
     let back_a = env.authorize(&browser, &az_a).await;
     let back_b = env.authorize(&browser, &b.authorization_url).await;
+    expect_error(env.callback(&back_a, &binding).await, 400, "invalid_state").await;
     let resp = env.callback(&back_b, &binding).await;
-    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.status(), 302, "{}", env.gw.log());
     assert_eq!(
         resp.headers()["location"].to_str().unwrap(),
         "http://app.test/b"
     );
+    let cleared = set_cookie_for(resp.headers(), LOGIN_COOKIE).expect("login cookie cleared");
+    assert!(
+        cookie_attributes(&cleared).contains(&"Max-Age=0".to_string()),
+        "{cleared}"
+    );
+    assert_eq!(cookie_value(&cleared), "");
     let cookie_b = cookie_value(&set_cookie_for(resp.headers(), COOKIE).unwrap());
-    // The browser now also sends the session cookie of login B.
+    expect_echo(env.api(&cookie_b).await).await;
+    assert_eq!(
+        metric_value(&env.gw, "bff_logins_total{outcome=\"invalid_state\"}").await,
+        1.0
+    );
+
+    // A new login while the browser holds session B: the Strict session cookie is sent to
+    // `/bff/login` (same-site) but not on the provider's cross-site redirect back. The
+    // session is recorded at the start and ended at the callback.
+    let c = env
+        .start_login(Some("/c"), &session_cookie(&cookie_b))
+        .await;
+    let binding_c = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(c.login_set_cookie.as_deref().expect("new login cookie"))
+    );
+    assert_ne!(
+        binding_c, binding,
+        "a finished login's cookie is not adopted"
+    );
+    let back_c = env.authorize(&browser, &c.authorization_url).await;
+    let resp = env.callback(&back_c, &binding_c).await;
+    assert_eq!(resp.status(), 302, "{}", env.gw.log());
+    let cookie_c = cookie_value(&set_cookie_for(resp.headers(), COOKIE).unwrap());
+    assert_ne!(cookie_c, cookie_b);
+    expect_echo(env.api(&cookie_c).await).await;
+    expect_error(env.api(&cookie_b).await, 401, "session_expired").await;
+
+    // The same when the session cookie is visible at the callback (e.g. `SameSite=Lax`).
+    let d = env.start_login(Some("/d"), "").await;
+    let binding_d = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(d.login_set_cookie.as_deref().expect("new login cookie"))
+    );
+    let back_d = env.authorize(&browser, &d.authorization_url).await;
     let resp = env
         .callback(
-            &back_a,
-            &format!("{binding}; {}", session_cookie(&cookie_b)),
+            &back_d,
+            &format!("{binding_d}; {}", session_cookie(&cookie_c)),
         )
         .await;
     assert_eq!(resp.status(), 302, "{}", env.gw.log());
-    assert_eq!(
-        resp.headers()["location"].to_str().unwrap(),
-        "http://app.test/a"
-    );
-    let cookie_a = cookie_value(&set_cookie_for(resp.headers(), COOKIE).unwrap());
-    assert_ne!(cookie_a, cookie_b);
-    expect_echo(env.api(&cookie_a).await).await;
-    // The session the browser's cookie named before was replaced, and ended.
-    expect_error(env.api(&cookie_b).await, 401, "session_expired").await;
+    let cookie_d = cookie_value(&set_cookie_for(resp.headers(), COOKIE).unwrap());
+    expect_echo(env.api(&cookie_d).await).await;
+    expect_error(env.api(&cookie_c).await, 401, "session_expired").await;
     let stats = env.stats().await;
     assert_eq!(
         stat(&stats, &["grants", "authorization_code"]),
-        2,
+        3,
         "{stats}"
     );
     assert_eq!(
         stat(&stats, &["logins", "success"]),
         1,
-        "single sign-on the second time"
+        "single sign-on after the first time"
     );
 }
