@@ -114,3 +114,119 @@ async fn every_local_answer_is_logged_with_its_code() {
         "the cookie value reached the log"
     );
 }
+
+/// The fields of one access line in the text format: `key=value` pairs (string values are
+/// quoted by the formatter).
+fn text_fields(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+/// The access line has what nginx and oauth2-proxy users expect, in both formats: client,
+/// host, method, path, status, code, bytes in and out, duration, upstream and its time, the
+/// request id (minted here: a client's is not taken from an untrusted peer; sent upstream
+/// and answered), and the user as a hash of `sub`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_carry_every_field_in_text_and_json() {
+    use crate::common::sessions::Sessions;
+    use crate::common::{expect_echo, session_cookie, RedisProcess};
+    use sha2::{Digest, Sha256};
+
+    for json in [false, true] {
+        let redis = RedisProcess::start();
+        let echo = EchoServer::start().await;
+        let template = GatewayConfig::new(vec![route("api", "/api", &echo.url(), "required", "")])
+            .redis(redis.url())
+            .yaml()
+            .replace("access_log: false", "access_log: true");
+        let gw = if json {
+            Gateway::start_json(&template).await
+        } else {
+            Gateway::start(&template).await
+        };
+        let sessions = Sessions::open(gw.config_path()).await;
+        let (_s, cookie) = sessions.login("ada@example.com", "at-log").await;
+        let resp = client()
+            .post(gw.url("/api/items"))
+            .header("cookie", session_cookie(&cookie))
+            .header("origin", crate::common::APP_ORIGIN)
+            .header(crate::common::CSRF_HEADER, "1")
+            .header("x-request-id", "client-chosen")
+            .body("0123456789")
+            .send()
+            .await
+            .unwrap();
+        let answered_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        let echoed = expect_echo(resp).await;
+        assert_ne!(
+            answered_id, "client-chosen",
+            "an untrusted client cannot name the id"
+        );
+        assert_eq!(answered_id.len(), 32, "{answered_id}");
+        assert_eq!(
+            echoed.header("x-request-id").as_deref(),
+            Some(answered_id.as_str())
+        );
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let line = loop {
+            let log = gw.log();
+            let found = access_lines(&log)
+                .into_iter()
+                .find(|l| l.contains("/api/items"))
+                .map(str::to_string);
+            match found {
+                Some(l) => break l,
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                None => panic!("no access line for /api/items:\n{log}"),
+            }
+        };
+        let fields: std::collections::BTreeMap<String, String> = if json {
+            assert!(!line.contains("log.file"), "{line}");
+            let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+            v.as_object()
+                .expect("flat object")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect()
+        } else {
+            text_fields(&line)
+        };
+        let hashed: String = Sha256::digest(b"ada@example.com")[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let up = echo.url().trim_start_matches("http://").to_string();
+        for (key, want) in [
+            ("client", "127.0.0.1"),
+            ("host", "127.0.0.1"),
+            ("method", "POST"),
+            ("path", "/api/items"),
+            ("route", "api"),
+            ("status", "200"),
+            ("code", ""),
+            ("bytes_in", "10"),
+            ("upstream", up.as_str()),
+            ("request_id", answered_id.as_str()),
+            ("user", hashed.as_str()),
+        ] {
+            assert_eq!(
+                fields.get(key).map(String::as_str),
+                Some(want),
+                "{key} in {line}"
+            );
+        }
+        for key in ["bytes_out", "micros", "upstream_micros"] {
+            let n: u64 = fields[key].parse().unwrap_or(0);
+            assert!(n > 0, "{key} in {line}");
+        }
+        assert!(
+            !line.contains("at-log") && !line.contains(&cookie),
+            "{line}"
+        );
+    }
+}

@@ -217,6 +217,14 @@ pub(super) fn health_check_interval() -> String {
     HEALTH_CHECK_INTERVAL.into()
 }
 
+/// `access_log_user`: requests are logged with a hash of the user's `sub`.
+pub(super) const ACCESS_LOG_USER: &str = "hash";
+
+/// Serde default of `access_log_user`.
+pub(super) fn access_log_user() -> String {
+    ACCESS_LOG_USER.to_string()
+}
+
 // ---------------------------------------------------------------------------------------
 // otel
 

@@ -36,6 +36,10 @@ pub struct FileConfig {
     /// Log one line per request at `info` on the `bffgate::access` target.
     #[serde(default)]
     pub access_log: bool,
+    /// Who the access log names as the user of a request with a session: `hash` (default:
+    /// the first 16 hex digits of SHA-256 of `sub`), `sub`, or `none`.
+    #[serde(default = "defaults::access_log_user")]
+    pub access_log_user: String,
     /// The API routes, matched by longest path prefix.
     #[serde(default)]
     pub routes: Vec<RouteFile>,

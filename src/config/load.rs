@@ -153,8 +153,25 @@ fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config 
         cookie,
         session,
         access_log: f.access_log,
+        access_log_user: log_user(&f.access_log_user, p),
         routes,
         otel,
+    }
+}
+
+/// Checks `access_log_user`.
+fn log_user(v: &str, p: &mut Problems) -> super::LogUser {
+    match v {
+        "hash" => super::LogUser::Hash,
+        "sub" => super::LogUser::Sub,
+        "none" => super::LogUser::None,
+        other => {
+            p.add(
+                "access_log_user",
+                format!("`{other}` is not one of hash, sub, none"),
+            );
+            super::LogUser::Hash
+        }
     }
 }
 

@@ -63,10 +63,24 @@ pub struct Config {
     pub session: SessionConfig,
     /// Whether to log one line per request.
     pub access_log: bool,
+    /// How the access log names a request's user.
+    pub access_log_user: LogUser,
     /// API routes in file order.
     pub routes: Vec<RouteConfig>,
     /// OpenTelemetry tracing, if enabled.
     pub otel: Option<OtelConfig>,
+}
+
+/// How the access log names the user of a request with a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogUser {
+    /// The first 16 hex digits of SHA-256 of `sub`: lines of one user can be told apart
+    /// and grouped, without the identifier itself.
+    Hash,
+    /// The `sub` claim as is.
+    Sub,
+    /// Nobody.
+    None,
 }
 
 /// Where and how request traces are exported (OTLP/HTTP, protobuf).

@@ -31,6 +31,8 @@ pub struct Admitted {
     pub access_token: Option<String>,
     /// A re-sealed session cookie to send back (its cookie was sealed with an older key).
     pub set_cookie: Option<String>,
+    /// The session's user (`sub`), for the access log.
+    pub sub: Option<String>,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -99,15 +101,18 @@ impl Guard {
                 return Ok(Admitted {
                     access_token: None,
                     set_cookie: None,
+                    sub: None,
                 })
             }
             found => found.into_session()?,
         };
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
+        let sub = session.sub.clone();
         let tokens = self.fresh(session, When::Due).await?;
         Ok(Admitted {
             access_token: Some(tokens.access_token),
             set_cookie,
+            sub: Some(sub),
         })
     }
 

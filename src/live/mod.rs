@@ -31,6 +31,8 @@ pub struct LiveConfig {
     pub session: SessionConfig,
     /// Whether to log each request.
     pub access_log: bool,
+    /// How the access log names a request's user.
+    pub access_log_user: crate::config::LogUser,
     /// Where an error page sends a person back to: the post-login page when a provider is
     /// configured, else the first trusted origin.
     pub home: Option<String>,
@@ -47,6 +49,7 @@ impl LiveConfig {
             agent: config.agent.clone(),
             session: config.session.clone(),
             access_log: config.access_log,
+            access_log_user: config.access_log_user,
             home: config
                 .oidc
                 .as_ref()

@@ -38,6 +38,12 @@ pub struct RequestCtx {
     /// The client's address (the peer's, or what a trusted proxy said): what logs and
     /// per-client limits use. `None` on a Unix socket.
     pub client_addr: Option<IpAddr>,
+    /// The request id (a trusted proxy's, or minted here): logged, sent upstream, answered.
+    pub request_id: String,
+    /// The session's user as the access log names it (`access_log_user`).
+    pub user: Option<String>,
+    /// How long the upstream took to answer with its response header, microseconds.
+    pub upstream_micros: Option<u64>,
 }
 
 impl RequestCtx {
@@ -58,6 +64,9 @@ impl RequestCtx {
             span: tracing::Span::none(),
             upstream_span: tracing::Span::none(),
             client_addr: None,
+            request_id: String::new(),
+            user: None,
+            upstream_micros: None,
         }
     }
 

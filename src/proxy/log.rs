@@ -2,9 +2,11 @@
 //! local answer.
 
 use super::RequestCtx;
+use crate::config::LogUser;
 use crate::metrics;
 use pingora::proxy::Session as HttpSession;
 use pingora::Error;
+use sha2::{Digest, Sha256};
 
 /// Counts the request and, when enabled, writes its access log line.
 pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
@@ -22,17 +24,42 @@ pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
     }
     if ctx.live.access_log {
         let req = session.req_header();
+        let upstream = ctx
+            .route
+            .as_ref()
+            .filter(|_| ctx.tries > 0)
+            .and_then(|r| r.config.upstreams.get(ctx.upstream_index))
+            .map(|u| u.addr.to_string());
         tracing::info!(
             target: "bffgate::access",
             client = %ctx.client_addr.map(|a| a.to_string()).unwrap_or_default(),
+            host = %crate::http::host(req).unwrap_or_default(),
             method = %req.method,
             path = %String::from_utf8_lossy(req.uri.path().as_bytes()),
             route,
             status,
             code = ctx.error_code.unwrap_or(""),
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
             micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            upstream = upstream.as_deref().unwrap_or(""),
+            upstream_micros = ctx.upstream_micros.unwrap_or(0),
+            request_id = ctx.request_id.as_str(),
+            user = ctx.user.as_deref().unwrap_or(""),
             error = e.map(|e| e.etype().as_str()).unwrap_or(""),
         );
+    }
+}
+
+/// The access log's name for user `sub`, per `access_log_user`.
+pub fn user(sub: &str, policy: LogUser) -> Option<String> {
+    match policy {
+        LogUser::None => None,
+        LogUser::Sub => Some(sub.to_string()),
+        LogUser::Hash => {
+            let digest = Sha256::digest(sub.as_bytes());
+            Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+        }
     }
 }
 

@@ -67,6 +67,8 @@ impl EdgeProxy {
             http::allow_local(&mut resp, origin);
         }
         ctx.error_code = resp.error.map(ApiError::code);
+        resp.headers
+            .push((http::REQUEST_ID_HEADER, ctx.request_id.clone()));
         resp.send(session).await?;
         Ok(true)
     }
@@ -136,6 +138,9 @@ impl EdgeProxy {
             .await?;
         ctx.token = admitted.access_token;
         ctx.set_cookie = admitted.set_cookie;
+        ctx.user = admitted
+            .sub
+            .and_then(|sub| log::user(&sub, ctx.live.access_log_user));
         Ok(())
     }
 }
@@ -169,6 +174,7 @@ impl ProxyHttp for EdgeProxy {
         }
         ctx.span = crate::telemetry::request_span(session.req_header());
         ctx.client_addr = http::client_addr(session, &ctx.live.forwarding);
+        ctx.request_id = http::request_id(session, &ctx.live.forwarding);
         let target = classify(session.req_header(), &ctx.live);
         if !matches!(target, Ok(Target::Health(_))) {
             ctx.cors_origin = http::allowed_origin(session.req_header(), &ctx.live.agent)

@@ -37,10 +37,13 @@ pub fn apply(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         remove_cors(resp);
     }
     if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
+        let took = started.elapsed();
         metrics::UPSTREAM_DURATION
             .with_label_values(&[route.config.name.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
+        ctx.upstream_micros = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
+    resp.insert_header(http::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
     if let Some(c) = ctx.set_cookie.take() {
         resp.append_header(header::SET_COOKIE, c)?;
     }

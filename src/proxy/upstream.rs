@@ -74,6 +74,7 @@ pub fn rewrite(
     // The route's own header changes come last: the operator may add a forwarding header
     // (e.g. `X-Forwarded-Prefix`) that bffgate would otherwise drop.
     forwarded_headers(session, upstream, ctx)?;
+    upstream.insert_header(crate::http::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
     for name in &route.config.headers_remove {
         upstream.remove_header(name);
     }

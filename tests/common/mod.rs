@@ -289,6 +289,15 @@ impl Gateway {
     /// As [`Gateway::start`], with `BFFGATE_LOG` set to `filter` (e.g. to see Pingora's own
     /// lifecycle lines, which are below the default's reach).
     pub async fn start_logging(template: &str, filter: &str) -> Gateway {
+        Self::start_inner(template, filter, false).await
+    }
+
+    /// As [`Gateway::start`], logging JSON lines (`BFFGATE_LOG_JSON=true`).
+    pub async fn start_json(template: &str) -> Gateway {
+        Self::start_inner(template, "info", true).await
+    }
+
+    async fn start_inner(template: &str, filter: &str, json: bool) -> Gateway {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("gateway tempdir");
@@ -304,6 +313,7 @@ impl Gateway {
             cmd.arg("--config")
                 .arg(&config_path)
                 .env("BFFGATE_LOG", filter)
+                .env("BFFGATE_LOG_JSON", if json { "true" } else { "false" })
                 .current_dir(dir.path());
             let process = ChildGuard::spawn("bffgate", &mut cmd, &dir.path().join("gateway.log"))
                 .expect("spawn bffgate")

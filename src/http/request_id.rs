@@ -1,0 +1,58 @@
+//! The request id: taken from a trusted proxy's `X-Request-Id`, else minted here; logged,
+//! sent upstream and returned to the client, so one id follows a request everywhere.
+
+use super::forwarded::is_trusted;
+use crate::config::Forwarding;
+use pingora::proxy::Session as HttpSession;
+
+/// The header that carries it.
+pub const HEADER: &str = "x-request-id";
+
+/// The longest id taken from a proxy.
+const MAX_LEN: usize = 128;
+
+/// The request's id: a well-formed `X-Request-Id` (1–128 visible ASCII characters, no
+/// quotes or backslashes) sent by a trusted proxy, else 16 fresh random bytes in hex.
+pub fn request_id(http: &HttpSession, f: &Forwarding) -> String {
+    let trusted = http
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .is_some_and(|a| is_trusted(a.ip().to_canonical(), f));
+    if trusted {
+        let given = http
+            .req_header()
+            .headers
+            .get(HEADER)
+            .map(|v| v.as_bytes())
+            .filter(|v| well_formed(v));
+        if let Some(v) = given {
+            return String::from_utf8_lossy(v).into_owned();
+        }
+    }
+    crate::random::os_bytes::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn well_formed(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_LEN
+        && v.iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_short_ids_are_taken() {
+        assert!(well_formed(b"abc-123_XYZ.9"));
+        assert!(!well_formed(b""));
+        assert!(!well_formed(b"has space"));
+        assert!(!well_formed(b"quote\"d"));
+        assert!(!well_formed(&[b'a'; 129]));
+        assert!(!well_formed("é".as_bytes()));
+    }
+}
