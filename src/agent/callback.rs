@@ -17,6 +17,16 @@ fn binding<'r>(req: &'r RequestHeader, live: &LiveConfig) -> Option<&'r str> {
     http::cookie(req, &live.cookie.login_name()).filter(|b| transaction::well_formed_binding(b))
 }
 
+/// The longest provider `error` passed on, in characters.
+const MAX_ERROR_CHARS: usize = 128;
+/// The longest provider `error_description` passed on, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 300;
+
+/// `text` without control characters, at most `max` characters.
+fn bounded_text(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// The ID-token claims the SPA may see.
 fn allowed_claims(all: &serde_json::Value, allow: &[String]) -> serde_json::Value {
     let map = allow
@@ -129,11 +139,17 @@ impl Agent {
         state: &str,
         error: &str,
     ) -> LocalResponse {
-        let code: String = error
-            .chars()
-            .filter(|c| c.is_ascii_lowercase() || *c == '_')
-            .take(64)
-            .collect();
+        // The provider's words are kept whole (bounded, control characters dropped): the
+        // redirect URL-encodes them, and the SPA must treat them as text.
+        let code = bounded_text(error, MAX_ERROR_CHARS);
+        let description = http::query_param(req, "error_description")
+            .map(|d| bounded_text(&d, MAX_DESCRIPTION_CHARS))
+            .filter(|d| !d.is_empty());
+        tracing::info!(
+            error = %code,
+            description = description.as_deref().unwrap_or(""),
+            "the provider answered the login with an error"
+        );
         let txn = match binding(req, live) {
             Some(b) => match transaction::take(self.guard.store(), b, state).await {
                 Ok(Taken::Yours(t)) => Some(t),
@@ -144,7 +160,13 @@ impl Agent {
         let mut target = txn
             .and_then(|t| url::Url::parse(&t.return_to).ok())
             .unwrap_or_else(|| self.config().post_login_redirect.clone());
-        target.query_pairs_mut().append_pair("login_error", &code);
+        {
+            let mut query = target.query_pairs_mut();
+            query.append_pair("login_error", &code);
+            if let Some(d) = &description {
+                query.append_pair("login_error_description", d);
+            }
+        }
         metrics::LOGINS.with_label_values(&["provider_error"]).inc();
         LocalResponse::redirect(target.as_str()).with_header(
             "set-cookie",

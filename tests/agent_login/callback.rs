@@ -160,10 +160,17 @@ async fn provider_error_at_the_callback_goes_back_to_the_spa() {
     let resp = env.callback(&back, &binding).await;
     assert_eq!(resp.status(), 302);
     assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(
-        resp.headers()["location"].to_str().unwrap(),
-        "http://app.test/after?login_error=login_required"
+        (location.origin().ascii_serialization(), location.path()),
+        ("http://app.test".to_string(), "/after")
     );
+    assert_eq!(
+        query_param(&location, "login_error").as_deref(),
+        Some("login_required")
+    );
+    // The provider's description comes along as text (oidc-provider explains the error).
+    assert!(query_param(&location, "login_error_description").is_some_and(|d| !d.is_empty()));
     // The transaction is over.
     let code_back = with_param(&with_param(&back, "error", None), "code", Some("x"));
     expect_error(
@@ -172,6 +179,47 @@ async fn provider_error_at_the_callback_goes_back_to_the_spa() {
         "invalid_state",
     )
     .await;
+}
+
+/// The provider's error is kept whole (not filtered to lowercase letters), its description
+/// passed on bounded and without control characters; the SPA gets them URL-encoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_error_is_kept_whole() {
+    let env = Env::start(Setup::default()).await;
+    let started = env.start_login(Some("/after"), "").await;
+    let binding = format!(
+        "{LOGIN_COOKIE}={}",
+        cookie_value(started.login_set_cookie.as_deref().unwrap())
+    );
+    let state = query_param(&started.authorization_url, "state").unwrap();
+    let error = "Your account is locked: call +1 555 0100 & ask for <Ops>";
+    let description = format!("<script>alert(1)</script>\nsecond line {}", "x".repeat(400));
+    let mut back = url::Url::parse(&env.gw.url("/bff/callback")).unwrap();
+    back.query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", error)
+        .append_pair("error_description", &description);
+    let resp = env.callback(&back, &binding).await;
+    assert_eq!(resp.status(), 302);
+    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        query_param(&location, "login_error").as_deref(),
+        Some(error)
+    );
+    let passed = query_param(&location, "login_error_description").unwrap();
+    assert!(
+        passed.starts_with("<script>alert(1)</script>second line x"),
+        "{passed}"
+    );
+    assert_eq!(passed.chars().count(), 300);
+    assert!(!passed.chars().any(char::is_control));
+    // Raw text never reaches the Location header unencoded.
+    let raw = resp.headers()["location"].to_str().unwrap();
+    assert!(!raw.contains('<') && !raw.contains(' '), "{raw}");
+    assert!(env
+        .gw
+        .log()
+        .contains("the provider answered the login with an error"));
 }
 
 // ---------------------------------------------------------------------------------------
