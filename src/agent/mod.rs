@@ -35,6 +35,8 @@ pub struct Agent {
     oidc: Arc<OidcClient>,
     guard: Arc<Guard>,
     logins: limit::LoginLimiter,
+    /// Recent userinfo answers by session, so the SPA's polling does not reach the provider.
+    userinfo_cache: moka::sync::Cache<crate::session::SessionId, Arc<serde_json::Value>>,
 }
 
 impl Agent {
@@ -43,10 +45,15 @@ impl Agent {
     pub fn new(oidc: Arc<OidcClient>, guard: Arc<Guard>) -> Self {
         let c = oidc.config();
         let logins = limit::LoginLimiter::new(c.logins_per_client, c.login_timeout);
+        let userinfo_cache = moka::sync::Cache::builder()
+            .max_capacity(session::USERINFO_CACHE_SIZE)
+            .time_to_live(session::USERINFO_CACHE_TTL)
+            .build();
         Agent {
             oidc,
             guard,
             logins,
+            userinfo_cache,
         }
     }
 

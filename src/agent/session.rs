@@ -6,8 +6,14 @@ use crate::guard::{resealed_cookie, Lookup, When};
 use crate::http::{ApiError, LocalResponse};
 use crate::live::LiveConfig;
 use crate::oidc::OidcError;
+use crate::session::now_secs;
 use pingora::proxy::Session as HttpSession;
 use serde_json::json;
+
+/// How long a session's userinfo answer is reused.
+pub(super) const USERINFO_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many sessions' userinfo answers are kept at most.
+pub(super) const USERINFO_CACHE_SIZE: u64 = 10_000;
 
 impl Agent {
     /// `GET /session`: `authenticated: false` (clearing a dead cookie) or the session's
@@ -19,6 +25,10 @@ impl Agent {
     ) -> Result<LocalResponse, ApiError> {
         match self.guard.lookup(http.req_header(), live).await {
             Lookup::Found { session, reseal } => {
+                // This read restarted the idle timeout: the session ends after that much
+                // quiet, or at its hard end, whichever comes first.
+                let idle_expires_at =
+                    now_secs().saturating_add(live.session.idle_timeout.as_secs());
                 let resp = LocalResponse::json(
                     200,
                     &json!({
@@ -26,7 +36,10 @@ impl Agent {
                         "sub": session.sub,
                         "claims": session.claims,
                         "expires_at": session.expires_at,
+                        "idle_expires_at": idle_expires_at,
+                        "ends_at": idle_expires_at.min(session.expires_at),
                         "access_token_expires_at": session.tokens.access_expires_at,
+                        "logout_url": format!("{}/logout", live.agent.base_path),
                     }),
                 );
                 Ok(if reseal {
@@ -45,7 +58,8 @@ impl Agent {
     }
 
     /// `GET /userinfo`: the provider's answer for the session's access token, refreshed
-    /// first when it is due (like a proxied call). The answer must name the session's user
+    /// first when it is due (like a proxied call), kept for [`USERINFO_CACHE_TTL`] per
+    /// session (only a live session reaches the cache). The answer must name the session's user
     /// (OpenID Connect Core §5.3.2); another `sub` is not passed on.
     pub(super) async fn userinfo(
         &self,
@@ -53,6 +67,10 @@ impl Agent {
         live: &LiveConfig,
     ) -> Result<LocalResponse, ApiError> {
         let session = self.guard.session(http.req_header(), live).await?;
+        let key = session.id.clone();
+        if let Some(info) = self.userinfo_cache.get(&key) {
+            return Ok(LocalResponse::json(200, &info));
+        }
         let sub = session.sub.clone();
         let tokens = self.guard.fresh(session, When::Due).await?;
         match self.oidc.userinfo(&tokens.access_token).await {
@@ -60,7 +78,11 @@ impl Agent {
                 tracing::warn!("the provider's userinfo names another user than the session's");
                 Err(ApiError::ProviderMisconfigured)
             }
-            Ok(info) => Ok(LocalResponse::json(200, &info)),
+            Ok(info) => {
+                let resp = LocalResponse::json(200, &info);
+                self.userinfo_cache.insert(key, std::sync::Arc::new(info));
+                Ok(resp)
+            }
             Err(OidcError::Rejected(_) | OidcError::InvalidGrant) => Err(ApiError::TokenRejected),
             Err(e) => Err(provider_failure(&e)),
         }

@@ -95,12 +95,24 @@ async fn full_login(setup: Setup) {
             "access_token_expires_at",
             "authenticated",
             "claims",
+            "ends_at",
             "expires_at",
+            "idle_expires_at",
+            "logout_url",
             "sub"
         ],
         "{s}"
     );
     assert_eq!(s["authenticated"], true);
+    // When it really ends: the idle timeout (30m in test configs) from now, or the hard
+    // end, the sooner; and where to log out.
+    let idle = s["idle_expires_at"].as_u64().unwrap();
+    assert!(idle.abs_diff(crate::common::now() + 30 * 60) <= 2, "{s}");
+    assert_eq!(
+        s["ends_at"].as_u64().unwrap(),
+        idle.min(s["expires_at"].as_u64().unwrap())
+    );
+    assert_eq!(s["logout_url"], "/bff/logout");
     assert_eq!(s["sub"], "alice");
     assert_eq!(
         s["claims"],
@@ -160,6 +172,13 @@ async fn full_login(setup: Setup) {
     assert_eq!(ui["sub"], "alice", "{ui}");
     assert_eq!(ui["email"], "alice@example.com", "{ui}");
     assert_eq!(ui["name"], "Alice Liddell", "{ui}");
+    assert_eq!(stat(&env.stats().await, &["userinfo", "success"]), 1);
+    // The SPA asks again: the answer comes from bffgate's short cache, not the provider.
+    for _ in 0..3 {
+        let again = env.get("/bff/userinfo", &session_cookie(&cookie)).await;
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.json::<Value>().await.unwrap()["sub"], "alice");
+    }
     assert_eq!(stat(&env.stats().await, &["userinfo", "success"]), 1);
 
     // Logout: a one-time link to the provider's end-session URL, the cookie cleared, the
