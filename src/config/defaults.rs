@@ -36,6 +36,12 @@ pub(super) const PID_FILE_NAME: &str = "bffgate.pid";
 /// `server.upgrade_sock`: this name in the runtime directory.
 pub(super) const UPGRADE_SOCK_NAME: &str = "bffgate_upgrade.sock";
 
+/// `server.path_params`: route on the path without `;` parameters, as lenient upstreams read it.
+pub(super) const PATH_PARAMS: &str = "strip_for_routing";
+
+/// `server.hosts`: empty, so any host is answered.
+pub(super) const HOSTS: [&str; 0] = [];
+
 // ---- agent --------------------------------------------------------------------------
 
 /// `agent.base_path`: prefix of the agent endpoints.

@@ -5,6 +5,8 @@ use super::file::{ListenFile, MetricsFile, ServerFile};
 use super::load::Problems;
 use super::values::socket_addr;
 use super::{defaults, resolve, ServerSettings, TlsListener};
+use crate::host::parse_authority;
+use crate::path::PathParams;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -62,6 +64,8 @@ pub(super) fn settings(
     };
     ServerSettings {
         threads,
+        hosts: hosts(f.hosts.as_deref(), p),
+        path_params: path_params(f.path_params.as_deref(), p),
         grace_period_seconds: f
             .grace_period_seconds
             .unwrap_or(defaults::GRACE_PERIOD_SECONDS),
@@ -77,6 +81,44 @@ pub(super) fn settings(
         upstream_ca_file: f
             .upstream_ca_file
             .map(|c| resolve::readable_file(&c, base_dir, "server.upstream_ca_file", p)),
+    }
+}
+
+/// `server.hosts`: each a host name or IP literal without scheme, port or path; kept
+/// lowercase without a trailing dot (the form requests are compared in).
+fn hosts(f: Option<&[String]>, p: &mut Problems) -> Vec<String> {
+    let Some(list) = f else {
+        return defaults::HOSTS.iter().map(|h| (*h).to_string()).collect();
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let host = parse_authority(h)
+                .filter(|a| a.port.is_none())
+                .map(|a| a.host);
+            if host.is_none() {
+                p.add(
+                    format!("server.hosts[{i}]"),
+                    "must be a host name or IP address, without scheme, port or path",
+                );
+            }
+            host
+        })
+        .collect()
+}
+
+/// `server.path_params`.
+fn path_params(f: Option<&str>, p: &mut Problems) -> PathParams {
+    match f.unwrap_or(defaults::PATH_PARAMS) {
+        "strip_for_routing" => PathParams::StripForRouting,
+        "refuse" => PathParams::Refuse,
+        _ => {
+            p.add(
+                "server.path_params",
+                "must be `strip_for_routing` or `refuse`",
+            );
+            PathParams::default()
+        }
     }
 }
 

@@ -67,11 +67,15 @@ pub enum ApiError {
     UpstreamTimeout,
     /// A Pingora phase failed with this HTTP status.
     HttpStatus(u16),
+    /// 400: the `Host` header (or target authority) is not a host name.
+    InvalidHost,
+    /// 421: the request names a host not in `server.hosts`.
+    MisdirectedRequest,
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 29] = [
+    pub const CATALOGUE: [ApiError; 31] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -101,6 +105,8 @@ impl ApiError {
         ApiError::ProviderNotReady,
         ApiError::UpstreamTimeout,
         ApiError::HttpStatus(0),
+        ApiError::InvalidHost,
+        ApiError::MisdirectedRequest,
     ];
 
     /// The HTTP status.
@@ -115,12 +121,14 @@ impl ApiError {
             | IssuerMismatch
             | LoginExpired
             | LoginFailed
-            | InvalidLogoutToken(_) => 400,
+            | InvalidLogoutToken(_)
+            | InvalidHost => 400,
             NoSession | InvalidSession | SessionExpired | TokenRejected => 401,
             CsrfViolation(_) | CorsOriginNotAllowed => 403,
             RouteNotFound(_) | AgentDisabled => 404,
             MethodNotAllowed(_) => 405,
             NoRefreshToken => 409,
+            MisdirectedRequest => 421,
             BodyTooLarge => 413,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
@@ -161,6 +169,8 @@ impl ApiError {
             RefreshUnavailable => "refresh_unavailable",
             UpstreamTimeout => "upstream_timeout",
             HttpStatus(_) => "http_error",
+            InvalidHost => "invalid_host",
+            MisdirectedRequest => "misdirected_request",
         }
     }
 
@@ -197,6 +207,8 @@ impl ApiError {
             ProviderNotReady => "the OpenID provider has not been discovered yet",
             UpstreamTimeout => "the upstream did not answer in time",
             HttpStatus(_) => "the request failed",
+            InvalidHost => "the Host header is not a host name",
+            MisdirectedRequest => "bffgate does not answer for this host",
         }
     }
 
@@ -252,6 +264,8 @@ mod tests {
             ProviderNotReady => 26,
             UpstreamTimeout => 27,
             HttpStatus(_) => 28,
+            InvalidHost => 29,
+            MisdirectedRequest => 30,
         }
     }
 

@@ -12,6 +12,7 @@ pub use routes::{Route, RouteMatch, RouteTable};
 
 use crate::config::{AgentConfig, Config, SessionConfig};
 use crate::cookie::SessionCookie;
+use crate::path::PathParams;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
@@ -23,6 +24,10 @@ pub type LiveHandle = Arc<ArcSwap<LiveConfig>>;
 pub struct LiveConfig {
     /// API routes, with their upstream rotation and health.
     pub routes: RouteTable,
+    /// `server.hosts`: the hosts answered for (canonical form); empty: any.
+    pub hosts: Vec<String>,
+    /// `server.path_params`.
+    pub path_params: PathParams,
     /// The session cookie policy and cipher.
     pub cookie: SessionCookie,
     /// Agent base path, trusted origins, CSRF header.
@@ -38,6 +43,8 @@ impl LiveConfig {
     pub fn new(config: &Config) -> Self {
         LiveConfig {
             routes: RouteTable::new(&config.routes),
+            hosts: config.server.hosts.clone(),
+            path_params: config.server.path_params,
             cookie: SessionCookie::new(&config.cookie),
             agent: config.agent.clone(),
             session: config.session.clone(),

@@ -10,6 +10,7 @@ mod ctx;
 mod failure;
 mod log;
 mod response;
+mod target;
 mod upstream;
 
 pub use ctx::RequestCtx;
@@ -156,7 +157,8 @@ impl ProxyHttp for EdgeProxy {
             // `Connection: close` so the client's next request opens a new connection.
             session.set_keepalive(None);
         }
-        let target = classify(session.req_header(), &ctx.live);
+        let target = target::to_origin_form(session.req_header_mut())
+            .and_then(|()| classify(session.req_header(), &ctx.live));
         if !matches!(target, Ok(Target::Health(_))) {
             ctx.cors_origin = http::allowed_origin(session.req_header(), &ctx.live.agent)
                 .and_then(|o| o.to_str().ok())
