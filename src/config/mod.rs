@@ -21,6 +21,8 @@ mod error;
 pub mod file;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod fuzz;
 mod load;
 mod oidc;
 mod resolve;

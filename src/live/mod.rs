@@ -4,6 +4,8 @@
 //! A request takes one [`LiveConfig`] when it starts (`LiveHandle::load_full`) and keeps it
 //! to its end, so a reload mid-request changes nothing for it.
 
+#[cfg(test)]
+mod path_props;
 mod routes;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -135,4 +135,4 @@ fn escapes_meaning(decoded: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

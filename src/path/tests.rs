@@ -99,6 +99,57 @@ pub(crate) fn path_like() -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 0..14).prop_map(|v| format!("/{}", v.concat()))
 }
 
+/// Paths made of segments: names the routes use or dot-segments in many spellings, with or
+/// without `;` parameters, joined by `/` or what some upstream reads as one.
+pub(crate) fn segmented_path() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("api"),
+        Just("pub"),
+        Just("secret"),
+        Just("x"),
+        Just("."),
+        Just(".."),
+        Just("%2e"),
+        Just("%2e%2e"),
+        Just(".%2E"),
+        Just("%2e."),
+        Just("%252e%252e"),
+        Just(""),
+        Just("%61pi"),
+        Just("p%75b"),
+        Just("a%2fb"),
+    ];
+    let params = prop_oneof![
+        Just(""),
+        Just(""),
+        Just(";"),
+        Just(";x=1"),
+        Just("%3b"),
+        Just("%3Bx"),
+        Just(";%2f..")
+    ];
+    let sep = prop_oneof![
+        Just("/"),
+        Just("/"),
+        Just("/"),
+        Just("\\"),
+        Just("%2f"),
+        Just("%5C"),
+        Just("//")
+    ];
+    proptest::collection::vec((sep, name, params), 1..7).prop_map(|segs| {
+        let mut out = String::from("/");
+        for (i, (sep, name, params)) in segs.into_iter().enumerate() {
+            if i > 0 {
+                out.push_str(sep);
+            }
+            out.push_str(name);
+            out.push_str(params);
+        }
+        out
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
