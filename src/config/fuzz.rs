@@ -178,7 +178,7 @@ fn spliced() -> impl Strategy<Value = String> {
                 (pos, p)
             })
             .collect();
-        at.sort_by(|a, b| b.0.cmp(&a.0));
+        at.sort_by_key(|e| std::cmp::Reverse(e.0));
         let mut out = text;
         for (pos, p) in at {
             out.insert_str(pos, &p);
