@@ -124,9 +124,38 @@ fn path_params(f: Option<&str>, p: &mut Problems) -> PathParams {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{base, env};
+    use super::super::fixtures::{base, env, problems};
     use super::super::parse;
+    use crate::path::PathParams;
     use std::path::Path;
+
+    #[test]
+    fn hosts_and_path_params_are_checked_with_their_keys() {
+        let text = format!(
+            "{}server: {{hosts: [API.Example.com., 'a.test:443', 'http://b.test', '', '[::1]'], path_params: maybe}}\n",
+            base()
+        );
+        let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.hosts[1]",
+                "server.hosts[2]",
+                "server.hosts[3]",
+                "server.path_params"
+            ]
+        );
+        let ok = format!(
+            "{}server: {{hosts: [API.Example.com., '[::1]'], path_params: refuse}}\n",
+            base()
+        );
+        let c = parse(Path::new("t.yaml"), &ok, &env).expect("valid");
+        assert_eq!(c.server.hosts, ["api.example.com", "[::1]"]);
+        assert_eq!(c.server.path_params, PathParams::Refuse);
+        let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
+        assert!(c.server.hosts.is_empty());
+        assert_eq!(c.server.path_params, PathParams::StripForRouting);
+    }
 
     #[test]
     fn runtime_directory_holds_pid_file_and_upgrade_socket() {

@@ -33,8 +33,8 @@ pub enum Target {
 /// Classifies a request against the live configuration.
 ///
 /// # Errors
-/// The [`ApiError`] to answer: a path that is not UTF-8 or would route elsewhere once
-/// normalised, a `Host` that is not a host name or not in `server.hosts` (health probes
+/// The [`ApiError`] to answer: a target that is not a path, a path that is not UTF-8 or
+/// would route elsewhere once normalised, a `Host` that is not a host name or not in `server.hosts` (health probes
 /// are answered whatever the host), no matching route, or a method the route does not take.
 pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiError> {
     let path = http::path(req)?;
@@ -44,6 +44,11 @@ pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiErr
         _ => {}
     }
     let host = allowed_host(req, &live.hosts)?;
+    if !path.starts_with('/') {
+        // Asterisk-form (`OPTIONS *`) or authority-form (`CONNECT host:port`): no route
+        // serves a target that is not a path, not even `/`.
+        return Err(ApiError::InvalidPath("the request target is not a path"));
+    }
     if http::is_preflight(req) {
         return Ok(Target::Preflight);
     }

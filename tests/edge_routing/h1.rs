@@ -139,6 +139,18 @@ async fn absolute_form_routes_on_its_path_and_goes_upstream_in_origin_form() {
         "invalid_path",
         "absolute with dot-segment",
     );
+    // Targets that are not paths reach no route, not even the catch-all `/`.
+    let r = send_raw(
+        gw.addr(),
+        &format!("OPTIONS * HTTP/1.1\r\nHost: {API_HOST}"),
+    );
+    assert_error(&r, 400, "invalid_path", "OPTIONS *");
+    // CONNECT is refused by Pingora itself (405), before any filter.
+    let r = send_raw(
+        gw.addr(),
+        &format!("CONNECT {API_HOST}:443 HTTP/1.1\r\nHost: {API_HOST}:443"),
+    );
+    assert_eq!(r.status, 405, "CONNECT: {r:?}");
     // A Host that disagrees with the target is refused before routing, never guessed.
     let r = get(&gw, &abs("/pub/x"), &["Host: other.example"]);
     assert_eq!(r.status, 400, "conflicting Host: {r:?}");
