@@ -2,7 +2,8 @@
 //! refuses naming the file, with at least one problem that says why.
 //!
 //! Inputs are arbitrary text, YAML-shaped text built from the schema's keys and awkward
-//! values, and the valid base file with such pieces spliced in. Upstream URLs only ever
+//! values, the valid base file with such pieces spliced in, and (most often) the base file
+//! with schema-shaped `server`, `agent` and `routes` sections, which reach the checkers. Upstream URLs only ever
 //! name loopback IPs, so no case waits on DNS. Run more cases with
 //! `PROPTEST_CASES=1000000 cargo test --release --lib config::fuzz`.
 
@@ -158,6 +159,78 @@ fn yamlish() -> impl Strategy<Value = String> {
     proptest::collection::vec(line, 0..12).prop_map(|v| v.concat())
 }
 
+/// A value that is always valid YAML: a [`scalar`] as a quoted string, or a plain number,
+/// boolean or duration, so that the text reaches the checkers rather than the YAML parser.
+fn quoted() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => scalar().prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+        1 => prop_oneof![Just("2"), Just("0"), Just("true"), Just("30s"), Just("/api")]
+            .prop_map(str::to_string),
+    ]
+}
+
+/// `key: value` for each present field, as a flow mapping.
+fn flow(fields: Vec<(&str, Option<String>)>) -> String {
+    let items: Vec<String> = fields
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}: {v}")))
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+/// The valid base file plus `server`, `agent` and `routes` sections in the schema's shape,
+/// each field present or not, its value awkward or not: what reaches the section checkers.
+fn schema_shaped() -> impl Strategy<Value = String> {
+    let opt = || prop::option::of(quoted());
+    let list = || {
+        prop::option::of(
+            proptest::collection::vec(quoted(), 0..3).prop_map(|v| format!("[{}]", v.join(", "))),
+        )
+    };
+    let server = (list(), opt(), opt()).prop_map(|(hosts, params, threads)| {
+        flow(vec![
+            ("hosts", hosts),
+            ("path_params", params),
+            ("threads", threads),
+        ])
+    });
+    let agent = (opt(), list(), opt()).prop_map(|(base, origins, csrf)| {
+        flow(vec![
+            ("base_path", base),
+            ("allowed_origins", origins),
+            ("csrf_header", csrf),
+        ])
+    });
+    let matcher = (opt(), opt(), list())
+        .prop_map(|(p, h, m)| flow(vec![("path_prefix", p), ("host", h), ("methods", m)]));
+    let route = (opt(), matcher, list(), opt(), opt(), (opt(), opt(), opt())).prop_map(
+        |(name, matcher, ups, auth, strip, (connect, read, interval))| {
+            flow(vec![
+                ("name", name),
+                ("match", Some(matcher)),
+                ("upstreams", ups),
+                ("auth", auth),
+                ("strip_prefix", strip),
+                (
+                    "timeouts",
+                    Some(flow(vec![("connect", connect), ("read", read)])),
+                ),
+                (
+                    "health_check",
+                    interval.map(|i| format!("{{interval: {i}}}")),
+                ),
+            ])
+        },
+    );
+    (server, agent, proptest::collection::vec(route, 0..3)).prop_map(|(server, agent, routes)| {
+        let routes: String = routes.iter().map(|r| format!("  - {r}\n")).collect();
+        format!(
+            "{}server: {server}\nagent: {agent}\nroutes:\n{routes}",
+            base()
+        )
+    })
+}
+
 /// The valid base file with pieces spliced in at places chosen in the original text.
 fn spliced() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
@@ -192,7 +265,13 @@ proptest! {
 
     #[test]
     fn the_loader_never_panics(
-        text in prop_oneof![any::<String>(), yamlish(), spliced(), "[ -~\n]{0,200}"]
+        text in prop_oneof![
+            1 => any::<String>(),
+            1 => yamlish(),
+            1 => spliced(),
+            1 => "[ -~\n]{0,200}",
+            4 => schema_shaped(),
+        ]
     ) {
         match parse(Path::new("t.yaml"), &text, &env) {
             Ok(c) => prop_assert!(!c.listen.is_empty()),
