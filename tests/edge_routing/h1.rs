@@ -231,3 +231,36 @@ async fn hosts_allow_list_answers_421_for_other_hosts() {
     let r = get(&gw, "/healthz", &["Host: 10.0.0.7:8080"]);
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_and_path_params_reload_without_restart() {
+    let echo = EchoServer::start().await;
+    let gw = Gateway::start(&config(&echo, "")).await;
+    assert_eq!(get(&gw, "/pub;x/1", &["Host: evil.example"]).status, 200);
+    let text = std::fs::read_to_string(gw.config_path()).expect("read config");
+    let text = text.replacen(
+        "server:\n",
+        &format!("server:\n  hosts: [{API_HOST}]\n  path_params: refuse\n"),
+        1,
+    );
+    let tmp = gw.config_path().with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, gw.config_path()).expect("rename config");
+    let reloaded = crate::common::eventually(std::time::Duration::from_secs(10), || async {
+        get(&gw, "/pub/1", &["Host: evil.example"]).status == 421
+    })
+    .await;
+    assert!(reloaded, "server.hosts not applied by reload: {}", gw.log());
+    assert_error(
+        &get(&gw, "/pub;x/1", &[&host(API_HOST)]),
+        400,
+        "invalid_path",
+        "refuse",
+    );
+    assert_eq!(get(&gw, "/pub/1", &[&host(API_HOST)]).status, 200);
+    assert!(
+        !gw.log().contains("server changed"),
+        "hosts and path_params reload; no restart is needed: {}",
+        gw.log()
+    );
+}
