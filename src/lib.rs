@@ -20,6 +20,7 @@
 //! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health,
 //!   cookie policy, agent settings) behind one atomic swap.
 //! - [`path`]: path rules: segment prefixes and the normalisation lenient upstreams apply.
+//! - [`host`]: host names in the one form requests, routes and `server.hosts` compare.
 //!
 //! Beneath:
 //! - [`oidc`]: the OpenID Connect client: discovery and keys, the code flow, token calls,
@@ -42,6 +43,7 @@ pub mod app;
 pub mod config;
 pub mod cookie;
 pub mod guard;
+pub mod host;
 pub mod http;
 pub mod live;
 pub mod logging;

@@ -19,6 +19,7 @@ mod agent_login;
 mod browser_e2e;
 mod config_check;
 mod deploy;
+mod edge_routing;
 mod edge_trust;
 mod error_pages;
 mod harness;

@@ -39,6 +39,12 @@ pub(super) const UPGRADE_SOCK_NAME: &str = "bffgate_upgrade.sock";
 /// `server.client_ip_header`: where a trusted proxy names the client.
 pub(super) const CLIENT_IP_HEADER: &str = "x-forwarded-for";
 
+/// `server.path_params`: route on the path without `;` parameters, as lenient upstreams read it.
+pub(super) const PATH_PARAMS: &str = "strip_for_routing";
+
+/// `server.hosts`: empty, so any host is answered.
+pub(super) const HOSTS: [&str; 0] = [];
+
 // ---- agent --------------------------------------------------------------------------
 
 /// `agent.base_path`: prefix of the agent endpoints.

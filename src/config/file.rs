@@ -83,6 +83,10 @@ pub struct MetricsFile {
 pub struct ServerFile {
     /// Worker threads of the proxy service (default: the number of CPUs).
     pub threads: Option<usize>,
+    /// Host names bffgate answers for; any other host gets 421 (default: empty, any host).
+    pub hosts: Option<Vec<String>>,
+    /// `strip_for_routing` (default) or `refuse`: how `;` path parameters are treated.
+    pub path_params: Option<String>,
     /// Seconds to keep serving after SIGTERM before draining (default 5).
     pub grace_period_seconds: Option<u64>,
     /// Seconds to wait for in-flight requests after the grace period (default 10).

@@ -21,6 +21,8 @@ mod error;
 pub mod file;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod fuzz;
 mod load;
 mod oidc;
 mod otel;
@@ -110,6 +112,10 @@ pub struct TlsListener {
 pub struct ServerSettings {
     /// Proxy worker threads.
     pub threads: usize,
+    /// Host names (lowercase, no port) bffgate answers for; empty: any.
+    pub hosts: Vec<String>,
+    /// How `;` path parameters are treated.
+    pub path_params: crate::path::PathParams,
     /// Seconds of grace after SIGTERM.
     pub grace_period_seconds: u64,
     /// Seconds to wait for in-flight work after the grace period.

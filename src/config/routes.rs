@@ -53,15 +53,19 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
                 "`/healthz` and `/readyz` are reserved",
             );
         }
-        let host = r.matcher.host.as_ref().map(|h| h.to_ascii_lowercase());
-        if let Some(h) = &host {
-            if h.is_empty() || h.contains(['/', ' ', ':']) {
-                p.add(
-                    format!("{key}.match.host"),
-                    format!("`{h}` is not a host name (no scheme or port)"),
-                );
+        // Kept in the canonical form requests are compared in (lowercase, no trailing dot).
+        let host = r.matcher.host.as_ref().map(|h| {
+            match crate::host::parse_authority(h).filter(|a| a.port.is_none()) {
+                Some(a) => a.host,
+                None => {
+                    p.add(
+                        format!("{key}.match.host"),
+                        format!("`{h}` is not a host name (no scheme or port)"),
+                    );
+                    h.to_ascii_lowercase()
+                }
             }
-        }
+        });
         let methods = r.matcher.methods.as_ref().map(|ms| {
             ms.iter()
                 .enumerate()

@@ -5,6 +5,8 @@ use super::file::{ListenFile, MetricsFile, ServerFile};
 use super::load::Problems;
 use super::values::socket_addr;
 use super::{defaults, resolve, Forwarding, ServerSettings, TlsListener};
+use crate::host::parse_authority;
+use crate::path::PathParams;
 use http::HeaderName;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -75,6 +77,8 @@ pub(super) fn settings(
     );
     ServerSettings {
         threads,
+        hosts: hosts(f.hosts.as_deref(), p),
+        path_params: path_params(f.path_params.as_deref(), p),
         grace_period_seconds,
         graceful_shutdown_timeout_seconds,
         pid_file: f
@@ -138,10 +142,49 @@ fn forwarding(proxies: &[String], header: Option<&str>, p: &mut Problems) -> For
     }
 }
 
+/// `server.hosts`: each a host name or IP literal without scheme, port or path; kept
+/// lowercase without a trailing dot (the form requests are compared in).
+fn hosts(f: Option<&[String]>, p: &mut Problems) -> Vec<String> {
+    let Some(list) = f else {
+        return defaults::HOSTS.iter().map(|h| (*h).to_string()).collect();
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let host = parse_authority(h)
+                .filter(|a| a.port.is_none())
+                .map(|a| a.host);
+            if host.is_none() {
+                p.add(
+                    format!("server.hosts[{i}]"),
+                    "must be a host name or IP address, without scheme, port or path",
+                );
+            }
+            host
+        })
+        .collect()
+}
+
+/// `server.path_params`.
+fn path_params(f: Option<&str>, p: &mut Problems) -> PathParams {
+    match f.unwrap_or(defaults::PATH_PARAMS) {
+        "strip_for_routing" => PathParams::StripForRouting,
+        "refuse" => PathParams::Refuse,
+        _ => {
+            p.add(
+                "server.path_params",
+                "must be `strip_for_routing` or `refuse`",
+            );
+            PathParams::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{base, env};
+    use super::super::fixtures::{base, env, problems};
     use super::super::parse;
+    use crate::path::PathParams;
     use std::path::Path;
 
     #[test]
@@ -168,6 +211,34 @@ mod tests {
         assert!(e.contains("server.trusted_proxies[0]"), "{e}");
         assert!(e.contains("server.trusted_proxies[1]"), "{e}");
         assert!(e.contains("server.client_ip_header"), "{e}");
+    }
+
+    #[test]
+    fn hosts_and_path_params_are_checked_with_their_keys() {
+        let text = format!(
+            "{}server: {{hosts: [API.Example.com., 'a.test:443', 'http://b.test', '', '[::1]'], path_params: maybe}}\n",
+            base()
+        );
+        let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.hosts[1]",
+                "server.hosts[2]",
+                "server.hosts[3]",
+                "server.path_params"
+            ]
+        );
+        let ok = format!(
+            "{}server: {{hosts: [API.Example.com., '[::1]'], path_params: refuse}}\n",
+            base()
+        );
+        let c = parse(Path::new("t.yaml"), &ok, &env).expect("valid");
+        assert_eq!(c.server.hosts, ["api.example.com", "[::1]"]);
+        assert_eq!(c.server.path_params, PathParams::Refuse);
+        let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
+        assert!(c.server.hosts.is_empty());
+        assert_eq!(c.server.path_params, PathParams::StripForRouting);
     }
 
     #[test]

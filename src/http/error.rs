@@ -69,11 +69,15 @@ pub enum ApiError {
     HttpStatus(u16),
     /// 429: this client started more logins than `oidc.logins_per_client` allows.
     TooManyLogins,
+    /// 400: the `Host` header (or target authority) is not a host name.
+    InvalidHost,
+    /// 421: the request names a host not in `server.hosts`.
+    MisdirectedRequest,
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 30] = [
+    pub const CATALOGUE: [ApiError; 32] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -104,6 +108,8 @@ impl ApiError {
         ApiError::UpstreamTimeout,
         ApiError::HttpStatus(0),
         ApiError::TooManyLogins,
+        ApiError::InvalidHost,
+        ApiError::MisdirectedRequest,
     ];
 
     /// The HTTP status.
@@ -118,12 +124,14 @@ impl ApiError {
             | IssuerMismatch
             | LoginExpired
             | LoginFailed
-            | InvalidLogoutToken(_) => 400,
+            | InvalidLogoutToken(_)
+            | InvalidHost => 400,
             NoSession | InvalidSession | SessionExpired | TokenRejected => 401,
             CsrfViolation(_) | CorsOriginNotAllowed => 403,
             RouteNotFound(_) | AgentDisabled => 404,
             MethodNotAllowed(_) => 405,
             NoRefreshToken => 409,
+            MisdirectedRequest => 421,
             BodyTooLarge => 413,
             TooManyLogins => 429,
             Internal => 500,
@@ -166,6 +174,8 @@ impl ApiError {
             UpstreamTimeout => "upstream_timeout",
             HttpStatus(_) => "http_error",
             TooManyLogins => "too_many_logins",
+            InvalidHost => "invalid_host",
+            MisdirectedRequest => "misdirected_request",
         }
     }
 
@@ -202,6 +212,8 @@ impl ApiError {
             ProviderNotReady => "the OpenID provider has not been discovered yet",
             UpstreamTimeout => "the upstream did not answer in time",
             HttpStatus(_) => "the request failed",
+            InvalidHost => "the Host header is not a host name",
+            MisdirectedRequest => "bffgate does not answer for this host",
             TooManyLogins => "too many logins were started from this address; try again later",
         }
     }
@@ -268,6 +280,8 @@ mod tests {
             UpstreamTimeout => 27,
             HttpStatus(_) => 28,
             TooManyLogins => 29,
+            InvalidHost => 30,
+            MisdirectedRequest => 31,
         }
     }
 

@@ -35,21 +35,26 @@ pub fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
     )
 }
 
-/// The request's host, lowercase, without port: the target's authority if it has one,
-/// else the `Host` header.
-pub fn host(req: &RequestHeader) -> Option<String> {
-    let raw = req.uri.host().map(str::to_string).or_else(|| {
-        req.headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    })?;
-    let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or(&raw).to_string()
-    } else {
-        raw.split(':').next().unwrap_or(&raw).to_string()
+/// The request's host in canonical form (lowercase, no port, no trailing dot): the
+/// target's authority (HTTP/2 `:authority`) if it has one, else the `Host` header.
+///
+/// # Errors
+/// [`ApiError::InvalidHost`] when the one present is not a host name (`Ok(None)` when
+/// neither is present or the `Host` header is empty).
+pub fn host(req: &RequestHeader) -> Result<Option<String>, ApiError> {
+    let raw = match req.uri.authority() {
+        Some(a) => a.as_str(),
+        None => match req.headers.get(header::HOST) {
+            Some(h) => h.to_str().map_err(|_| ApiError::InvalidHost)?,
+            None => return Ok(None),
+        },
     };
-    Some(host.to_ascii_lowercase())
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    crate::host::parse_authority(raw)
+        .map(|h| Some(h.host))
+        .ok_or(ApiError::InvalidHost)
 }
 
 /// Whether a request asks to switch protocols (WebSocket).

@@ -4,6 +4,8 @@
 //! A request takes one [`LiveConfig`] when it starts (`LiveHandle::load_full`) and keeps it
 //! to its end, so a reload mid-request changes nothing for it.
 
+#[cfg(test)]
+mod path_props;
 mod routes;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -12,6 +14,7 @@ pub use routes::{Route, RouteMatch, RouteTable};
 
 use crate::config::{AgentConfig, Config, Forwarding, SessionConfig};
 use crate::cookie::SessionCookie;
+use crate::path::PathParams;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
@@ -23,6 +26,10 @@ pub type LiveHandle = Arc<ArcSwap<LiveConfig>>;
 pub struct LiveConfig {
     /// API routes, with their upstream rotation and health.
     pub routes: RouteTable,
+    /// `server.hosts`: the hosts answered for (canonical form); empty: any.
+    pub hosts: Vec<String>,
+    /// `server.path_params`.
+    pub path_params: PathParams,
     /// The session cookie policy and cipher.
     pub cookie: SessionCookie,
     /// Agent base path, trusted origins, CSRF header.
@@ -45,6 +52,8 @@ impl LiveConfig {
     pub fn new(config: &Config) -> Self {
         LiveConfig {
             routes: RouteTable::new(&config.routes),
+            hosts: config.server.hosts.clone(),
+            path_params: config.server.path_params,
             cookie: SessionCookie::new(&config.cookie),
             agent: config.agent.clone(),
             session: config.session.clone(),

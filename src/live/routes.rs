@@ -3,7 +3,10 @@
 
 use crate::config::{RouteConfig, UpstreamConfig};
 use crate::metrics;
-use crate::path::{is_suspicious, normalise, segment_prefix, PathError};
+use crate::path::{
+    has_params, is_suspicious, normalise, normalise_params_first, segment_prefix, strip_params,
+    PathError, PathParams,
+};
 use http::Method;
 use pingora_prometheus::prometheus::Histogram;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -149,36 +152,44 @@ impl RouteTable {
         }
     }
 
-    /// Routes a raw path (no query), refusing paths whose meaning an upstream could read
-    /// differently: dot-segments in any spelling, and percent-encoding, backslashes or
-    /// empty segments that would make the normalised path land on another route. Plain
+    /// Routes a raw path (no query) on what a lenient upstream will read, refusing paths
+    /// whose meaning upstreams could read differently. The route is chosen on the path
+    /// without `;` parameters ([`strip_params`]); a path that needs decoding or
+    /// normalising must land on the same route under every reading ([`normalise`] and
+    /// [`normalise_params_first`]), and a dot-segment in any spelling is refused. Plain
     /// paths skip the extra work.
     ///
     /// # Errors
-    /// [`PathError`] says why the path is refused.
+    /// [`PathError`] says why the path is refused; [`PathError::Params`] for any `;` when
+    /// `params` is [`PathParams::Refuse`].
     pub fn find_checked(
         &self,
         host: Option<&str>,
         method: &Method,
         raw: &str,
+        params: PathParams,
     ) -> Result<RouteMatch, PathError> {
-        let found = self.find(host, method, raw);
+        if params == PathParams::Refuse && has_params(raw) {
+            return Err(PathError::Params);
+        }
+        let key = strip_params(raw);
+        let found = self.find(host, method, &key);
         if !is_suspicious(raw) {
             return Ok(found);
         }
-        let normal = normalise(raw)?;
-        let again = self.find(host, method, &normal);
-        let same = match (&found, &again) {
-            (RouteMatch::Found(a), RouteMatch::Found(b)) => Arc::ptr_eq(a, b),
-            (RouteMatch::NotFound, RouteMatch::NotFound) => true,
-            (RouteMatch::MethodNotAllowed, RouteMatch::MethodNotAllowed) => true,
-            _ => false,
-        };
-        if same {
-            Ok(found)
-        } else {
-            Err(PathError::Ambiguous)
+        for reading in [normalise(raw)?, normalise_params_first(raw)?] {
+            let again = self.find(host, method, &reading);
+            let same = match (&found, &again) {
+                (RouteMatch::Found(a), RouteMatch::Found(b)) => Arc::ptr_eq(a, b),
+                (RouteMatch::NotFound, RouteMatch::NotFound) => true,
+                (RouteMatch::MethodNotAllowed, RouteMatch::MethodNotAllowed) => true,
+                _ => false,
+            };
+            if !same {
+                return Err(PathError::Ambiguous);
+            }
         }
+        Ok(found)
     }
 }
 
@@ -232,7 +243,9 @@ mod tests {
     #[test]
     fn longest_prefix_then_host_then_method() {
         let t = table();
-        let get = |h: Option<&str>, m: &Method, p: &str| name(t.find_checked(h, m, p));
+        let get = |h: Option<&str>, m: &Method, p: &str| {
+            name(t.find_checked(h, m, p, PathParams::default()))
+        };
         assert_eq!(get(None, &Method::GET, "/api/orders/1"), "orders");
         assert_eq!(
             get(Some("b.test"), &Method::POST, "/api/orders"),
@@ -242,13 +255,16 @@ mod tests {
         assert_eq!(get(None, &Method::GET, "/api/ordersx"), "api");
         assert_eq!(get(None, &Method::GET, "/nope"), "404");
         let only = RouteTable::new(&[route("r", "/r", None, Some(vec![Method::GET]))]);
-        assert_eq!(name(only.find_checked(None, &Method::PUT, "/r")), "405");
+        assert_eq!(
+            name(only.find_checked(None, &Method::PUT, "/r", PathParams::default())),
+            "405"
+        );
     }
 
     #[test]
     fn paths_that_would_reroute_are_refused() {
         let t = table();
-        let get = |p: &str| name(t.find_checked(None, &Method::GET, p));
+        let get = |p: &str| name(t.find_checked(None, &Method::GET, p, PathParams::default()));
         assert_eq!(get("/api/orders/a%20b"), "orders");
         assert_eq!(get("/api/orders/a%2Fb"), "orders");
         assert_eq!(get("/api/../admin"), "DotSegment");
@@ -259,5 +275,34 @@ mod tests {
         assert_eq!(get("//admin"), "Ambiguous");
         assert_eq!(get("/api\\orders"), "Ambiguous");
         assert_eq!(get("/x%00"), "DotSegment");
+    }
+
+    #[test]
+    fn path_parameters_route_as_lenient_upstreams_read_them() {
+        let mut routes = vec![
+            route("all", "/", None, None),
+            route("pub", "/pub", None, None),
+        ];
+        routes.push(route("api", "/api", None, None));
+        let t = RouteTable::new(&routes);
+        let get = |p: &str, mode| name(t.find_checked(None, &Method::GET, p, mode));
+        let strip = PathParams::StripForRouting;
+        assert_eq!(get("/api;x=1/secret", strip), "api");
+        assert_eq!(get("/api;jsessionid=1", strip), "api");
+        assert_eq!(get("/pub;x/file", strip), "pub");
+        for dots in [
+            "/pub/..;/api/secret",
+            "/pub/.;x/api",
+            "/pub/%2e%2e;/api",
+            "/pub/%2e./api",
+        ] {
+            assert_eq!(get(dots, strip), "DotSegment", "{dots}");
+        }
+        // Decode-first upstreams split on `%3b`, Tomcat keeps it: routes differ, refused.
+        assert_eq!(get("/api%3bx/secret", strip), "Ambiguous");
+        let refuse = PathParams::Refuse;
+        assert_eq!(get("/api;x=1/secret", refuse), "Params");
+        assert_eq!(get("/api%3Bx/secret", refuse), "Params");
+        assert_eq!(get("/api/secret", refuse), "api");
     }
 }

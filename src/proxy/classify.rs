@@ -1,6 +1,7 @@
 //! What a request is for, decided once at the top of `request_filter`: a health probe, a
 //! CORS preflight, an agent endpoint, or an API route.
 
+use super::target::allowed_host;
 use crate::http::{self, ApiError};
 use crate::live::{LiveConfig, Route, RouteMatch};
 use crate::path::{segment_prefix, PathError};
@@ -32,14 +33,21 @@ pub enum Target {
 /// Classifies a request against the live configuration.
 ///
 /// # Errors
-/// The [`ApiError`] to answer: a path that is not UTF-8 or would route elsewhere once
-/// normalised, no matching route, or a method the route does not take.
+/// The [`ApiError`] to answer: a target that is not a path, a path that is not UTF-8 or
+/// would route elsewhere once normalised, a `Host` that is not a host name or not in `server.hosts` (health probes
+/// are answered whatever the host), no matching route, or a method the route does not take.
 pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiError> {
     let path = http::path(req)?;
     match path {
         "/healthz" => return Ok(Target::Health(Probe::Alive)),
         "/readyz" => return Ok(Target::Health(Probe::Ready)),
         _ => {}
+    }
+    let host = allowed_host(req, &live.hosts)?;
+    if !path.starts_with('/') {
+        // Asterisk-form (`OPTIONS *`) or authority-form (`CONNECT host:port`): no route
+        // serves a target that is not a path, not even `/`.
+        return Err(ApiError::InvalidPath("the request target is not a path"));
     }
     if http::is_preflight(req) {
         return Ok(Target::Preflight);
@@ -48,12 +56,11 @@ pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiErr
     if segment_prefix(base, path) {
         return Ok(Target::Agent(path[base.len()..].to_string()));
     }
-    let host = if live.routes.matches_host() {
-        http::host(req)
-    } else {
-        None
-    };
-    match live.routes.find_checked(host.as_deref(), &req.method, path) {
+    let host = host.filter(|_| live.routes.matches_host());
+    match live
+        .routes
+        .find_checked(host.as_deref(), &req.method, path, live.path_params)
+    {
         Ok(RouteMatch::Found(route)) => Ok(Target::Api(route)),
         Ok(RouteMatch::MethodNotAllowed) => Err(ApiError::MethodNotAllowed(
             "this route does not take that method",
@@ -61,6 +68,9 @@ pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiErr
         Ok(RouteMatch::NotFound) => Err(ApiError::RouteNotFound("no route matches this path")),
         Err(PathError::DotSegment | PathError::Ambiguous) => Err(ApiError::InvalidPath(
             "the path has dot-segments or encodings that change its meaning",
+        )),
+        Err(PathError::Params) => Err(ApiError::InvalidPath(
+            "path parameters (;) are not accepted here",
         )),
     }
 }

@@ -33,7 +33,7 @@ pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
         tracing::info!(
             target: "bffgate::access",
             client = %ctx.client_addr.map(|a| a.to_string()).unwrap_or_default(),
-            host = %crate::http::host(req).unwrap_or_default(),
+            host = %crate::http::host(req).ok().flatten().unwrap_or_default(),
             method = %req.method,
             path = %String::from_utf8_lossy(req.uri.path().as_bytes()),
             route,

@@ -10,6 +10,7 @@ mod ctx;
 mod failure;
 mod log;
 mod response;
+mod target;
 mod upstream;
 
 pub use ctx::RequestCtx;
@@ -175,7 +176,8 @@ impl ProxyHttp for EdgeProxy {
         ctx.span = crate::telemetry::request_span(session.req_header());
         ctx.client_addr = http::client_addr(session, &ctx.live.forwarding);
         ctx.request_id = http::request_id(session, &ctx.live.forwarding);
-        let target = classify(session.req_header(), &ctx.live);
+        let target = target::to_origin_form(session.req_header_mut())
+            .and_then(|()| classify(session.req_header(), &ctx.live));
         if !matches!(target, Ok(Target::Health(_))) {
             ctx.cors_origin = http::allowed_origin(session.req_header(), &ctx.live.agent)
                 .and_then(|o| o.to_str().ok())

@@ -6,6 +6,7 @@
 use super::RequestCtx;
 use crate::http as edge;
 use crate::live::Route;
+use crate::path::{segment_prefix, strip_params};
 use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -84,13 +85,27 @@ pub fn rewrite(
     Ok(())
 }
 
+/// Removes the route's `strip_prefix` segments from the path. The prefix is matched as the
+/// route was (without `;` parameters), and the parameters of a removed segment go with it:
+/// `/api;x=1/secret` less `/api` is `/secret`.
 fn strip_prefix(upstream: &mut RequestHeader, strip: Option<&str>) -> Result<()> {
     let Some(strip) = strip else { return Ok(()) };
     let raw = upstream.raw_path();
-    if !raw.starts_with(strip.as_bytes()) {
+    let end = raw.iter().position(|&b| b == b'?').unwrap_or(raw.len());
+    let Ok(path) = std::str::from_utf8(&raw[..end]) else {
+        return Ok(());
+    };
+    if !segment_prefix(strip, &strip_params(path)) {
         return Ok(());
     }
-    let rest = &raw[strip.len()..];
+    let mut at = 0;
+    for _ in strip.split('/').filter(|s| !s.is_empty()) {
+        at = path
+            .get(at + 1..)
+            .and_then(|tail| tail.find('/'))
+            .map_or(path.len(), |i| at + 1 + i);
+    }
+    let rest = &raw[at..];
     let mut path = Vec::with_capacity(rest.len() + 1);
     if !rest.starts_with(b"/") {
         path.push(b'/');
@@ -157,7 +172,11 @@ fn forwarded_headers(
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let proto = proxy_proto.unwrap_or(if tls { "https" } else { "http" });
     upstream.insert_header("x-forwarded-proto", proto)?;
-    if let Some(host) = edge::host(session.req_header()).filter(|h| valid_host(h)) {
+    if let Some(host) = edge::host(session.req_header())
+        .ok()
+        .flatten()
+        .filter(|h| valid_host(h))
+    {
         upstream.insert_header("x-forwarded-host", host)?;
     }
     Ok(())
@@ -177,4 +196,25 @@ fn valid_host(h: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripped(target: &str, strip: &str) -> String {
+        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+        strip_prefix(&mut r, Some(strip)).unwrap();
+        String::from_utf8(r.raw_path().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn strip_prefix_takes_whole_segments_with_their_parameters() {
+        assert_eq!(stripped("/api/secret?x=/a", "/api"), "/secret?x=/a");
+        assert_eq!(stripped("/api", "/api"), "/");
+        assert_eq!(stripped("/api?q", "/api"), "/?q");
+        assert_eq!(stripped("/api;x=1/secret;y", "/api"), "/secret;y");
+        assert_eq!(stripped("/api;a/v1;b/c", "/api/v1"), "/c");
+        assert_eq!(stripped("/other/x", "/api"), "/other/x");
+    }
 }

@@ -3,9 +3,9 @@
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
-//! the cookie key ring, session lifetimes and the refresh timings reload; listeners, the metrics listener,
-//! server settings, the store and the provider need a restart, and a change to them is
-//! reported as such.
+//! the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
+//! `server.path_params` reload; listeners, the metrics listener, the other server settings,
+//! the store and the provider need a restart, and a change to them is reported as such.
 
 use crate::config::{self, Config};
 use crate::guard::Guard;
@@ -136,7 +136,14 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.metrics != new.metrics {
         out.push("metrics.addr");
     }
-    if format!("{:?}", old.server) != format!("{:?}", new.server) {
+    // `server.hosts` and `server.path_params` live in the LiveConfig and reload.
+    let process = |c: &Config| {
+        let mut s = c.server.clone();
+        s.hosts.clear();
+        s.path_params = crate::path::PathParams::default();
+        format!("{s:?}")
+    };
+    if process(old) != process(new) {
         out.push("server");
     }
     if format!("{:?}", old.session.store) != format!("{:?}", new.session.store) {
