@@ -23,6 +23,7 @@ mod edge_routing;
 mod edge_trust;
 mod error_pages;
 mod harness;
+mod identity;
 mod metrics;
 mod metrics_catalogue;
 mod operations;

@@ -328,6 +328,24 @@ pub struct RouteFile {
     /// Active health checks of the upstreams (TCP connect); omit for passive checks only.
     #[serde(default)]
     pub health_check: Option<HealthCheckFile>,
+    /// Who the user is, told to the upstream, and what the user must be.
+    #[serde(default)]
+    pub identity: IdentityFile,
+}
+
+/// A route's identity policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    /// Request headers bffgate sets from the session's claims: header name → claim name
+    /// (`sub`, or a claim in `oidc.session_claims`). The client's headers of these names are
+    /// always removed.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Claims the session must carry: claim name → accepted values (one is enough; an
+    /// array claim matches when it holds one of them). Otherwise `403 forbidden`.
+    #[serde(default)]
+    pub require: BTreeMap<String, Vec<String>>,
 }
 
 /// Active health checking.

@@ -23,6 +23,7 @@ pub mod file;
 mod fixtures;
 #[cfg(test)]
 mod fuzz;
+mod identity;
 mod load;
 mod oidc;
 mod otel;
@@ -424,4 +425,15 @@ pub struct RouteConfig {
     pub tls_verify: bool,
     /// Active health-check interval, if enabled.
     pub health_check: Option<Duration>,
+    /// Identity headers and claim requirements.
+    pub identity: RouteIdentity,
+}
+
+/// What a route tells the upstream about the user, and what it requires of them.
+#[derive(Debug, Clone, Default)]
+pub struct RouteIdentity {
+    /// Headers set from claims: (header, claim name).
+    pub headers: Vec<(HeaderName, String)>,
+    /// Claims required: (claim name, accepted values).
+    pub require: Vec<(String, Vec<String>)>,
 }

@@ -3,6 +3,7 @@
 //! checks across routes (unique names, no two routes that could take the same request).
 
 use super::file::RouteFile;
+use super::identity;
 use super::load::Problems;
 use super::values::duration;
 use super::{defaults, resolve, AgentConfig, AuthMode, RouteConfig, UpstreamConfig};
@@ -183,6 +184,7 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
             .health_check
             .as_ref()
             .map(|h| duration(&h.interval, &format!("{key}.health_check.interval"), p));
+        let identity = identity::build(r.identity, &key, auth, p);
         let route = RouteConfig {
             name: r.name,
             path_prefix: prefix,
@@ -197,6 +199,7 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
             read_timeout,
             tls_verify: r.tls_verify,
             health_check,
+            identity,
         };
         if let Some(j) = out.iter().position(|o| ambiguous(o, &route)) {
             p.add(

@@ -7,11 +7,13 @@
 //! session; the agent's endpoints use the same pieces.
 
 mod csrf;
+mod identity;
 mod lookup;
 mod redeem;
 mod refresh;
 
 pub use csrf::{check_csrf, check_route_request};
+pub use identity::apply as apply_identity;
 pub use lookup::{lookup, Lookup};
 pub use redeem::{lease, PROVIDER_CALL_LIMIT};
 pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
@@ -31,8 +33,10 @@ pub struct Admitted {
     pub access_token: Option<String>,
     /// A re-sealed session cookie to send back (its cookie was sealed with an older key).
     pub set_cookie: Option<String>,
-    /// The session's user (`sub`), for the access log.
+    /// The session's user (`sub`), for the access log and identity headers.
     pub sub: Option<String>,
+    /// The session's claims (those in `oidc.session_claims`; `Null` without a session).
+    pub claims: serde_json::Value,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -96,23 +100,27 @@ impl Guard {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
             return Err(e);
         }
-        let (session, reseal) = match self.lookup(req, live).await {
+        let (mut session, reseal) = match self.lookup(req, live).await {
             Lookup::Missing if mode == AuthMode::Optional => {
                 return Ok(Admitted {
                     access_token: None,
                     set_cookie: None,
                     sub: None,
+                    claims: serde_json::Value::Null,
                 })
             }
             found => found.into_session()?,
         };
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
         let sub = session.sub.clone();
+        // Moved out, not copied: the refresh below needs none of them.
+        let claims = std::mem::take(&mut session.claims);
         let tokens = self.fresh(session, When::Due).await?;
         Ok(Admitted {
             access_token: Some(tokens.access_token),
             set_cookie,
             sub: Some(sub),
+            claims,
         })
     }
 

@@ -39,6 +39,8 @@ pub enum ApiError {
     CsrfViolation(&'static str),
     /// 403: a CORS preflight from an origin not in `allowed_origins`.
     CorsOriginNotAllowed,
+    /// 403: the session lacks a claim the route requires.
+    Forbidden,
     /// 404: no route, or no such agent endpoint.
     RouteNotFound(&'static str),
     /// 404: an agent endpoint, but no provider is configured.
@@ -77,7 +79,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 32] = [
+    pub const CATALOGUE: [ApiError; 33] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -110,6 +112,7 @@ impl ApiError {
         ApiError::TooManyLogins,
         ApiError::InvalidHost,
         ApiError::MisdirectedRequest,
+        ApiError::Forbidden,
     ];
 
     /// The HTTP status.
@@ -127,7 +130,7 @@ impl ApiError {
             | InvalidLogoutToken(_)
             | InvalidHost => 400,
             NoSession | InvalidSession | SessionExpired | TokenRejected => 401,
-            CsrfViolation(_) | CorsOriginNotAllowed => 403,
+            CsrfViolation(_) | CorsOriginNotAllowed | Forbidden => 403,
             RouteNotFound(_) | AgentDisabled => 404,
             MethodNotAllowed(_) => 405,
             NoRefreshToken => 409,
@@ -160,6 +163,7 @@ impl ApiError {
             SessionExpired | TokenRejected => "session_expired",
             CsrfViolation(_) => "csrf_violation",
             CorsOriginNotAllowed => "cors_origin_not_allowed",
+            Forbidden => "forbidden",
             RouteNotFound(_) => "route_not_found",
             AgentDisabled => "agent_disabled",
             MethodNotAllowed(_) => "method_not_allowed",
@@ -200,6 +204,7 @@ impl ApiError {
             SessionExpired => "the session has ended: log in again",
             TokenRejected => "the provider no longer accepts this session's token",
             CorsOriginNotAllowed => "this origin may not call bffgate",
+            Forbidden => "this session does not have what this route requires",
             AgentDisabled => "no OpenID provider is configured",
             NoRefreshToken => "this session has no refresh token",
             BodyTooLarge => "the request body is too large",
@@ -282,6 +287,7 @@ mod tests {
             TooManyLogins => 29,
             InvalidHost => 30,
             MisdirectedRequest => 31,
+            Forbidden => 32,
         }
     }
 

@@ -32,6 +32,7 @@ fn route(name: &str, prefix: &str, auth: AuthMode) -> RouteConfig {
         read_timeout: Duration::from_secs(1),
         tls_verify: true,
         health_check: None,
+        identity: Default::default(),
     }
 }
 

@@ -219,6 +219,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             tls_verify: true,
             health_check: None,
+            identity: Default::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub struct RequestCtx {
     pub user: Option<String>,
     /// How long the upstream took to answer with its response header, microseconds.
     pub upstream_micros: Option<u64>,
+    /// The route's identity headers for this session (set on every upstream attempt).
+    pub identity: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl RequestCtx {
@@ -67,6 +69,7 @@ impl RequestCtx {
             request_id: String::new(),
             user: None,
             upstream_micros: None,
+            identity: Vec::new(),
         }
     }
 

@@ -16,7 +16,7 @@ mod upstream;
 pub use ctx::RequestCtx;
 
 use crate::config::AuthMode;
-use crate::guard::Guard;
+use crate::guard::{self, Guard};
 use crate::http::{self, AgentEndpoints, ApiError, LocalResponse};
 use crate::live::{LiveHandle, Route};
 use async_trait::async_trait;
@@ -128,15 +128,20 @@ impl EdgeProxy {
     ) -> Result<(), ApiError> {
         let mode = route.config.auth;
         ctx.route = Some(Arc::clone(&route));
+        ctx.span.record("http.route", route.config.name.as_str());
         if mode == AuthMode::None {
             return Ok(());
         }
-        ctx.span.record("http.route", route.config.name.as_str());
         let admitted = self
             .guard
             .admit(session.req_header(), &ctx.live, mode, &route.config.name)
             .instrument(ctx.span.clone())
             .await?;
+        let identity = &route.config.identity;
+        if !identity.headers.is_empty() || !identity.require.is_empty() {
+            ctx.identity =
+                guard::apply_identity(identity, admitted.sub.as_deref(), &admitted.claims)?;
+        }
         ctx.token = admitted.access_token;
         ctx.set_cookie = admitted.set_cookie;
         ctx.user = admitted

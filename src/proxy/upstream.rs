@@ -76,6 +76,13 @@ pub fn rewrite(
     // (e.g. `X-Forwarded-Prefix`) that bffgate would otherwise drop.
     forwarded_headers(session, upstream, ctx)?;
     upstream.insert_header(crate::http::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
+    // Identity headers are bffgate's word: the client's of those names never pass.
+    for (name, _) in &route.config.identity.headers {
+        upstream.remove_header(name);
+    }
+    for (name, value) in &ctx.identity {
+        upstream.insert_header(name.clone(), value.clone())?;
+    }
     for name in &route.config.headers_remove {
         upstream.remove_header(name);
     }
