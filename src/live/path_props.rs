@@ -15,25 +15,9 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::path::PathParams;
 use http::Method;
 use proptest::prelude::*;
-use std::time::Duration;
 
 fn route(name: &str, prefix: &str, auth: AuthMode) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        path_prefix: prefix.into(),
-        host: None,
-        methods: None,
-        upstreams: Vec::new(),
-        strip_prefix: None,
-        auth,
-        headers_remove: Vec::new(),
-        headers_add: Vec::new(),
-        connect_timeout: Duration::from_secs(1),
-        read_timeout: Duration::from_secs(1),
-        tls_verify: true,
-        health_check: None,
-        identity: Default::default(),
-    }
+    crate::live::testing::route_config(name, prefix, None, None, auth)
 }
 
 fn table() -> RouteTable {

@@ -197,7 +197,6 @@ impl RouteTable {
 mod tests {
     use super::*;
     use crate::config::AuthMode;
-    use std::time::Duration;
 
     fn route(
         name: &str,
@@ -205,22 +204,7 @@ mod tests {
         host: Option<&str>,
         methods: Option<Vec<Method>>,
     ) -> RouteConfig {
-        RouteConfig {
-            name: name.into(),
-            path_prefix: prefix.into(),
-            host: host.map(Into::into),
-            methods,
-            upstreams: Vec::new(),
-            strip_prefix: None,
-            auth: AuthMode::None,
-            headers_remove: Vec::new(),
-            headers_add: Vec::new(),
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            tls_verify: true,
-            health_check: None,
-            identity: Default::default(),
-        }
+        crate::live::testing::route_config(name, prefix, host, methods, AuthMode::None)
     }
 
     fn table() -> RouteTable {

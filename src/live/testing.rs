@@ -1,6 +1,7 @@
 //! Configurations for in-process unit tests (compiled for tests only).
 
-use crate::config::{self, Config};
+use crate::config::{self, AuthMode, Config, RouteConfig};
+use http::Method;
 use std::path::Path;
 
 /// The current cookie key (and at-rest key) of test configurations.
@@ -33,4 +34,31 @@ pub fn config_with_rotation(rest: &str) -> Config {
         &format!("{{id: k2, secret: \"{KEY}\"}}, {{id: k1, secret: \"{OLD_KEY}\"}}"),
         rest,
     )
+}
+
+/// A route with no upstream (for routing tests): `name` on `prefix`, optionally on `host`
+/// and `methods`, with session policy `auth`.
+pub fn route_config(
+    name: &str,
+    prefix: &str,
+    host: Option<&str>,
+    methods: Option<Vec<Method>>,
+    auth: AuthMode,
+) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        path_prefix: prefix.into(),
+        host: host.map(Into::into),
+        methods,
+        upstreams: Vec::new(),
+        strip_prefix: None,
+        auth,
+        headers_remove: Vec::new(),
+        headers_add: Vec::new(),
+        connect_timeout: std::time::Duration::from_secs(1),
+        read_timeout: std::time::Duration::from_secs(1),
+        tls_verify: true,
+        health_check: None,
+        identity: Default::default(),
+    }
 }

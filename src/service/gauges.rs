@@ -57,15 +57,8 @@ impl BackgroundService for GaugePublisher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut shown = HashSet::new();
         let mut tick = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                _ = tick.tick() => self.publish(&mut shown),
-            }
+        while super::next_tick(&mut tick, &mut shutdown).await {
+            self.publish(&mut shown);
         }
     }
 }

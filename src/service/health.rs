@@ -78,19 +78,13 @@ impl HealthChecker {
 
 #[async_trait]
 impl BackgroundService for HealthChecker {
+    /// Checks the due routes every [`TICK`] until shutdown.
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut last = HashMap::new();
         let mut seen = HashMap::new();
         let mut tick = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                _ = tick.tick() => self.check_due(&mut last, &mut seen).await,
-            }
+        while super::next_tick(&mut tick, &mut shutdown).await {
+            self.check_due(&mut last, &mut seen).await;
         }
     }
 }

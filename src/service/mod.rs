@@ -13,3 +13,21 @@ pub use gauges::GaugePublisher;
 pub use health::HealthChecker;
 pub use reload::{ConfigReloader, ReloadOutcome, POLL_INTERVAL};
 pub use traces::TraceExporter;
+
+/// Waits for the next tick of a periodic background service: `true` when it is time to
+/// work, `false` once `shutdown` says to stop (the loop every such service shares).
+pub(crate) async fn next_tick(
+    tick: &mut tokio::time::Interval,
+    shutdown: &mut pingora::server::ShutdownWatch,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return false;
+                }
+            }
+            _ = tick.tick() => return true,
+        }
+    }
+}
