@@ -29,6 +29,7 @@ mod metrics_catalogue;
 mod operations;
 mod otel;
 mod provider_smoke;
+mod provider_tls;
 mod proxy_auth;
 mod proxy_paths;
 mod readme;

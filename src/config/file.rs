@@ -136,6 +136,10 @@ pub struct OidcFile {
     /// Issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`
     /// and must name exactly this issuer.
     pub issuer: String,
+    /// PEM bundle of extra CAs the provider's certificate may chain to (an in-house CA);
+    /// the system's trust store and the built-in public roots are always trusted.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Client id.
     pub client_id: String,
     /// Client secret (`${ENV}` or `file:/path`).

@@ -198,6 +198,8 @@ impl Drop for SecretString {
 pub struct OidcConfig {
     /// Issuer, exactly as the provider names itself.
     pub issuer: String,
+    /// Extra CAs (PEM bundle path) trusted for the provider's certificate.
+    pub ca_file: Option<String>,
     /// Client id.
     pub client_id: String,
     /// Client secret.

@@ -88,7 +88,11 @@ pub(super) fn build(
         Some(n) => n,
         None => defaults::LOGINS_PER_CLIENT,
     };
+    let ca_file = f
+        .ca_file
+        .map(|c| resolve::readable_file(&c, base_dir, "oidc.ca_file", p));
     OidcConfig {
+        ca_file,
         issuer: f.issuer,
         client_id: f.client_id,
         client_secret: SecretString(client_secret),

@@ -23,11 +23,48 @@ pub enum OidcError {
 
 /// A reqwest error's text without its URL (URLs may carry tokens in queries).
 pub(super) fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url") {
-        e.truncate(i);
+    let mut text = e.to_string();
+    if let Some(i) = text.find(" for url") {
+        text.truncate(i);
     }
-    e
+    let causes = causes(e);
+    if causes.is_empty() {
+        text
+    } else {
+        format!("{text}: {causes}")
+    }
+}
+
+/// Why a request failed, from its underlying errors: a DNS failure, a refused connection,
+/// a TLS failure and which certificate error (`invalid peer certificate: UnknownIssuer`),
+/// a timeout. URLs are left out.
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        let text = match text.find(" for url") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        if !text.is_empty() && !out.iter().any(|o| o.contains(&text)) {
+            out.push(text);
+        }
+        next = cause.source();
+    }
+    out.join(": ")
+}
+
+/// An error's own text (URL left out) and its causes.
+fn without_cause_url(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(i) = text.find(" for url") {
+        text.truncate(i);
+    }
+    match causes(e) {
+        c if c.is_empty() => text,
+        c => format!("{text}: {c}"),
+    }
 }
 
 /// A failed discovery: an unacceptable document is the provider's misconfiguration, a
@@ -40,7 +77,10 @@ pub(super) fn discovery_error<E: std::error::Error>(
         D::Validation(v) => OidcError::Misconfigured(format!("discovery refused: {v}")),
         D::Parse(_) => OidcError::Misconfigured("discovery document is not valid".into()),
         D::Response(status, _, _) => OidcError::Unavailable(format!("discovery answered {status}")),
-        D::Request(_) => OidcError::Unavailable("the provider cannot be reached".into()),
+        D::Request(e) => OidcError::Unavailable(format!(
+            "the provider cannot be reached: {}",
+            without_cause_url(&e)
+        )),
         other => OidcError::Unavailable(format!("discovery failed: {other}")),
     }
 }

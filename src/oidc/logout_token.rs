@@ -182,6 +182,7 @@ mod tests {
     fn config() -> OidcConfig {
         let u = |s: &str| url::Url::parse(s).expect("url");
         OidcConfig {
+            ca_file: None,
             issuer: "https://idp.test".into(),
             client_id: "bff".into(),
             client_secret: SecretString("s".into()),

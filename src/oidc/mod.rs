@@ -62,7 +62,19 @@ impl OidcClient {
     /// # Errors
     /// The HTTP client cannot be built.
     pub fn new(config: OidcConfig) -> Result<Self, OidcError> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        // The system's trust store and the built-in public roots, plus an in-house CA.
+        if let Some(file) = &config.ca_file {
+            let pem = std::fs::read(file)
+                .map_err(|e| OidcError::Misconfigured(format!("oidc.ca_file {file}: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                OidcError::Misconfigured(format!("oidc.ca_file {file}: no PEM certificate: {e}"))
+            })?;
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http
             // The openidconnect crate requires no redirects (SSRF safety).
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))

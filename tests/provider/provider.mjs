@@ -12,6 +12,7 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 
 // oidc-provider prints NOTICEs with console.info (stdout); stdout belongs to
@@ -32,6 +33,8 @@ function loadSettings() {
     host: s.host ?? '127.0.0.1',
     port: Number(s.port ?? 0),
     issuer: s.issuer ?? null,
+    // {cert, key}: PEM file paths; the provider then speaks HTTPS (for private-CA tests).
+    tls: s.tls ?? null,
     stateDir: s.state_dir ?? null,
     accessTokenTtl: Number(s.access_token_ttl ?? 60),
     idTokenTtl: Number(s.id_token_ttl ?? 3600),
@@ -232,13 +235,19 @@ const inc = (obj, k) => { obj[k] = (obj[k] ?? 0) + 1; };
 
 // ---------------------------------------------------------------- provider
 
-const server = http.createServer();
+const server = settings.tls
+  ? https.createServer({
+    cert: fs.readFileSync(settings.tls.cert),
+    key: fs.readFileSync(settings.tls.key),
+  })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(settings.port, settings.host, resolve);
 });
 const { port } = server.address();
-const baseUrl = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
+const scheme = settings.tls ? 'https' : 'http';
+const baseUrl = `${scheme}://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
 const issuer = settings.issuer ?? baseUrl;
 const ourClient = settings.client.client_id;
 
