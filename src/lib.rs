@@ -29,7 +29,7 @@
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
-//! - [`random`]: OS randomness.
+//! - [`random`]: OS randomness; [`jose`]: bffgate's own signing key (`private_key_jwt`).
 //!
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
@@ -43,6 +43,7 @@ pub mod config;
 pub mod cookie;
 pub mod guard;
 pub mod http;
+pub mod jose;
 pub mod live;
 pub mod logging;
 pub mod metrics;

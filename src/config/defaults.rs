@@ -64,6 +64,9 @@ pub(super) const LOGIN_TIMEOUT: &str = "10m";
 /// `oidc.clock_skew`: tolerance on token times.
 pub(super) const CLOCK_SKEW: &str = "60s";
 
+/// `oidc.pushed_authorization`: PAR when the provider's discovery offers it.
+pub(super) const PUSHED_AUTHORIZATION: &str = "auto";
+
 // ---- cookie -------------------------------------------------------------------------
 
 /// `cookie.name`.
@@ -123,6 +126,10 @@ pub(super) const HEALTH_CHECK_INTERVAL: &str = "5s";
 
 pub(super) fn client_auth() -> String {
     CLIENT_AUTH.into()
+}
+
+pub(super) fn pushed_authorization() -> String {
+    PUSHED_AUTHORIZATION.into()
 }
 
 pub(super) fn scopes() -> Vec<String> {

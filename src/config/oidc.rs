@@ -4,8 +4,10 @@
 use super::file::OidcFile;
 use super::load::Problems;
 use super::values::{duration, duration_or_zero, http_url};
-use super::{resolve, AgentConfig, ClientAuth, OidcConfig, SecretString};
+use super::{resolve, AgentConfig, ClientAuth, OidcConfig, PushedAuthorization, SecretString};
+use crate::jose::SigningKey;
 use std::path::Path;
+use std::sync::Arc;
 
 /// JWS algorithms an ID token may be signed with (`none` is refused separately).
 const ALGS: [&str; 12] = [
@@ -28,21 +30,40 @@ pub(super) fn build(
         p.add("oidc.client_id", "must not be empty");
     }
     let client_secret = resolve::text_secret(&f.client_secret, "oidc.client_secret", base_dir, p);
-    if client_secret.is_empty() {
-        p.add(
-            "oidc.client_secret",
-            "must not be empty (a confidential client needs its secret)",
-        );
-    }
     let client_auth = match f.client_auth.as_str() {
         "client_secret_basic" => ClientAuth::Basic,
         "client_secret_post" => ClientAuth::Post,
+        "private_key_jwt" => ClientAuth::PrivateKeyJwt,
         other => {
             p.add(
                 "oidc.client_auth",
-                format!("`{other}` is not client_secret_basic or client_secret_post"),
+                format!(
+                    "`{other}` is not client_secret_basic, client_secret_post or private_key_jwt"
+                ),
             );
             ClientAuth::Basic
+        }
+    };
+    if client_auth != ClientAuth::PrivateKeyJwt && client_secret.is_empty() {
+        p.add(
+            "oidc.client_secret",
+            format!(
+                "must not be empty with client_auth `{}` (a confidential client needs its secret)",
+                f.client_auth
+            ),
+        );
+    }
+    let signing_key = signing_key(&f, client_auth, base_dir, p);
+    let pushed_authorization = match f.pushed_authorization.as_str() {
+        "auto" => PushedAuthorization::Auto,
+        "required" => PushedAuthorization::Required,
+        "off" => PushedAuthorization::Off,
+        other => {
+            p.add(
+                "oidc.pushed_authorization",
+                format!("`{other}` is not auto, required or off"),
+            );
+            PushedAuthorization::Auto
         }
     };
     if !f.scopes.iter().any(|s| s == "openid") {
@@ -94,5 +115,76 @@ pub(super) fn build(
         login_timeout,
         clock_skew,
         auth_params: f.auth_params.into_iter().collect(),
+        signing_key,
+        pushed_authorization,
+    }
+}
+
+/// The `private_key_jwt` signing key: required (readable, supported, consistent with
+/// `signing_alg`) in that mode, and refused in the others, where it would be silently unused.
+fn signing_key(
+    f: &OidcFile,
+    client_auth: ClientAuth,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<Arc<SigningKey>> {
+    if client_auth != ClientAuth::PrivateKeyJwt {
+        for (key, set) in [
+            ("oidc.signing_key", f.signing_key.is_some()),
+            ("oidc.signing_alg", f.signing_alg.is_some()),
+            ("oidc.signing_kid", f.signing_kid.is_some()),
+        ] {
+            if set {
+                p.add(key, "only used with client_auth `private_key_jwt`");
+            }
+        }
+        return None;
+    }
+    let Some(raw) = f.signing_key.as_deref() else {
+        p.add(
+            "oidc.signing_key",
+            "client_auth `private_key_jwt` needs a signing key (`file:/path/to/key.pem`)",
+        );
+        return None;
+    };
+    if let Some(kid) = &f.signing_kid {
+        if kid.is_empty() {
+            p.add(
+                "oidc.signing_kid",
+                "must not be empty (omit it for the key's thumbprint)",
+            );
+        }
+    }
+    let file = raw.strip_prefix("file:").unwrap_or(raw);
+    let path = base_dir.join(file);
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(e) => {
+            p.add(
+                "oidc.signing_key",
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return None;
+        }
+    };
+    match SigningKey::from_pem(&pem, f.signing_alg.as_deref(), f.signing_kid.as_deref()) {
+        Ok(k) => Some(Arc::new(k)),
+        Err(reason) => {
+            // An algorithm the key cannot do is `signing_alg`'s problem; anything else the
+            // key file's.
+            let key = match &f.signing_alg {
+                Some(a) if !crate::jose::SIGNING_ALGS.contains(&a.as_str()) => {
+                    p.add(
+                        "oidc.signing_alg",
+                        format!("`{a}` is not RS256, PS256 or ES256"),
+                    );
+                    return None;
+                }
+                Some(a) if reason.starts_with(&format!("`{a}`")) => "oidc.signing_alg",
+                _ => "oidc.signing_key",
+            };
+            p.add(key, format!("{}: {reason}", path.display()));
+            None
+        }
     }
 }

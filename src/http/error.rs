@@ -67,11 +67,14 @@ pub enum ApiError {
     UpstreamTimeout,
     /// A Pingora phase failed with this HTTP status.
     HttpStatus(u16),
+    /// 503 (`/readyz`): the provider answered discovery but cannot serve this
+    /// configuration (e.g. PAR required and not offered); the text says why.
+    ProviderUnsuitable(&'static str),
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 29] = [
+    pub const CATALOGUE: [ApiError; 30] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -101,6 +104,7 @@ impl ApiError {
         ApiError::ProviderNotReady,
         ApiError::UpstreamTimeout,
         ApiError::HttpStatus(0),
+        ApiError::ProviderUnsuitable(""),
     ];
 
     /// The HTTP status.
@@ -124,7 +128,7 @@ impl ApiError {
             BodyTooLarge => 413,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
-            StoreUnavailable | RefreshUnavailable | ProviderNotReady => 503,
+            StoreUnavailable | RefreshUnavailable | ProviderNotReady | ProviderUnsuitable(_) => 503,
             UpstreamTimeout => 504,
             HttpStatus(s) => s,
         }
@@ -161,6 +165,7 @@ impl ApiError {
             RefreshUnavailable => "refresh_unavailable",
             UpstreamTimeout => "upstream_timeout",
             HttpStatus(_) => "http_error",
+            ProviderUnsuitable(_) => "provider_unsuitable",
         }
     }
 
@@ -174,7 +179,8 @@ impl ApiError {
             | InvalidLogoutToken(why)
             | CsrfViolation(why)
             | RouteNotFound(why)
-            | MethodNotAllowed(why) => why,
+            | MethodNotAllowed(why)
+            | ProviderUnsuitable(why) => why,
             BadRequest => "the request could not be read",
             InvalidReturnTo => "return_to must be a path or a URL on an allowed origin",
             IssuerMismatch => "the authorization response names another issuer",
@@ -261,6 +267,7 @@ mod tests {
             ProviderNotReady => 26,
             UpstreamTimeout => 27,
             HttpStatus(_) => 28,
+            ProviderUnsuitable(_) => 29,
         }
     }
 

@@ -194,6 +194,8 @@ mod tests {
             login_timeout: Duration::from_secs(60),
             clock_skew: Duration::from_secs(30),
             auth_params: vec![],
+            signing_key: None,
+            pushed_authorization: crate::config::PushedAuthorization::Auto,
         }
     }
 

@@ -29,8 +29,9 @@ pub use discovery::{DiscoveryService, ExtraMetadata, Provider, JWKS_REFRESH_INTE
 pub use error::OidcError;
 pub use login::{Grant, LoginStart};
 pub use logout_token::LogoutClaims;
+use tokens::form_encode;
 
-use crate::config::OidcConfig;
+use crate::config::{ClientAuth, OidcConfig};
 use arc_swap::ArcSwapOption;
 use discovery::Metadata;
 use std::sync::Mutex;
@@ -45,6 +46,8 @@ pub struct OidcClient {
     last_attempt: Mutex<Option<(Instant, Option<OidcError>)>>,
     /// Held while the provider's keys are re-fetched: one fetch at a time.
     keys_flight: tokio::sync::Mutex<()>,
+    /// Why the last discovered provider cannot serve this configuration (readiness says so).
+    unsuitable: Mutex<Option<&'static str>>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -75,6 +78,7 @@ impl OidcClient {
             provider: ArcSwapOption::empty(),
             last_attempt: Mutex::new(None),
             keys_flight: tokio::sync::Mutex::new(()),
+            unsuitable: Mutex::new(None),
         })
     }
 
@@ -87,7 +91,71 @@ impl OidcClient {
     pub fn is_ready(&self) -> bool {
         self.provider.load().is_some()
     }
+
+    /// Why the provider, though it answered discovery, cannot serve this configuration
+    /// (e.g. PAR required and not offered); `None` otherwise.
+    pub fn unsuitable(&self) -> Option<&'static str> {
+        self.unsuitable.lock().ok().and_then(|u| *u)
+    }
+
+    /// A fresh `private_key_jwt` client assertion (RFC 7523 §2.2) for a request to the
+    /// provider, or `None` in the secret-based modes: `iss` and `sub` the client id, `aud`
+    /// the issuer (FAPI 2.0), a random `jti`, and a 60-second life.
+    ///
+    /// # Errors
+    /// The signature failed.
+    pub(crate) fn client_assertion(&self) -> Result<Option<String>, OidcError> {
+        use base64::Engine;
+        let Some(key) = &self.config.signing_key else {
+            return Ok(None);
+        };
+        let now = crate::session::now_secs();
+        let jti = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(crate::random::os_bytes::<24>());
+        let claims = serde_json::json!({
+            "iss": self.config.client_id,
+            "sub": self.config.client_id,
+            "aud": self.config.issuer,
+            "jti": jti,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECS,
+        });
+        key.sign_jwt(&claims)
+            .map(Some)
+            .map_err(|e| OidcError::Unavailable(format!("client assertion: {e}")))
+    }
+
+    /// The form fields authenticating this client to the provider outside the
+    /// `openidconnect` crate (revocation, PAR), per `oidc.client_auth`; Basic is the
+    /// caller's header.
+    pub(crate) fn auth_form(&self) -> Result<Vec<(&'static str, String)>, OidcError> {
+        Ok(match self.config.client_auth {
+            ClientAuth::Basic => vec![],
+            // RFC 6749 §2.3.1: credentials in the form body, never in the URL.
+            ClientAuth::Post => vec![
+                ("client_id", self.config.client_id.clone()),
+                (
+                    "client_secret",
+                    self.config.client_secret.expose().to_string(),
+                ),
+            ],
+            ClientAuth::PrivateKeyJwt => {
+                let mut form = vec![("client_id", self.config.client_id.clone())];
+                if let Some(a) = self.client_assertion()? {
+                    form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+                    form.push(("client_assertion", a));
+                }
+                form
+            }
+        })
+    }
 }
+
+/// RFC 7523 §2.2's `client_assertion_type`.
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long a client assertion is valid.
+const ASSERTION_LIFETIME_SECS: u64 = 60;
 
 /// Runs one provider call, recording its latency under `op`.
 async fn timed<T>(op: &'static str, fut: impl std::future::Future<Output = T>) -> T {
