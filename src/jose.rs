@@ -192,8 +192,143 @@ fn thumbprint(members: &serde_json::Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use ring::signature::UnparsedPublicKey;
+
+    /// A fresh private key from `openssl genpkey` (PKCS#8 PEM), converted with
+    /// `openssl <convert...>` when given (e.g. `["rsa", "-traditional"]` for PKCS#1).
+    pub(crate) fn openssl_key(gen: &[&str], convert: &[&str]) -> Vec<u8> {
+        let out = std::process::Command::new("openssl")
+            .arg("genpkey")
+            .args(gen)
+            .output()
+            .expect("openssl genpkey");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if convert.is_empty() {
+            return out.stdout;
+        }
+        let mut child = std::process::Command::new("openssl")
+            .args(convert)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl convert");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&out.stdout)
+            .expect("write");
+        let out = child.wait_with_output().expect("convert");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    pub(crate) const RSA: [&str; 4] = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+    pub(crate) const P256: [&str; 4] = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
+    fn b64(s: &str) -> Vec<u8> {
+        B64.decode(s).expect("base64url")
+    }
+
+    /// Verifies `jwt` with the public JWK `key` publishes, the way a provider would.
+    fn verify(key: &SigningKey, jwt: &str) -> serde_json::Value {
+        let jwk = &key.jwks()["keys"][0];
+        let (input, sig) = jwt.rsplit_once('.').expect("three parts");
+        let header: serde_json::Value =
+            serde_json::from_slice(&b64(input.split('.').next().expect("header"))).expect("json");
+        assert_eq!(header["alg"], jwk["alg"]);
+        assert_eq!(header["kid"], jwk["kid"]);
+        let sig = b64(sig);
+        let ok = match jwk["kty"].as_str() {
+            Some("RSA") => {
+                let n = b64(jwk["n"].as_str().expect("n"));
+                let e = b64(jwk["e"].as_str().expect("e"));
+                let params = if jwk["alg"] == "PS256" {
+                    &signature::RSA_PSS_2048_8192_SHA256
+                } else {
+                    &signature::RSA_PKCS1_2048_8192_SHA256
+                };
+                signature::RsaPublicKeyComponents { n, e }
+                    .verify(params, input.as_bytes(), &sig)
+                    .is_ok()
+            }
+            _ => {
+                let mut point = vec![4u8];
+                point.extend(b64(jwk["x"].as_str().expect("x")));
+                point.extend(b64(jwk["y"].as_str().expect("y")));
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(input.as_bytes(), &sig)
+                    .is_ok()
+            }
+        };
+        assert!(ok, "the signature verifies with the published key");
+        serde_json::from_slice(&b64(input.split('.').nth(1).expect("payload"))).expect("claims")
+    }
+
+    #[test]
+    fn rs256_ps256_and_es256_sign_what_the_published_key_verifies() {
+        let claims = serde_json::json!({"iss": "bff", "jti": "x"});
+        let rsa_pem = openssl_key(&RSA, &[]);
+        let pkcs1 = openssl_key(&RSA, &["rsa", "-traditional"]);
+        assert!(String::from_utf8_lossy(&pkcs1).contains("BEGIN RSA PRIVATE KEY"));
+        for (pem, alg, want) in [
+            (&rsa_pem, None, "RS256"),
+            (&rsa_pem, Some("PS256"), "PS256"),
+            (&pkcs1, None, "RS256"),
+            (&openssl_key(&P256, &[]), None, "ES256"),
+        ] {
+            let key = SigningKey::from_pem(pem, alg, None).expect("key");
+            assert_eq!(key.alg(), want);
+            // Two signatures of the same claims both verify (PSS and ECDSA are randomised).
+            for _ in 0..2 {
+                let jwt = key.sign_jwt(&claims).expect("signed");
+                assert_eq!(verify(&key, &jwt), claims);
+            }
+            // The default kid is the RFC 7638 thumbprint of the published key.
+            let jwk = &key.jwks()["keys"][0];
+            let members: serde_json::Value = match jwk["kty"].as_str() {
+                Some("RSA") => serde_json::json!({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}),
+                _ => serde_json::json!({"crv": "P-256", "kty": "EC", "x": jwk["x"], "y": jwk["y"]}),
+            };
+            assert_eq!(key.kid(), thumbprint(&members));
+            assert!(jwk.get("d").is_none(), "no private member is published");
+        }
+        let named = SigningKey::from_pem(&rsa_pem, None, Some("k-2026")).expect("key");
+        assert_eq!(named.kid(), "k-2026");
+    }
+
+    #[test]
+    fn unusable_keys_and_mismatched_algorithms_are_refused() {
+        let ec = openssl_key(&P256, &[]);
+        let rsa_pem = openssl_key(&RSA, &[]);
+        let sec1 = openssl_key(&P256, &["ec"]);
+        let small = openssl_key(
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+            &[],
+        );
+        let p384 = openssl_key(
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            &[],
+        );
+        let ed = openssl_key(&["-algorithm", "ED25519"], &[]);
+        let refused = |pem: &[u8], alg: Option<&str>| {
+            SigningKey::from_pem(pem, alg, None).expect_err("refused")
+        };
+        assert!(refused(&ec, Some("RS256")).contains("EC P-256"));
+        assert!(refused(&rsa_pem, Some("ES256")).contains("RSA"));
+        assert!(refused(&sec1, None).contains("PKCS#8"));
+        assert!(refused(&small, None).contains("2048"));
+        assert!(refused(&p384, None).contains("unsupported"));
+        assert!(refused(&ed, None).contains("unsupported"));
+        assert!(refused(b"not a key", None).contains("PEM"));
+    }
 
     /// RFC 7638 §3.1's example key and its thumbprint.
     #[test]

@@ -188,3 +188,85 @@ fn signing_key(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{base, problems};
+    use crate::jose::tests::{openssl_key, P256};
+
+    /// The base file with an `oidc` block of `extra` lines.
+    fn with_oidc(extra: &str) -> String {
+        format!(
+            "{}oidc:\n  issuer: https://idp.test\n  client_id: bff\n  redirect_uri: https://api.test/bff/callback\n  post_login_redirect: https://www.test/\n{extra}",
+            base()
+        )
+    }
+
+    fn keys(text: &str) -> Vec<String> {
+        problems(text).into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn private_key_jwt_needs_a_usable_key_and_no_secret() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pem = dir.path().join("key.pem");
+        std::fs::write(&pem, openssl_key(&P256, &[])).expect("write");
+        let pem = pem.display();
+        let ok = with_oidc(&format!(
+            "  client_auth: private_key_jwt\n  signing_key: file:{pem}\n  pushed_authorization: required\n"
+        ));
+        assert_eq!(problems(&ok), vec![]);
+        // Without a key, with an unreadable one, with one that is not a key, with an
+        // algorithm the key cannot do.
+        assert_eq!(
+            keys(&with_oidc("  client_auth: private_key_jwt\n")),
+            ["oidc.signing_key"]
+        );
+        let missing = dir.path().join("none.pem");
+        let found = problems(&with_oidc(&format!(
+            "  client_auth: private_key_jwt\n  signing_key: file:{}\n",
+            missing.display()
+        )));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].reason.contains("cannot read"), "{found:?}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello").expect("write");
+        assert_eq!(
+            keys(&with_oidc(&format!(
+                "  client_auth: private_key_jwt\n  signing_key: file:{}\n",
+                junk.display()
+            ))),
+            ["oidc.signing_key"]
+        );
+        for (alg, key) in [("RS256", "oidc.signing_alg"), ("HS256", "oidc.signing_alg")] {
+            assert_eq!(
+                keys(&with_oidc(&format!(
+                    "  client_auth: private_key_jwt\n  signing_key: file:{pem}\n  signing_alg: {alg}\n"
+                ))),
+                [key]
+            );
+        }
+    }
+
+    #[test]
+    fn secret_modes_need_a_secret_and_no_signing_settings() {
+        assert_eq!(
+            keys(&with_oidc("  client_auth: client_secret_post\n")),
+            ["oidc.client_secret"]
+        );
+        assert_eq!(keys(&with_oidc("")), ["oidc.client_secret"]);
+        assert_eq!(
+            keys(&with_oidc(
+                "  client_secret: s\n  signing_key: file:/k.pem\n  signing_kid: k\n"
+            )),
+            ["oidc.signing_key", "oidc.signing_kid"]
+        );
+        assert_eq!(
+            keys(&with_oidc(
+                "  client_secret: s\n  client_auth: tls_client_auth\n  pushed_authorization: sometimes\n"
+            )),
+            ["oidc.client_auth", "oidc.pushed_authorization"]
+        );
+        assert_eq!(problems(&with_oidc("  client_secret: s\n")), vec![]);
+    }
+}
