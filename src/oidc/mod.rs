@@ -176,3 +176,63 @@ pub(crate) fn jwt_payload(jwt: &str) -> Option<serde_json::Value> {
         .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PushedAuthorization, SecretString};
+    use crate::jose::tests::{openssl_key, P256};
+    use std::sync::Arc;
+
+    fn client(signing_key: Option<crate::jose::SigningKey>) -> OidcClient {
+        let u = |s: &str| url::Url::parse(s).expect("url");
+        OidcClient::new(OidcConfig {
+            issuer: "https://idp.test".into(),
+            client_id: "bff".into(),
+            client_secret: SecretString(String::new()),
+            client_auth: ClientAuth::PrivateKeyJwt,
+            scopes: vec!["openid".into()],
+            redirect_uri: u("https://api.test/bff/callback"),
+            post_login_redirect: u("https://www.test/"),
+            post_logout_redirect: None,
+            id_token_algs: vec!["RS256".into()],
+            session_claims: vec![],
+            login_timeout: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(30),
+            auth_params: vec![],
+            signing_key: signing_key.map(Arc::new),
+            pushed_authorization: PushedAuthorization::Auto,
+        })
+        .expect("client")
+    }
+
+    /// RFC 7523 §3 and FAPI 2.0: iss = sub = client id, aud = the issuer, a short life, and
+    /// a jti never seen before; the form carries the assertion type and no secret.
+    #[test]
+    fn each_client_assertion_is_fresh_and_addressed_to_the_issuer() {
+        let key =
+            crate::jose::SigningKey::from_pem(&openssl_key(&P256, &[]), None, None).expect("key");
+        let c = client(Some(key));
+        let mut jtis = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let jwt = c.client_assertion().expect("signed").expect("assertion");
+            let claims = jwt_payload(&jwt).expect("claims");
+            assert_eq!(claims["iss"], "bff");
+            assert_eq!(claims["sub"], "bff");
+            assert_eq!(claims["aud"], "https://idp.test");
+            let (iat, exp) = (claims["iat"].as_u64(), claims["exp"].as_u64());
+            assert_eq!(exp.zip(iat).map(|(e, i)| e - i), Some(60));
+            let jti = claims["jti"].as_str().expect("jti").to_string();
+            assert_eq!(jti.len(), 32, "24 random bytes, base64url");
+            assert!(jtis.insert(jti), "a jti came twice");
+        }
+        let form = c.auth_form().expect("form");
+        let names: Vec<&str> = form.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            ["client_id", "client_assertion_type", "client_assertion"]
+        );
+        assert_eq!(form[1].1, ASSERTION_TYPE);
+        assert_eq!(client(None).client_assertion().expect("none"), None);
+    }
+}
