@@ -10,7 +10,7 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` phases: classify a request, admit it through the
 //!   guard, choose the upstream, rewrite the request and response, map failures, log.
 //! - [`agent`]: the OAuth endpoints the SPA calls (login, callback, session and userinfo,
-//!   refresh, logout and back-channel logout), one file per group.
+//!   refresh, logout and back-channel logout, the `private_key_jwt` JWKS), one file per group.
 //!
 //! The floor:
 //! - [`http`]: the HTTP vocabulary: local responses, the one [`http::ApiError`], CORS,

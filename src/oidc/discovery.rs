@@ -271,8 +271,22 @@ fn unsuitable(config: &crate::config::OidcConfig, metadata: &Metadata) -> Option
         Par::Auto if extra.require_pushed_authorization_requests && !has_par => Some(
             "the provider requires pushed authorization requests but names no pushed_authorization_request_endpoint",
         ),
-        _ => None,
+        _ => private_key_jwt_refused(config, metadata),
     }
+}
+
+/// `private_key_jwt` configured and a provider whose discovery lists its token endpoint's
+/// authentication methods without it.
+fn private_key_jwt_refused(
+    config: &crate::config::OidcConfig,
+    metadata: &Metadata,
+) -> Option<&'static str> {
+    let methods = metadata.token_endpoint_auth_methods_supported()?;
+    (config.client_auth == ClientAuth::PrivateKeyJwt
+        && !methods.contains(&CoreClientAuthMethod::PrivateKeyJwt))
+    .then_some(
+        "oidc.client_auth is `private_key_jwt` but the provider's token_endpoint_auth_methods_supported does not list it",
+    )
 }
 
 /// Discovers the provider at start, retrying with back-off (1 s doubling to 30 s) until it
