@@ -42,13 +42,18 @@ fn key_file(dir: &Path, name: &str, args: &[&str]) -> String {
 /// `extra` lines (client authentication, PAR) and no `client_secret` key unless `extra`
 /// has one.
 fn template(provider: &Provider, upstream: &str, extra: &str) -> String {
+    template_for(&provider.base_url(), provider.client_id(), upstream, extra)
+}
+
+/// As [`template`] for any issuer and client id.
+fn template_for(issuer: &str, client_id: &str, upstream: &str, extra: &str) -> String {
     let cfg = GatewayConfig::new(vec![route("api", "/api", upstream, "required", "")]);
     format!(
         "{}oidc:\n  issuer: \"{}\"\n  client_id: \"{}\"\n  \
          redirect_uri: \"http://{{LISTEN}}/bff/callback\"\n  post_login_redirect: \"{POST_LOGIN}\"\n{extra}",
         cfg.yaml(),
-        provider.base_url(),
-        provider.client_id(),
+        issuer,
+        client_id,
     )
 }
 
@@ -382,4 +387,92 @@ async fn par_required_without_a_provider_par_endpoint_is_not_ready_and_says_why(
         "{}",
         gw.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn par_with_a_client_secret_authenticates_as_at_the_token_endpoint() {
+    let echo = EchoServer::start().await;
+    // client_secret_basic, enforced by the provider at its PAR endpoint too.
+    let mut provider = Provider::start(ProviderSettings {
+        pushed_authorization_requests: true,
+        ..ProviderSettings::default()
+    })
+    .await;
+    let gw = Gateway::start(&template(
+        &provider,
+        &echo.url(),
+        &format!("  client_secret: \"{}\"\n", provider.client_secret()),
+    ))
+    .await;
+    register(&mut provider, &gw, false).await;
+    gw.wait_ready(READY).await;
+    let (authorization_url, _) = login(&gw, &provider).await;
+    let names: Vec<String> = authorization_url
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    assert_eq!(names, ["client_id", "request_uri"], "{authorization_url}");
+    let stats = provider.stats().await;
+    assert_eq!(stat(&stats, &["client_auth_mismatch"]), 0, "{stats}");
+    assert_eq!(
+        stat(&stats, &["grants", "authorization_code"]),
+        1,
+        "{stats}"
+    );
+}
+
+/// `bffgate --check` refuses what the file alone gets wrong, each with its key.
+#[test]
+fn check_refuses_inconsistent_client_authentication_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let ec = key_file(
+        dir.path(),
+        "ec.pem",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let render = |extra: &str| {
+        template_for("http://127.0.0.1:9", "bffgate", "http://127.0.0.1:9", extra)
+            .replace("{LISTEN}", "127.0.0.1:8080")
+            .replace("{METRICS}", "127.0.0.1:9090")
+            .replace("{DIR}", &dir.path().display().to_string())
+    };
+    let ok = render(&format!(
+        "  client_auth: private_key_jwt\n  signing_key: \"file:{ec}\"\n  pushed_authorization: required\n"
+    ));
+    let (status, out) = crate::common::check_config(&ok, &[]);
+    assert!(status.success(), "{out}");
+    for (extra, key, reason) in [
+        ("  client_auth: private_key_jwt\n".to_string(), "oidc.signing_key", "needs a signing key"),
+        (
+            format!("  client_auth: private_key_jwt\n  signing_key: \"file:{}\"\n", junk.display()),
+            "oidc.signing_key",
+            "not a PEM private key",
+        ),
+        (
+            format!("  client_auth: private_key_jwt\n  signing_key: \"file:{}/none.pem\"\n", dir.path().display()),
+            "oidc.signing_key",
+            "cannot read",
+        ),
+        (
+            format!("  client_auth: private_key_jwt\n  signing_key: \"file:{ec}\"\n  signing_alg: PS256\n"),
+            "oidc.signing_alg",
+            "cannot be used with an EC P-256 key",
+        ),
+        ("  client_auth: client_secret_post\n".to_string(), "oidc.client_secret", "must not be empty"),
+        (
+            format!("  client_secret: s\n  signing_key: \"file:{ec}\"\n"),
+            "oidc.signing_key",
+            "only used with client_auth `private_key_jwt`",
+        ),
+        ("  client_secret: s\n  pushed_authorization: always\n".to_string(), "oidc.pushed_authorization", "not auto, required or off"),
+    ] {
+        let (status, out) = crate::common::check_config(&render(&extra), &[]);
+        assert!(!status.success(), "accepted:\n{extra}\n{out}");
+        assert!(
+            out.lines().any(|l| l.contains(&format!(": {key}: ")) && l.contains(reason)),
+            "no `{key}: …{reason}…` in:\n{out}"
+        );
+    }
 }
