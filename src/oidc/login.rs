@@ -1,5 +1,5 @@
 //! The authorization-code flow with PKCE: [`OidcClient::start_login`] builds the
-//! provider's authorization URL, [`OidcClient::exchange_code`] trades the returned code
+//! provider's authorization URL (pushing its parameters first where PAR is used), [`OidcClient::exchange_code`] trades the returned code
 //! for tokens, and ID tokens (from a login or a refresh) are verified here.
 
 use super::error::{token_error, without_url};
@@ -133,6 +133,8 @@ impl OidcClient {
             .json()
             .await
             .map_err(|_| OidcError::Unavailable("PAR: the answer is not JSON".into()))?;
+        // A refused push is the registration's fault (client, redirect URI, scopes), never
+        // the user's: the provider is misconfigured for us.
         let request_uri = match (status, body.get("request_uri").and_then(|u| u.as_str())) {
             (200 | 201, Some(u)) => u.to_string(),
             (200 | 201, None) => {
@@ -146,7 +148,7 @@ impl OidcClient {
                     .get("error")
                     .and_then(|c| c.as_str())
                     .unwrap_or("error");
-                return Err(OidcError::Rejected(format!("PAR refused: {code}")));
+                return Err(OidcError::Misconfigured(format!("PAR refused: {code}")));
             }
         };
         let mut url = provider.metadata.authorization_endpoint().url().clone();

@@ -7,7 +7,8 @@
 //! [`JWKS_REFRESH_INTERVAL`].
 //!
 //! This file owns [`OidcClient`] itself (its fields, constructor and small accessors) and
-//! the helpers every flow shares. The behaviour lives in one file per concern, each adding
+//! the helpers every flow shares (client authentication outside the `openidconnect` crate,
+//! the `private_key_jwt` client assertion). The behaviour lives in one file per concern, each adding
 //! an `impl OidcClient` block:
 //! - `discovery.rs`: provider metadata, key refresh, the background [`DiscoveryService`].
 //! - `login.rs`: the authorization-code flow ([`OidcClient::start_login`],
