@@ -10,7 +10,7 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` phases: classify a request, admit it through the
 //!   guard, choose the upstream, rewrite the request and response, map failures, log.
 //! - [`agent`]: the OAuth endpoints the SPA calls (login, callback, session and userinfo,
-//!   refresh, logout and back-channel logout), one file per group.
+//!   refresh, logout and back-channel logout, the `private_key_jwt` JWKS), one file per group.
 //!
 //! The floor:
 //! - [`http`]: the HTTP vocabulary: local responses, the one [`http::ApiError`], CORS,
@@ -30,7 +30,7 @@
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
-//! - [`random`]: OS randomness.
+//! - [`random`]: OS randomness; [`jose`]: bffgate's own signing key (`private_key_jwt`).
 //!
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
@@ -45,6 +45,7 @@ pub mod cookie;
 pub mod guard;
 pub mod host;
 pub mod http;
+pub mod jose;
 pub mod live;
 pub mod logging;
 pub mod metrics;

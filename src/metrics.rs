@@ -175,7 +175,7 @@ pub static UPSTREAM_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
 });
 
 /// OpenID provider call latency by operation (`discovery`, `jwks`, `token`, `refresh`,
-/// `userinfo`, `revoke`).
+/// `userinfo`, `revoke`, `par`).
 pub static PROVIDER_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     fixed(register_histogram_vec!(
         "bff_provider_duration_seconds",

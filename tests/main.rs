@@ -17,6 +17,7 @@ mod common;
 mod access_log;
 mod agent_login;
 mod browser_e2e;
+mod client_auth;
 mod config_check;
 mod deploy;
 mod edge_routing;

@@ -1,12 +1,13 @@
 //! The OAuth agent: the endpoints an SPA calls to log in, see its session, and log out.
 //!
 //! One file per endpoint group (`login`, `callback`, `session` and userinfo,
-//! `refresh`, `logout` and back-channel logout), each handler taking the request and
+//! `refresh`, `logout` and back-channel logout, `jwks` for `private_key_jwt`), each handler taking the request and
 //! returning the whole response or an [`ApiError`]. The SPA contract: JSON everywhere
 //! except where a browser navigates (login, callback), errors as `{"code", "message"}`,
 //! and never a token in anything the browser receives.
 
 mod callback;
+mod jwks;
 mod limit;
 mod login;
 mod logout;
@@ -85,6 +86,7 @@ impl Agent {
             AgentRoute::Logout => self.logout(http, live).await,
             AgentRoute::LogoutEnd => self.logout_end(http).await,
             AgentRoute::BackchannelLogout => self.backchannel_logout(http).await?,
+            AgentRoute::Jwks => self.jwks(),
         })
     }
 }
@@ -115,6 +117,8 @@ impl AgentEndpoints for Agent {
     fn ready(&self) -> Result<(), ApiError> {
         if self.oidc.is_ready() {
             Ok(())
+        } else if let Some(why) = self.oidc.unsuitable() {
+            Err(ApiError::ProviderUnsuitable(why))
         } else {
             Err(ApiError::ProviderNotReady)
         }

@@ -25,11 +25,13 @@ pub enum AgentRoute {
     LogoutEnd,
     /// `POST /backchannel-logout`: the provider ends sessions.
     BackchannelLogout,
+    /// `GET /jwks.json`: the public `private_key_jwt` signing key (the provider fetches it).
+    Jwks,
 }
 
 impl AgentRoute {
     /// Every endpoint with its method and path (relative to the base path).
-    pub const ALL: [(AgentRoute, Method, &'static str); 9] = [
+    pub const ALL: [(AgentRoute, Method, &'static str); 10] = [
         (AgentRoute::Login, Method::GET, "/login"),
         (AgentRoute::LoginStart, Method::POST, "/login/start"),
         (AgentRoute::Callback, Method::GET, "/callback"),
@@ -43,6 +45,7 @@ impl AgentRoute {
             Method::POST,
             "/backchannel-logout",
         ),
+        (AgentRoute::Jwks, Method::GET, "/jwks.json"),
     ];
 
     /// The endpoint for a path under the base path (`HEAD` is served as `GET`).
@@ -89,6 +92,7 @@ impl AgentRoute {
             AgentRoute::Logout => "agent_logout",
             AgentRoute::LogoutEnd => "agent_logout_end",
             AgentRoute::BackchannelLogout => "agent_backchannel_logout",
+            AgentRoute::Jwks => "agent_jwks",
         }
     }
 }

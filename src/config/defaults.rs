@@ -77,6 +77,9 @@ pub(super) const LOGINS_PER_CLIENT: u32 = 60;
 /// `oidc.clock_skew`: tolerance on token times.
 pub(super) const CLOCK_SKEW: &str = "60s";
 
+/// `oidc.pushed_authorization`: PAR when the provider's discovery offers it.
+pub(super) const PUSHED_AUTHORIZATION: &str = "auto";
+
 // ---- cookie -------------------------------------------------------------------------
 
 /// `cookie.name` when the cookie cannot carry the `__Host-` prefix.
@@ -140,6 +143,10 @@ pub(super) const HEALTH_CHECK_INTERVAL: &str = "5s";
 
 pub(super) fn client_auth() -> String {
     CLIENT_AUTH.into()
+}
+
+pub(super) fn pushed_authorization() -> String {
+    PUSHED_AUTHORIZATION.into()
 }
 
 pub(super) fn scopes() -> Vec<String> {

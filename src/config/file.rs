@@ -142,9 +142,11 @@ pub struct OidcFile {
     pub ca_file: Option<String>,
     /// Client id.
     pub client_id: String,
-    /// Client secret (`${ENV}` or `file:/path`).
+    /// Client secret (`${ENV}` or `file:/path`); needed by the secret-based `client_auth`
+    /// modes, not by `private_key_jwt`.
+    #[serde(default)]
     pub client_secret: String,
-    /// `client_secret_basic` (default) or `client_secret_post`.
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
     #[serde(default = "defaults::client_auth")]
     pub client_auth: String,
     /// Scopes requested (default openid, profile, email, offline_access).
@@ -175,6 +177,21 @@ pub struct OidcFile {
     /// Extra authorization request parameters (e.g. `prompt: consent`, `audience: …`).
     #[serde(default)]
     pub auth_params: BTreeMap<String, String>,
+    /// `private_key_jwt`: the PEM private key (`file:/path.pem`) client assertions are
+    /// signed with.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    /// `private_key_jwt`: RS256 or PS256 for an RSA key, ES256 for an EC P-256 key
+    /// (default: RS256 or ES256, from the key).
+    #[serde(default)]
+    pub signing_alg: Option<String>,
+    /// `private_key_jwt`: the key's `kid` (default: its RFC 7638 thumbprint).
+    #[serde(default)]
+    pub signing_kid: Option<String>,
+    /// Pushed authorization requests (RFC 9126): `auto` (default; when discovery names a
+    /// PAR endpoint), `required` or `off`.
+    #[serde(default = "defaults::pushed_authorization")]
+    pub pushed_authorization: String,
 }
 
 /// The session cookie.

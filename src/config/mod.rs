@@ -158,6 +158,19 @@ pub enum ClientAuth {
     Basic,
     /// Id and secret in the form body.
     Post,
+    /// A JWT signed with bffgate's own key (RFC 7523), no secret.
+    PrivateKeyJwt,
+}
+
+/// When the authorization request is pushed to the provider first (RFC 9126).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushedAuthorization {
+    /// When the provider's discovery names a PAR endpoint.
+    Auto,
+    /// Always; a provider without a PAR endpoint keeps bffgate not ready.
+    Required,
+    /// Never: the parameters travel in the browser's authorization URL.
+    Off,
 }
 
 /// A secret string (client secret). Never printed.
@@ -226,6 +239,10 @@ pub struct OidcConfig {
     pub clock_skew: Duration,
     /// Extra authorization request parameters.
     pub auth_params: Vec<(String, String)>,
+    /// The `private_key_jwt` signing key (set exactly when `client_auth` is that mode).
+    pub signing_key: Option<std::sync::Arc<crate::jose::SigningKey>>,
+    /// Pushed authorization requests.
+    pub pushed_authorization: PushedAuthorization,
 }
 
 /// `SameSite` attribute of the session cookie.

@@ -75,11 +75,14 @@ pub enum ApiError {
     InvalidHost,
     /// 421: the request names a host not in `server.hosts`.
     MisdirectedRequest,
+    /// 503 (`/readyz`): the provider answered discovery but cannot serve this
+    /// configuration (e.g. PAR required and not offered); the text says why.
+    ProviderUnsuitable(&'static str),
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 33] = [
+    pub const CATALOGUE: [ApiError; 34] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -113,6 +116,7 @@ impl ApiError {
         ApiError::InvalidHost,
         ApiError::MisdirectedRequest,
         ApiError::Forbidden,
+        ApiError::ProviderUnsuitable(""),
     ];
 
     /// The HTTP status.
@@ -139,7 +143,7 @@ impl ApiError {
             TooManyLogins => 429,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
-            StoreUnavailable | RefreshUnavailable | ProviderNotReady => 503,
+            StoreUnavailable | RefreshUnavailable | ProviderNotReady | ProviderUnsuitable(_) => 503,
             UpstreamTimeout => 504,
             HttpStatus(s) => s,
         }
@@ -180,6 +184,7 @@ impl ApiError {
             TooManyLogins => "too_many_logins",
             InvalidHost => "invalid_host",
             MisdirectedRequest => "misdirected_request",
+            ProviderUnsuitable(_) => "provider_unsuitable",
         }
     }
 
@@ -193,7 +198,8 @@ impl ApiError {
             | InvalidLogoutToken(why)
             | CsrfViolation(why)
             | RouteNotFound(why)
-            | MethodNotAllowed(why) => why,
+            | MethodNotAllowed(why)
+            | ProviderUnsuitable(why) => why,
             BadRequest => "the request could not be read",
             InvalidReturnTo => "return_to must be a path or a URL on an allowed origin",
             IssuerMismatch => "the authorization response names another issuer",
@@ -288,6 +294,7 @@ mod tests {
             InvalidHost => 30,
             MisdirectedRequest => 31,
             Forbidden => 32,
+            ProviderUnsuitable(_) => 33,
         }
     }
 

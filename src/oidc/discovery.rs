@@ -37,6 +37,12 @@ pub struct ExtraMetadata {
     /// Token revocation (RFC 7009).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<url::Url>,
+    /// Pushed authorization requests (RFC 9126).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_authorization_request_endpoint: Option<url::Url>,
+    /// The provider accepts authorization requests only pushed (RFC 9126 §5).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -146,6 +152,17 @@ impl OidcClient {
             *last = Some((Instant::now(), result.as_ref().err().cloned()));
         }
         let metadata = result?;
+        let unsuitable = unsuitable(&self.config, &metadata);
+        if let Ok(mut u) = self.unsuitable.lock() {
+            *u = unsuitable;
+        }
+        if let Some(reason) = unsuitable {
+            let err = OidcError::Misconfigured(reason.into());
+            if let Ok(mut last) = self.last_attempt.lock() {
+                *last = Some((Instant::now(), Some(err.clone())));
+            }
+            return Err(err);
+        }
         let provider = Arc::new(self.build(metadata));
         self.provider.store(Some(Arc::clone(&provider)));
         tracing::info!(issuer = %self.config.issuer, "OpenID provider discovered");
@@ -161,15 +178,17 @@ impl OidcClient {
     }
 
     fn build(&self, metadata: Metadata) -> Provider {
+        // private_key_jwt sends no secret: the client id goes in the body, next to the
+        // assertion each request adds.
+        let secret = (self.config.client_auth != ClientAuth::PrivateKeyJwt)
+            .then(|| ClientSecret::new(self.config.client_secret.expose().to_string()));
         let mut client = Client::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
-            Some(ClientSecret::new(
-                self.config.client_secret.expose().to_string(),
-            )),
+            secret,
         )
         .set_redirect_uri(RedirectUrl::from_url(self.config.redirect_uri.clone()));
-        if self.config.client_auth == ClientAuth::Post {
+        if self.config.client_auth != ClientAuth::Basic {
             client = client.set_auth_type(AuthType::RequestBody);
         }
         Provider {
@@ -234,6 +253,40 @@ impl OidcClient {
             }
         }
     }
+}
+
+/// Why a discovered provider cannot serve this configuration, if it cannot: PAR required
+/// on one side and unavailable or refused on the other.
+fn unsuitable(config: &crate::config::OidcConfig, metadata: &Metadata) -> Option<&'static str> {
+    use crate::config::PushedAuthorization as Par;
+    let extra = metadata.additional_metadata();
+    let has_par = extra.pushed_authorization_request_endpoint.is_some();
+    match config.pushed_authorization {
+        Par::Required if !has_par => Some(
+            "oidc.pushed_authorization is `required` but the provider's discovery names no pushed_authorization_request_endpoint",
+        ),
+        Par::Off if extra.require_pushed_authorization_requests => Some(
+            "the provider requires pushed authorization requests but oidc.pushed_authorization is `off`",
+        ),
+        Par::Auto if extra.require_pushed_authorization_requests && !has_par => Some(
+            "the provider requires pushed authorization requests but names no pushed_authorization_request_endpoint",
+        ),
+        _ => private_key_jwt_refused(config, metadata),
+    }
+}
+
+/// `private_key_jwt` configured and a provider whose discovery lists its token endpoint's
+/// authentication methods without it.
+fn private_key_jwt_refused(
+    config: &crate::config::OidcConfig,
+    metadata: &Metadata,
+) -> Option<&'static str> {
+    let methods = metadata.token_endpoint_auth_methods_supported()?;
+    (config.client_auth == ClientAuth::PrivateKeyJwt
+        && !methods.contains(&CoreClientAuthMethod::PrivateKeyJwt))
+    .then_some(
+        "oidc.client_auth is `private_key_jwt` but the provider's token_endpoint_auth_methods_supported does not list it",
+    )
 }
 
 /// Discovers the provider at start, retrying with back-off (1 s doubling to 30 s) until it

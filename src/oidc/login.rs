@@ -1,8 +1,8 @@
 //! The authorization-code flow with PKCE: [`OidcClient::start_login`] builds the
-//! provider's authorization URL, [`OidcClient::exchange_code`] trades the returned code
+//! provider's authorization URL (pushing its parameters first where PAR is used), [`OidcClient::exchange_code`] trades the returned code
 //! for tokens, and ID tokens (from a login or a refresh) are verified here.
 
-use super::error::token_error;
+use super::error::{token_error, without_url};
 use super::{jwt_payload, timed, OidcClient, OidcError, Provider};
 use openidconnect::core::{CoreAuthenticationFlow, CoreJwsSigningAlgorithm};
 use openidconnect::{
@@ -71,11 +71,92 @@ impl OidcClient {
             request = request.add_extra_param(k.clone(), v.clone());
         }
         let (url, _, _) = request.url();
+        let url = match self.par_endpoint(&provider)? {
+            Some(endpoint) => self.push(&provider, endpoint, &url).await?,
+            None => url,
+        };
         Ok(LoginStart {
             url,
             nonce,
             pkce_verifier: verifier.secret().clone(),
         })
+    }
+
+    /// The PAR endpoint to push authorization requests to, per `oidc.pushed_authorization`.
+    fn par_endpoint<'p>(&self, provider: &'p Provider) -> Result<Option<&'p url::Url>, OidcError> {
+        use crate::config::PushedAuthorization as Par;
+        let endpoint = provider
+            .metadata
+            .additional_metadata()
+            .pushed_authorization_request_endpoint
+            .as_ref();
+        match (self.config.pushed_authorization, endpoint) {
+            (Par::Off, _) => Ok(None),
+            (Par::Required, None) => Err(OidcError::Misconfigured(
+                "the provider has no pushed authorization request endpoint".into(),
+            )),
+            (_, e) => Ok(e),
+        }
+    }
+
+    /// Pushes the parameters of the authorization URL `full` to the PAR endpoint (RFC 9126
+    /// §2, authenticated as at the token endpoint) and returns the URL the browser gets:
+    /// the authorization endpoint with only `client_id` and `request_uri`.
+    async fn push(
+        &self,
+        provider: &Provider,
+        endpoint: &url::Url,
+        full: &url::Url,
+    ) -> Result<url::Url, OidcError> {
+        let mut form: Vec<(String, String)> = full
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        form.extend(
+            self.auth_form()?
+                .into_iter()
+                .filter(|(k, _)| *k != "client_id")
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+        let mut req = self.http.post(endpoint.clone()).form(&form);
+        if self.config.client_auth == crate::config::ClientAuth::Basic {
+            req = req.basic_auth(
+                super::form_encode(&self.config.client_id),
+                Some(super::form_encode(self.config.client_secret.expose())),
+            );
+        }
+        let resp = timed("par", req.send())
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("PAR: {}", without_url(&e))))?;
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|_| OidcError::Unavailable("PAR: the answer is not JSON".into()))?;
+        // A refused push is the registration's fault (client, redirect URI, scopes), never
+        // the user's: the provider is misconfigured for us.
+        let request_uri = match (status, body.get("request_uri").and_then(|u| u.as_str())) {
+            (200 | 201, Some(u)) => u.to_string(),
+            (200 | 201, None) => {
+                return Err(OidcError::Unavailable(
+                    "PAR: the answer has no request_uri".into(),
+                ))
+            }
+            (s, _) if s >= 500 => return Err(OidcError::Unavailable(format!("PAR answered {s}"))),
+            (_, _) => {
+                let code = body
+                    .get("error")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or("error");
+                return Err(OidcError::Misconfigured(format!("PAR refused: {code}")));
+            }
+        };
+        let mut url = provider.metadata.authorization_endpoint().url().clone();
+        url.set_query(None);
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("request_uri", &request_uri);
+        Ok(url)
     }
 
     /// Exchanges an authorization code and validates the ID token (signature with an
@@ -91,12 +172,17 @@ impl OidcClient {
         nonce: &str,
     ) -> Result<Grant, OidcError> {
         let provider = self.provider().await?;
-        let response = provider
+        let mut request = provider
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|_| OidcError::Misconfigured("the provider has no token endpoint".into()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
-            .request_async(&self.http);
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()));
+        if let Some(assertion) = self.client_assertion()? {
+            request = request
+                .add_extra_param("client_assertion_type", super::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request.request_async(&self.http);
         let response = timed("token", response).await.map_err(token_error)?;
         let id_token = response
             .extra_fields()

@@ -7,7 +7,8 @@
 //! [`JWKS_REFRESH_INTERVAL`].
 //!
 //! This file owns [`OidcClient`] itself (its fields, constructor and small accessors) and
-//! the helpers every flow shares. The behaviour lives in one file per concern, each adding
+//! the helpers every flow shares (client authentication outside the `openidconnect` crate,
+//! the `private_key_jwt` client assertion). The behaviour lives in one file per concern, each adding
 //! an `impl OidcClient` block:
 //! - `discovery.rs`: provider metadata, key refresh, the background [`DiscoveryService`].
 //! - `login.rs`: the authorization-code flow ([`OidcClient::start_login`],
@@ -29,8 +30,9 @@ pub use discovery::{DiscoveryService, ExtraMetadata, Provider, JWKS_REFRESH_INTE
 pub use error::OidcError;
 pub use login::{Grant, LoginStart};
 pub use logout_token::LogoutClaims;
+use tokens::form_encode;
 
-use crate::config::OidcConfig;
+use crate::config::{ClientAuth, OidcConfig};
 use arc_swap::ArcSwapOption;
 use discovery::Metadata;
 use std::sync::Mutex;
@@ -45,6 +47,8 @@ pub struct OidcClient {
     last_attempt: Mutex<Option<(Instant, Option<OidcError>)>>,
     /// Held while the provider's keys are re-fetched: one fetch at a time.
     keys_flight: tokio::sync::Mutex<()>,
+    /// Why the last discovered provider cannot serve this configuration (readiness says so).
+    unsuitable: Mutex<Option<&'static str>>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -87,6 +91,7 @@ impl OidcClient {
             provider: ArcSwapOption::empty(),
             last_attempt: Mutex::new(None),
             keys_flight: tokio::sync::Mutex::new(()),
+            unsuitable: Mutex::new(None),
         })
     }
 
@@ -99,7 +104,71 @@ impl OidcClient {
     pub fn is_ready(&self) -> bool {
         self.provider.load().is_some()
     }
+
+    /// Why the provider, though it answered discovery, cannot serve this configuration
+    /// (e.g. PAR required and not offered); `None` otherwise.
+    pub fn unsuitable(&self) -> Option<&'static str> {
+        self.unsuitable.lock().ok().and_then(|u| *u)
+    }
+
+    /// A fresh `private_key_jwt` client assertion (RFC 7523 §2.2) for a request to the
+    /// provider, or `None` in the secret-based modes: `iss` and `sub` the client id, `aud`
+    /// the issuer (FAPI 2.0), a random `jti`, and a 60-second life.
+    ///
+    /// # Errors
+    /// The signature failed.
+    pub(crate) fn client_assertion(&self) -> Result<Option<String>, OidcError> {
+        use base64::Engine;
+        let Some(key) = &self.config.signing_key else {
+            return Ok(None);
+        };
+        let now = crate::session::now_secs();
+        let jti = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(crate::random::os_bytes::<24>());
+        let claims = serde_json::json!({
+            "iss": self.config.client_id,
+            "sub": self.config.client_id,
+            "aud": self.config.issuer,
+            "jti": jti,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECS,
+        });
+        key.sign_jwt(&claims)
+            .map(Some)
+            .map_err(|e| OidcError::Unavailable(format!("client assertion: {e}")))
+    }
+
+    /// The form fields authenticating this client to the provider outside the
+    /// `openidconnect` crate (revocation, PAR), per `oidc.client_auth`; Basic is the
+    /// caller's header.
+    pub(crate) fn auth_form(&self) -> Result<Vec<(&'static str, String)>, OidcError> {
+        Ok(match self.config.client_auth {
+            ClientAuth::Basic => vec![],
+            // RFC 6749 §2.3.1: credentials in the form body, never in the URL.
+            ClientAuth::Post => vec![
+                ("client_id", self.config.client_id.clone()),
+                (
+                    "client_secret",
+                    self.config.client_secret.expose().to_string(),
+                ),
+            ],
+            ClientAuth::PrivateKeyJwt => {
+                let mut form = vec![("client_id", self.config.client_id.clone())];
+                if let Some(a) = self.client_assertion()? {
+                    form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+                    form.push(("client_assertion", a));
+                }
+                form
+            }
+        })
+    }
 }
+
+/// RFC 7523 §2.2's `client_assertion_type`.
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long a client assertion is valid.
+const ASSERTION_LIFETIME_SECS: u64 = 60;
 
 /// Runs one provider call, recording its latency under `op`.
 async fn timed<T>(op: &'static str, fut: impl std::future::Future<Output = T>) -> T {
@@ -119,4 +188,66 @@ pub(crate) fn jwt_payload(jwt: &str) -> Option<serde_json::Value> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PushedAuthorization, SecretString};
+    use crate::jose::tests::{openssl_key, P256};
+    use std::sync::Arc;
+
+    fn client(signing_key: Option<crate::jose::SigningKey>) -> OidcClient {
+        let u = |s: &str| url::Url::parse(s).expect("url");
+        OidcClient::new(OidcConfig {
+            issuer: "https://idp.test".into(),
+            client_id: "bff".into(),
+            client_secret: SecretString(String::new()),
+            client_auth: ClientAuth::PrivateKeyJwt,
+            scopes: vec!["openid".into()],
+            redirect_uri: u("https://api.test/bff/callback"),
+            post_login_redirect: u("https://www.test/"),
+            post_logout_redirect: None,
+            id_token_algs: vec!["RS256".into()],
+            session_claims: vec![],
+            login_timeout: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(30),
+            auth_params: vec![],
+            signing_key: signing_key.map(Arc::new),
+            pushed_authorization: PushedAuthorization::Auto,
+            ca_file: None,
+            logins_per_client: 60,
+        })
+        .expect("client")
+    }
+
+    /// RFC 7523 §3 and FAPI 2.0: iss = sub = client id, aud = the issuer, a short life, and
+    /// a jti never seen before; the form carries the assertion type and no secret.
+    #[test]
+    fn each_client_assertion_is_fresh_and_addressed_to_the_issuer() {
+        let key =
+            crate::jose::SigningKey::from_pem(&openssl_key(&P256, &[]), None, None).expect("key");
+        let c = client(Some(key));
+        let mut jtis = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let jwt = c.client_assertion().expect("signed").expect("assertion");
+            let claims = jwt_payload(&jwt).expect("claims");
+            assert_eq!(claims["iss"], "bff");
+            assert_eq!(claims["sub"], "bff");
+            assert_eq!(claims["aud"], "https://idp.test");
+            let (iat, exp) = (claims["iat"].as_u64(), claims["exp"].as_u64());
+            assert_eq!(exp.zip(iat).map(|(e, i)| e - i), Some(60));
+            let jti = claims["jti"].as_str().expect("jti").to_string();
+            assert_eq!(jti.len(), 32, "24 random bytes, base64url");
+            assert!(jtis.insert(jti), "a jti came twice");
+        }
+        let form = c.auth_form().expect("form");
+        let names: Vec<&str> = form.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            ["client_id", "client_assertion_type", "client_assertion"]
+        );
+        assert_eq!(form[1].1, ASSERTION_TYPE);
+        assert_eq!(client(None).client_assertion().expect("none"), None);
+    }
 }

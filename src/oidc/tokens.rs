@@ -24,11 +24,16 @@ impl OidcClient {
     ) -> Result<crate::session::Tokens, OidcError> {
         let provider = self.provider().await?;
         let token = RefreshToken::new(refresh_token.to_string());
-        let response = provider
+        let mut request = provider
             .client
             .exchange_refresh_token(&token)
-            .map_err(|_| OidcError::Misconfigured("the provider has no token endpoint".into()))?
-            .request_async(&self.http);
+            .map_err(|_| OidcError::Misconfigured("the provider has no token endpoint".into()))?;
+        if let Some(assertion) = self.client_assertion()? {
+            request = request
+                .add_extra_param("client_assertion_type", super::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request.request_async(&self.http);
         let response = timed("refresh", response).await.map_err(token_error)?;
         let id_token = response.extra_fields().id_token();
         if let Some(t) = id_token {
@@ -106,13 +111,15 @@ impl OidcClient {
             return;
         };
         let mut form = vec![
-            ("token", refresh_token),
-            ("token_type_hint", "refresh_token"),
+            ("token", refresh_token.to_string()),
+            ("token_type_hint", "refresh_token".to_string()),
         ];
-        if self.config.client_auth == ClientAuth::Post {
-            // RFC 6749 §2.3.1: credentials in the form body, never in the URL.
-            form.push(("client_id", self.config.client_id.as_str()));
-            form.push(("client_secret", self.config.client_secret.expose()));
+        match self.auth_form() {
+            Ok(auth) => form.extend(auth),
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh token revocation failed");
+                return;
+            }
         }
         let mut req = self.http.post(url).form(&form);
         if self.config.client_auth == ClientAuth::Basic {
@@ -154,6 +161,6 @@ impl OidcClient {
 }
 
 /// RFC 6749 §2.3.1: client credentials are form-encoded before Basic authentication.
-fn form_encode(s: &str) -> String {
+pub(super) fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

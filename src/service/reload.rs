@@ -150,9 +150,14 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         out.push("session.store");
     }
     let provider = |c: &Config| {
-        c.oidc
-            .as_ref()
-            .map(|o| format!("{}|{}|{:?}", o.issuer, o.client_id, o.redirect_uri))
+        c.oidc.as_ref().map(|o| {
+            // Client authentication and PAR live in the provider client built at start.
+            let key = o.signing_key.as_ref().map(|k| k.jwks());
+            format!(
+                "{}|{}|{:?}|{:?}|{:?}|{:?}",
+                o.issuer, o.client_id, o.redirect_uri, o.client_auth, o.pushed_authorization, key
+            )
+        })
     };
     if provider(old) != provider(new) {
         out.push("oidc");
@@ -199,6 +204,38 @@ impl BackgroundService for ConfigReloader {
                     seen = now;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restart_needed;
+    use crate::config::{parse, Config};
+    use std::path::Path;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn config(oidc_extra: &str) -> Config {
+        let text = format!(
+            "listen: [{{addr: 127.0.0.1:8080}}]\ncookie: {{keys: [{{id: k1, secret: \"{KEY}\"}}]}}\nsession: {{at_rest_key: \"{KEY}\"}}\n\
+             oidc:\n  issuer: https://idp.test\n  client_id: bff\n  client_secret: s\n  \
+             redirect_uri: https://api.test/bff/callback\n  post_login_redirect: https://www.test/\n{oidc_extra}"
+        );
+        parse(Path::new("t.yaml"), &text, &|_| None).expect("valid")
+    }
+
+    /// The provider client is built once: changing how it authenticates or whether it
+    /// pushes authorization requests is reported as needing a restart, not silently ignored.
+    #[test]
+    fn client_authentication_and_par_changes_need_a_restart() {
+        let base = config("");
+        assert!(restart_needed(&base, &config("")).is_empty());
+        for extra in [
+            "  client_auth: client_secret_post\n",
+            "  pushed_authorization: \"off\"\n",
+        ] {
+            assert_eq!(restart_needed(&base, &config(extra)), ["oidc"], "{extra}");
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct ProviderSettings {
     /// the other secret method (oidc-provider itself accepts `client_secret_basic` and
     /// `client_secret_post` interchangeably). Default true.
     pub strict_client_auth: bool,
+    /// Offer pushed authorization requests (RFC 9126; discovery then names a
+    /// `pushed_authorization_request_endpoint`). Default false.
+    pub pushed_authorization_requests: bool,
     /// Extra top-level settings merged into the JSON, e.g. `{"users": [...]}`.
     pub extra: Value,
 }
@@ -115,6 +118,7 @@ impl Default for ProviderSettings {
             tokens_expire_with_session: false,
             conform_id_token_claims: false,
             strict_client_auth: true,
+            pushed_authorization_requests: false,
             extra: Value::Null,
         }
     }
@@ -145,6 +149,7 @@ impl ProviderSettings {
             "tokens_expire_with_session": self.tokens_expire_with_session,
             "conform_id_token_claims": self.conform_id_token_claims,
             "strict_client_auth": self.strict_client_auth,
+            "pushed_authorization_requests": self.pushed_authorization_requests,
             "client": {
                 "client_id": self.client_id,
                 "client_secret": self.client_secret,

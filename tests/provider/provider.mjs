@@ -46,6 +46,7 @@ function loadSettings() {
     conformIdTokenClaims: s.conform_id_token_claims ?? false,
     strictClientAuth: s.strict_client_auth ?? true,
     reportRefreshExpiresIn: s.report_refresh_expires_in ?? false,
+    pushedAuthorizationRequests: s.pushed_authorization_requests ?? false,
     client: {
       client_id: client.client_id ?? 'bffgate',
       client_secret: client.client_secret ?? 'bffgate-test-secret',
@@ -230,7 +231,7 @@ const stats = {
   token_faults: 0, // token endpoint requests answered with the injected fault
   jwks: 0, // GET /jwks
 };
-const CLIENT_AUTH_PATHS = new Set(['/token', '/token/introspection', '/token/revocation']);
+const CLIENT_AUTH_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
 const inc = (obj, k) => { obj[k] = (obj[k] ?? 0) + 1; };
 
 // ---------------------------------------------------------------- provider
@@ -306,6 +307,9 @@ const provider = new Provider(issuer, {
       },
     },
     backchannelLogout: { enabled: true },
+    // PAR (RFC 9126): off unless asked for, so discovery names no
+    // pushed_authorization_request_endpoint by default (oidc-provider's own default is on).
+    pushedAuthorizationRequests: { enabled: settings.pushedAuthorizationRequests === true },
   },
   // oidc-provider drops `offline_access` unless prompt=consent; issue refresh
   // tokens to our client whenever it may use the refresh_token grant instead.
@@ -526,6 +530,8 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/__client' && ctx.method === 'POST') {
     const patch = await readForm(ctx);
     const merged = { ...(await new Adapter('Client').find(ourClient)), ...patch, client_id: ourClient };
+    // A null removes the field (e.g. `jwks_uri` when switching to inline `jwks`).
+    for (const [k, v] of Object.entries(patch)) if (v === null) delete merged[k];
     if (merged.backchannel_logout_uri) merged.backchannel_logout_session_required = true;
     else {
       delete merged.backchannel_logout_uri;
