@@ -65,11 +65,14 @@ impl Agent {
             metrics::LOGINS
                 .with_label_values(&["binding_mismatch"])
                 .inc();
-            return Err(if expired {
-                ApiError::LoginExpired
-            } else {
-                ApiError::InvalidState("this login was started in another browser")
-            });
+            return self
+                .unless_logged_in(
+                    req,
+                    live,
+                    expired,
+                    "this login was started in another browser",
+                )
+                .await;
         };
         let txn = match transaction::take(store, binding, &state).await {
             Ok(Taken::Yours(t)) => t,
@@ -79,13 +82,14 @@ impl Agent {
                     _ => "binding_mismatch",
                 };
                 metrics::LOGINS.with_label_values(&[label]).inc();
-                return Err(if expired {
-                    ApiError::LoginExpired
-                } else {
-                    ApiError::InvalidState(
+                return self
+                    .unless_logged_in(
+                        req,
+                        live,
+                        expired,
                         "this login is unknown, from another browser, replaced by a newer one, or already completed",
                     )
-                });
+                    .await;
             }
             Err(_) => return Err(ApiError::StoreUnavailable),
         };
@@ -128,6 +132,29 @@ impl Agent {
                 "set-cookie",
                 live.cookie.login_clear_cookie(&live.agent.base_path),
             ))
+    }
+
+    /// A callback this browser cannot complete (replayed, expired, another browser's): when
+    /// the browser already has a live session (a reload or the back button after a login
+    /// that worked), back to the application rather than an error beside a valid session;
+    /// otherwise the error.
+    async fn unless_logged_in(
+        &self,
+        req: &RequestHeader,
+        live: &LiveConfig,
+        expired: bool,
+        why: &'static str,
+    ) -> Result<LocalResponse, ApiError> {
+        if let Lookup::Found { .. } = self.guard.lookup(req, live).await {
+            return Ok(LocalResponse::redirect(
+                self.config().post_login_redirect.as_str(),
+            ));
+        }
+        Err(if expired {
+            ApiError::LoginExpired
+        } else {
+            ApiError::InvalidState(why)
+        })
     }
 
     /// The provider said no (e.g. the user cancelled): back to the SPA with

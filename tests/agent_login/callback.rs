@@ -68,6 +68,18 @@ async fn callback_state_must_be_known_unused_and_from_this_browser() {
     let resp = env.callback(&back, &binding).await;
     assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
     expect_error(resp, 400, "invalid_state").await;
+    // The same replay from a browser whose session is live (a reload, or the back button
+    // after the login worked) goes back to the application: no error beside a valid
+    // session, no new session, and the code still never reaches the provider.
+    let with_session = format!("{binding}; {COOKIE}={cookie}");
+    let resp = env.callback(&back, &with_session).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"].to_str().unwrap(),
+        crate::common::agent::POST_LOGIN
+    );
+    assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
+    expect_echo(env.api(&cookie).await).await;
     let stats = env.stats().await;
     assert_eq!(
         stat(&stats, &["grants", "authorization_code"]),
@@ -125,11 +137,11 @@ async fn callback_state_must_be_known_unused_and_from_this_browser() {
         assert!(set_cookie_for(resp.headers(), COOKIE).is_none());
         expect_error(resp, 400, "invalid_state").await;
     }
-    // Those two, and the replay above (its browser's login was over): no login of this
-    // browser was found.
+    // Those two, and the two replays above (its browser's login was over): no login of
+    // this browser was found.
     assert_eq!(
         metric_value(&env.gw, "bff_logins_total{outcome=\"binding_mismatch\"}").await,
-        3.0
+        4.0
     );
     // Those codes were never exchanged.
     let stats = env.stats().await;
