@@ -5,9 +5,7 @@
 mod h1;
 mod h2;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use crate::common::{route, EchoServer, GatewayConfig};
 
@@ -62,23 +60,6 @@ impl Raw {
 /// Sends `head` (request line and headers, without the blank line) as written, with
 /// `Connection: close`, and reads the whole answer.
 pub fn send_raw(addr: SocketAddr, head: &str) -> Raw {
-    let mut stream = TcpStream::connect(addr).expect("connect gateway");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("read timeout");
-    let req = format!("{head}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-    stream.write_all(req.as_bytes()).expect("write request");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?} for {head:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Raw {
-        status,
-        body: body.to_owned(),
-    }
+    let (status, body) = crate::common::send_raw(addr, head);
+    Raw { status, body }
 }

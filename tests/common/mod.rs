@@ -600,15 +600,21 @@ pub fn raw_request(
     target: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}");
+    for (k, v) in headers {
+        head.push_str(&format!("\r\n{k}: {v}"));
+    }
+    send_raw(addr, &head)
+}
+
+/// Sends `head` (request line and headers, without the blank line) as written, with
+/// `Connection: close`, and reads the whole answer: its status and body text.
+pub fn send_raw(addr: SocketAddr, head: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect gateway");
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("read timeout");
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("Content-Length: 0\r\n\r\n");
+    let req = format!("{head}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     stream.write_all(req.as_bytes()).expect("write request");
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
@@ -617,7 +623,7 @@ pub fn raw_request(
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        .unwrap_or_else(|| panic!("no status line in {text:?} for {head:?}"));
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())

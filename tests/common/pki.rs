@@ -62,3 +62,19 @@ pub fn generate(dir: &Path) -> Pki {
     std::fs::write(&pki.key_file, server_key.serialize_pem()).expect("write server.key");
     pki
 }
+
+/// `yaml` (a gateway template) with a second, TLS listener on `127.0.0.1:port` serving
+/// `pki`'s certificate, beside the plain `{LISTEN}` one the harness checks health on.
+pub fn with_tls_listener(yaml: &str, port: u16, pki: &Pki) -> String {
+    let plain = "listen:\n  - addr: \"{LISTEN}\"\n";
+    assert!(yaml.contains(plain));
+    yaml.replacen(
+        plain,
+        &format!(
+            "{plain}  - addr: \"127.0.0.1:{port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+            pki.cert_file.display(),
+            pki.key_file.display()
+        ),
+        1,
+    )
+}

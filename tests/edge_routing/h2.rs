@@ -7,21 +7,6 @@ use std::time::Duration;
 use super::{config, API_HOST};
 use crate::common::{expect_echo, expect_error, free_port, pki, EchoServer, Gateway};
 
-/// The config with a TLS listener on `port` beside the plain one the harness checks.
-fn with_tls(yaml: &str, port: u16, pki: &pki::Pki) -> String {
-    let plain = "listen:\n  - addr: \"{LISTEN}\"\n";
-    assert!(yaml.contains(plain));
-    yaml.replacen(
-        plain,
-        &format!(
-            "{plain}  - addr: \"127.0.0.1:{port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\n",
-            pki.cert_file.display(),
-            pki.key_file.display()
-        ),
-        1,
-    )
-}
-
 /// An HTTP/2-only client that sends `:authority` for `names`, all resolved to `addr`. The
 /// test certificate names localhost only, so it is not checked: the names are the point.
 fn h2_client(names: &[&str], addr: SocketAddr) -> reqwest::Client {
@@ -50,7 +35,7 @@ async fn setup(server: &str) -> Setup {
     let pki = pki::generate(dir.path());
     let echo = EchoServer::start().await;
     let port = free_port();
-    let gw = Gateway::start(&with_tls(&config(&echo, server), port, &pki)).await;
+    let gw = Gateway::start(&pki::with_tls_listener(&config(&echo, server), port, &pki)).await;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let client = h2_client(&[API_HOST, "other.example", "evil.example"], addr);
     Setup {

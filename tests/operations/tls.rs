@@ -10,22 +10,6 @@ use crate::common::{
     GatewayConfig,
 };
 
-/// `yaml` with a second, TLS listener on `127.0.0.1:port` beside the plain `{LISTEN}` one
-/// (which the harness uses for its health check).
-fn with_tls_listener(yaml: &str, port: u16, pki: &pki::Pki) -> String {
-    let plain = "listen:\n  - addr: \"{LISTEN}\"\n";
-    assert!(yaml.contains(plain));
-    yaml.replacen(
-        plain,
-        &format!(
-            "{plain}  - addr: \"127.0.0.1:{port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\n",
-            pki.cert_file.display(),
-            pki.key_file.display()
-        ),
-        1,
-    )
-}
-
 /// `yaml` with `server.upstream_ca_file`.
 fn with_upstream_ca(yaml: &str, ca: &Path) -> String {
     yaml.replacen(
@@ -46,7 +30,7 @@ async fn tls_and_http2() {
         route("insecure", "/insecure", &echo.url(), "none", ""),
     ])
     .yaml();
-    let t = Gateway::start(&with_tls_listener(&front, tls_port, &pki)).await;
+    let t = Gateway::start(&pki::with_tls_listener(&front, tls_port, &pki)).await;
     let https = format!("https://localhost:{tls_port}");
 
     // HTTP/2 by ALPN (no prior knowledge), and HTTP/1.1 for a client that offers only that.
