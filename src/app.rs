@@ -39,7 +39,8 @@ pub enum AppError {
     Server(String),
 }
 
-/// Builds the server: the proxy on every listener, the metrics listener, and the store.
+/// Builds the server: the proxy on every listener, the metrics and admin listeners, and the
+/// store.
 /// Call `run_forever` on the result.
 ///
 /// # Errors
@@ -68,6 +69,9 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.bootstrap();
 
     let store = SessionStore::from_config(&config.session)?;
+    if let Some(admin) = &config.admin {
+        server.add_service(crate::admin::AdminApi::service(admin, store.clone()));
+    }
     let (guard, agent) = match &config.oidc {
         Some(oidc) => {
             let client = Arc::new(

@@ -79,7 +79,7 @@ pub struct Config {
 }
 
 /// The admin API: where it listens, the token it wants, who may call it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Its own listener (never a public one).
     pub addr: SocketAddr,

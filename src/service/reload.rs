@@ -4,8 +4,9 @@
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
 //! the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
-//! `server.path_params` reload; listeners, the metrics listener, the other server settings,
-//! the store and the provider need a restart, and a change to them is reported as such.
+//! `server.path_params` reload; listeners, the metrics listener, the admin section (its
+//! listener, token and networks), the other server settings, the store and the provider
+//! need a restart, and a change to them is reported as such.
 
 use crate::config::{self, Config};
 use crate::guard::Guard;
@@ -135,6 +136,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.metrics != new.metrics {
         out.push("metrics.addr");
+    }
+    if old.admin != new.admin {
+        out.push("admin");
     }
     // `server.hosts` and `server.path_params` live in the LiveConfig and reload.
     let process = |c: &Config| {

@@ -145,8 +145,14 @@ mod tests {
             access_expires_at: None,
             refresh_expires_at: None,
         };
-        UserSession::new(sub.into(), Some("sid-1".into()), serde_json::json!({}), tokens, &config())
-            .opened_by(Some([192, 0, 2, 7].into()), Some(ua))
+        UserSession::new(
+            sub.into(),
+            Some("sid-1".into()),
+            serde_json::json!({}),
+            tokens,
+            &config(),
+        )
+        .opened_by(Some([192, 0, 2, 7].into()), Some(ua))
     }
 
     #[tokio::test]
@@ -170,7 +176,9 @@ mod tests {
         assert_eq!(first.sid.as_deref(), Some("sid-1"));
         assert_eq!(first.absolute_expires_at, a.expires_at);
         assert!(first.last_seen_at >= a.created_at && first.idle_expires_at > first.last_seen_at);
-        assert!(listed.iter().all(|i| i.user_agent.as_ref().is_some_and(|u| u.len() <= 256)));
+        assert!(listed
+            .iter()
+            .all(|i| i.user_agent.as_ref().is_some_and(|u| u.len() <= 256)));
         assert!(store.delete_by_handle(&first.handle).await.expect("delete"));
         assert!(!store.delete_by_handle(&first.handle).await.expect("again"));
         assert_eq!(store.get(&a.id).await.expect("get"), None);

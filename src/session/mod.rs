@@ -18,7 +18,7 @@ mod redis_sentinel;
 mod state;
 
 pub use self::redis::RedisStore;
-pub use admin::SessionInfo;
+pub use admin::{is_handle, SessionInfo};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use state::{now_secs, SessionId, Tokens, UserSession};
