@@ -47,7 +47,6 @@ pub struct FileConfig {
     #[serde(default)]
     pub otel: Option<OtelFile>,
     /// The admin API's own listener (session listing and revocation). Omit for none.
-    #[serde(default)]
     pub admin: Option<AdminFile>,
 }
 
