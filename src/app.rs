@@ -69,9 +69,15 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.bootstrap();
 
     let store = SessionStore::from_config(&config.session)?;
-    if let Some(admin) = &config.admin {
-        server.add_service(crate::admin::AdminApi::service(admin, store.clone()));
-    }
+    let admin_access = config.admin.as_ref().map(|admin| {
+        let access = crate::admin::AdminAccess::handle(admin);
+        server.add_service(crate::admin::AdminApi::service(
+            admin.addr,
+            store.clone(),
+            Arc::clone(&access),
+        ));
+        access
+    });
     let (guard, agent) = match &config.oidc {
         Some(oidc) => {
             let client = Arc::new(
@@ -113,7 +119,8 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         Arc::clone(&live),
         store,
     )
-    .with_guard(Arc::clone(&guard));
+    .with_guard(Arc::clone(&guard))
+    .with_admin(admin_access);
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,

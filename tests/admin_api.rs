@@ -392,6 +392,39 @@ async fn the_admin_listener_refuses_strangers_and_the_public_listener_does_not_s
     assert!(!log.contains(TOKEN), "the admin token is in the log");
 }
 
+#[tokio::test]
+async fn a_new_token_is_live_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    let base = GatewayConfig::new(vec![route("r", "/r", "http://127.0.0.1:9", "none", "")]).yaml();
+    let admin = AdminBlock::new().token_file(&token_file);
+    let mut gw = Gateway::start(&admin.append_to(&base)).await;
+    let list = "/admin/v1/sessions/list";
+    let body = json!({ "sub": "alice" });
+    assert_eq!(admin.post(list, Some(TOKEN), &body).await.status(), 200);
+
+    let rotated = "rotated-admin-token-0123456789abcdefghijklmnop";
+    std::fs::write(&token_file, rotated).unwrap();
+    gw.signal(libc::SIGHUP);
+    let admin = &admin;
+    let body = &body;
+    let swapped = crate::common::eventually(Duration::from_secs(5), || async move {
+        admin.post(list, Some(rotated), body).await.status() == 200
+    })
+    .await;
+    assert!(
+        swapped,
+        "the new token was not accepted; log:\n{}",
+        gw.log()
+    );
+    expect_error(
+        admin.post(list, Some(TOKEN), body).await,
+        401,
+        "admin_unauthorized",
+    )
+    .await;
+}
+
 #[test]
 fn check_refuses_an_admin_listener_on_a_public_address_and_bad_networks() {
     let base = GatewayConfig::new(vec![route("r", "/r", "http://127.0.0.1:9", "none", "")]).yaml();

@@ -3,7 +3,9 @@
 //!
 //! Every call is checked in order: the caller's address against `admin.allow` (403
 //! `admin_forbidden`), then its `Authorization: Bearer` token against `admin.token`,
-//! compared in constant time (401 `admin_unauthorized`). The operations (`ops.rs`) take and
+//! compared in constant time (401 `admin_unauthorized`). Both come from an [`AccessHandle`]
+//! the config reloader swaps, so a new token or network list is live without a restart
+//! (the listener's address is not). The operations (`ops.rs`) take and
 //! give JSON and are described in `docs/admin-openapi.yaml`; [`ENDPOINTS`] is what is served, and
 //! a test keeps the two equal. Every call, refused or not, writes one line on the
 //! `bffgate::audit` target: caller, operation, target, outcome and count (never a token).
@@ -15,12 +17,14 @@ mod ops;
 use crate::config::AdminConfig;
 use crate::http::ApiError;
 use crate::session::SessionStore;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 use sha2::{Digest, Sha256};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub use ops::ENDPOINTS;
@@ -28,40 +32,27 @@ pub use ops::ENDPOINTS;
 /// The audit log's target.
 pub const AUDIT_TARGET: &str = "bffgate::audit";
 
-/// The admin API over a session store.
-pub struct AdminApi {
-    store: SessionStore,
+/// Who may call: the token (as its SHA-256) and the allowed networks.
+pub struct AdminAccess {
     token_digest: [u8; 32],
     allow: Vec<ipnet::IpNet>,
 }
 
-/// What one call did, for its audit line.
-pub(crate) struct Audit {
-    /// The operation (`list`, `revoke`), or `unknown` for a path that is none.
-    pub operation: &'static str,
-    /// What it was about: `sub`, `sid` or `handle`, and the value.
-    pub target: Option<(&'static str, String)>,
-    /// `ok`, `not_found`, or the error code.
-    pub outcome: &'static str,
-    /// Sessions listed or revoked.
-    pub count: usize,
-}
+/// The access rules in force, swapped whole on configuration reload.
+pub type AccessHandle = Arc<ArcSwap<AdminAccess>>;
 
-impl AdminApi {
-    /// The API for `config` over `store`.
-    pub fn new(config: &AdminConfig, store: SessionStore) -> Self {
-        AdminApi {
-            store,
+impl AdminAccess {
+    /// The rules of `config`.
+    pub fn new(config: &AdminConfig) -> Self {
+        AdminAccess {
             token_digest: Sha256::digest(config.token.as_bytes()).into(),
             allow: config.allow.clone(),
         }
     }
 
-    /// The listening service (plain HTTP on `admin.addr`).
-    pub fn service(config: &AdminConfig, store: SessionStore) -> Service<AdminApi> {
-        let mut service = Service::new("bffgate admin".to_string(), Self::new(config, store));
-        service.add_tcp(&config.addr.to_string());
-        service
+    /// A swappable handle holding the rules of `config`.
+    pub fn handle(config: &AdminConfig) -> AccessHandle {
+        Arc::new(ArcSwap::from_pointee(Self::new(config)))
     }
 
     /// Whether `ip` may call (any address when `admin.allow` is empty).
@@ -87,6 +78,33 @@ impl AdminApi {
         };
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         digest.ct_eq(&self.token_digest).into()
+    }
+}
+
+/// The admin API over a session store.
+pub struct AdminApi {
+    store: SessionStore,
+    access: AccessHandle,
+}
+
+/// What one call did, for its audit line.
+pub(crate) struct Audit {
+    /// The operation (`list`, `revoke`), or `unknown` for a path that is none.
+    pub operation: &'static str,
+    /// What it was about: `sub`, `sid` or `handle`, and the value.
+    pub target: Option<(&'static str, String)>,
+    /// `ok`, `not_found`, or the error code.
+    pub outcome: &'static str,
+    /// Sessions listed or revoked.
+    pub count: usize,
+}
+
+impl AdminApi {
+    /// The listening service (plain HTTP on `addr`), checking callers against `access`.
+    pub fn service(addr: SocketAddr, store: SessionStore, access: AccessHandle) -> Service<Self> {
+        let mut service = Service::new("bffgate admin".to_string(), AdminApi { store, access });
+        service.add_tcp(&addr.to_string());
+        service
     }
 }
 
@@ -146,9 +164,10 @@ impl ServeHttp for AdminApi {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
         let operation = ops::operation_name(http.req_header().uri.path());
-        let refused = if !self.allowed(caller) {
+        let access = self.access.load();
+        let refused = if !access.allowed(caller) {
             Some(ApiError::AdminForbidden)
-        } else if !self.authorized(http) {
+        } else if !access.authorized(http) {
             Some(ApiError::AdminUnauthorized)
         } else {
             None
