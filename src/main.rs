@@ -1,4 +1,5 @@
-//! The `bffgate` command: parse flags, load and validate the config, run the server.
+//! The `bffgate` command: parse flags, load and validate the config, run the server; or,
+//! with `admin …`, call a running server's admin API.
 
 use bffgate::app::{self, RunOptions};
 use bffgate::config;
