@@ -7,6 +7,8 @@
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
 //! login transactions, one-time claims, refresh locks and grace records.
+//! `admin` is what the admin API sees of sessions: a user's sessions by handle (the hash
+//! in the storage key), and deletion by handle.
 
 mod admin;
 mod codec;
