@@ -39,7 +39,8 @@ pub enum AppError {
     Server(String),
 }
 
-/// Builds the server: the proxy on every listener, the metrics listener, and the store.
+/// Builds the server: the proxy on every listener, the metrics and admin listeners, and the
+/// store.
 /// Call `run_forever` on the result.
 ///
 /// # Errors
@@ -68,6 +69,15 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.bootstrap();
 
     let store = SessionStore::from_config(&config.session)?;
+    let admin_access = config.admin.as_ref().map(|admin| {
+        let access = crate::admin::AdminAccess::handle(admin);
+        server.add_service(crate::admin::AdminApi::service(
+            admin.addr,
+            store.clone(),
+            Arc::clone(&access),
+        ));
+        access
+    });
     let (guard, agent) = match &config.oidc {
         Some(oidc) => {
             let client = Arc::new(
@@ -109,7 +119,8 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         Arc::clone(&live),
         store,
     )
-    .with_guard(Arc::clone(&guard));
+    .with_guard(Arc::clone(&guard))
+    .with_admin(admin_access);
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,

@@ -34,10 +34,13 @@
 //!
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
+//! - [`admin`]: the admin API on its own listener (list and revoke a user's sessions, an
+//!   audit line per call) and the `bffgate admin` client.
 //! - [`service`]: background services: config reload, upstream health checks, drain.
 //! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
 //!   exporter, trace-context propagation, a request's spans).
 
+pub mod admin;
 pub mod agent;
 pub mod app;
 pub mod config;

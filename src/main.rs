@@ -1,4 +1,5 @@
-//! The `bffgate` command: parse flags, load and validate the config, run the server.
+//! The `bffgate` command: parse flags, load and validate the config, run the server; or,
+//! with `admin …`, call a running server's admin API.
 
 use bffgate::app::{self, RunOptions};
 use bffgate::config;
@@ -19,7 +20,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Configuration file (YAML).
-    #[arg(short, long, env = "BFFGATE_CONFIG", default_value = "conf/bff.yaml")]
+    #[arg(
+        short,
+        long,
+        env = "BFFGATE_CONFIG",
+        default_value = "conf/bff.yaml",
+        global = true
+    )]
     config: PathBuf,
 
     /// Validate the configuration, print a summary, and exit (0 valid, 2 invalid).
@@ -46,13 +53,37 @@ struct Cli {
     #[arg(short, long)]
     daemon: bool,
 
-    /// Print a fresh random 32-byte key (base64) for cookie.keys or at_rest_key, and exit.
+    /// Print a fresh random 32-byte key (base64) for cookie.keys, at_rest_key or
+    /// admin.token, and exit.
     #[arg(long)]
     gen_key: bool,
+
+    /// A command instead of running the proxy.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Commands besides running the proxy.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Call a running bffgate's admin API (list and revoke sessions).
+    Admin(bffgate::admin::client::AdminArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Some(Command::Admin(args)) = &cli.command {
+        // The config's admin section is a default only when the config was named.
+        let named = matches!(
+            matches.value_source("config"),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        return bffgate::admin::client::run(args, named.then_some(cli.config.as_path()));
+    }
     if cli.gen_key {
         use base64::Engine;
         let key: [u8; 32] = bffgate::random::os_bytes();

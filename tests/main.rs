@@ -15,6 +15,7 @@
 mod common;
 
 mod access_log;
+mod admin_api;
 mod agent_login;
 mod browser_e2e;
 mod client_auth;

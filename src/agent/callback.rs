@@ -103,7 +103,12 @@ impl Agent {
                 provider_failure(&e)
             })?;
         let claims = allowed_claims(&grant.claims, &config.session_claims);
-        let session = UserSession::new(grant.sub, grant.sid, claims, grant.tokens, &live.session);
+        let user_agent = req
+            .headers
+            .get(::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let session = UserSession::new(grant.sub, grant.sid, claims, grant.tokens, &live.session)
+            .opened_by(http::client_addr(http, &live.forwarding), user_agent);
         if store.create(&session).await.is_err() {
             return Err(ApiError::StoreUnavailable);
         }

@@ -257,6 +257,16 @@ pub(super) fn otel_sample_ratio() -> f64 {
     OTEL_SAMPLE_RATIO
 }
 
+// ---------------------------------------------------------------------------------------
+// admin
+
+/// `admin.token`: the shortest token accepted (`bffgate --gen-key` prints 44 characters).
+pub(super) const ADMIN_TOKEN_MIN_CHARS: usize = 32;
+
+/// Where `bffgate admin` sends its calls when neither `--url` nor a config's `admin.addr`
+/// says (the admin section has no default address: it is off unless configured).
+pub const ADMIN_CLI_URL: &str = "http://127.0.0.1:9191";
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{base, env};

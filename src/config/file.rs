@@ -46,6 +46,21 @@ pub struct FileConfig {
     /// OpenTelemetry traces over OTLP/HTTP. Omit for none.
     #[serde(default)]
     pub otel: Option<OtelFile>,
+    /// The admin API's own listener (session listing and revocation). Omit for none.
+    pub admin: Option<AdminFile>,
+}
+
+/// The admin API listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// `ip:port`; never one of the `listen` addresses. Keep it on a loopback or admin network.
+    pub addr: String,
+    /// The bearer token callers present: `${ENV}` or `file:/path` (at least 32 characters).
+    pub token: String,
+    /// Client CIDRs allowed to call (default: empty, any address that reaches the listener).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// One listening socket.

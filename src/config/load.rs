@@ -7,7 +7,7 @@
 //! away, so placeholders never reach the running process.
 
 use super::file::FileConfig;
-use super::{agent, cookie, defaults, oidc, otel, resolve, routes, server, session};
+use super::{admin, agent, cookie, defaults, oidc, otel, resolve, routes, server, session};
 use super::{Config, ConfigError, ConfigProblem};
 use serde_yaml::Value;
 use std::path::Path;
@@ -142,6 +142,9 @@ fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config 
     let session = session::build(f.session, &base_dir, p);
     let routes = routes::build(f.routes, &agent, p);
     let otel = f.otel.and_then(|o| otel::build(o, p));
+    let admin = f
+        .admin
+        .and_then(|a| admin::build(a, &listen, metrics, &base_dir, p));
     Config {
         source: path.to_path_buf(),
         listen,
@@ -156,6 +159,7 @@ fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config 
         access_log_user: log_user(&f.access_log_user, p),
         routes,
         otel,
+        admin,
     }
 }
 

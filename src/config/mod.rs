@@ -10,10 +10,11 @@
 //! - [`file`](mod@file): the file's serde structs; `defaults.rs`: every default value;
 //! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
-//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`;
+//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`, `otel.rs`, `admin.rs`;
 //! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
+mod admin;
 mod agent;
 mod cookie;
 mod defaults;
@@ -33,6 +34,7 @@ mod server;
 mod session;
 mod values;
 
+pub use defaults::ADMIN_CLI_URL;
 pub use error::{ConfigError, ConfigProblem};
 pub use load::{load, parse};
 
@@ -72,6 +74,29 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// OpenTelemetry tracing, if enabled.
     pub otel: Option<OtelConfig>,
+    /// The admin API listener, if enabled.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin API: where it listens, the token it wants, who may call it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Its own listener (never a public one).
+    pub addr: SocketAddr,
+    /// The bearer token (read from its file or variable at load).
+    pub token: String,
+    /// Client networks allowed to call; empty: any.
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .field("allow", &self.allow)
+            .finish()
+    }
 }
 
 /// How the access log names the user of a request with a session.

@@ -78,11 +78,15 @@ pub enum ApiError {
     /// 503 (`/readyz`): the provider answered discovery but cannot serve this
     /// configuration (e.g. PAR required and not offered); the text says why.
     ProviderUnsuitable(&'static str),
+    /// 401 (admin listener): no bearer token, or not the admin token.
+    AdminUnauthorized,
+    /// 403 (admin listener): the caller's address is not in `admin.allow`.
+    AdminForbidden,
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 34] = [
+    pub const CATALOGUE: [ApiError; 36] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -117,6 +121,8 @@ impl ApiError {
         ApiError::MisdirectedRequest,
         ApiError::Forbidden,
         ApiError::ProviderUnsuitable(""),
+        ApiError::AdminUnauthorized,
+        ApiError::AdminForbidden,
     ];
 
     /// The HTTP status.
@@ -133,8 +139,8 @@ impl ApiError {
             | LoginFailed
             | InvalidLogoutToken(_)
             | InvalidHost => 400,
-            NoSession | InvalidSession | SessionExpired | TokenRejected => 401,
-            CsrfViolation(_) | CorsOriginNotAllowed | Forbidden => 403,
+            NoSession | InvalidSession | SessionExpired | TokenRejected | AdminUnauthorized => 401,
+            CsrfViolation(_) | CorsOriginNotAllowed | Forbidden | AdminForbidden => 403,
             RouteNotFound(_) | AgentDisabled => 404,
             MethodNotAllowed(_) => 405,
             NoRefreshToken => 409,
@@ -185,6 +191,8 @@ impl ApiError {
             InvalidHost => "invalid_host",
             MisdirectedRequest => "misdirected_request",
             ProviderUnsuitable(_) => "provider_unsuitable",
+            AdminUnauthorized => "admin_unauthorized",
+            AdminForbidden => "admin_forbidden",
         }
     }
 
@@ -226,6 +234,8 @@ impl ApiError {
             InvalidHost => "the Host header is not a host name",
             MisdirectedRequest => "bffgate does not answer for this host",
             TooManyLogins => "too many logins were started from this address; try again later",
+            AdminUnauthorized => "the admin API needs its bearer token",
+            AdminForbidden => "this address may not call the admin API",
         }
     }
 
@@ -295,6 +305,8 @@ mod tests {
             MisdirectedRequest => 31,
             Forbidden => 32,
             ProviderUnsuitable(_) => 33,
+            AdminUnauthorized => 34,
+            AdminForbidden => 35,
         }
     }
 

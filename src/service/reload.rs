@@ -4,9 +4,11 @@
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
 //! the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
-//! `server.path_params` reload; listeners, the metrics listener, the other server settings,
-//! the store and the provider need a restart, and a change to them is reported as such.
+//! `server.path_params` and the admin API's token and networks reload; listeners, the
+//! metrics and admin listeners, the other server settings, the store and the provider need
+//! a restart, and a change to them is reported as such.
 
+use crate::admin::{AccessHandle, AdminAccess};
 use crate::config::{self, Config};
 use crate::guard::Guard;
 use crate::live::{LiveConfig, LiveHandle};
@@ -41,6 +43,7 @@ pub struct ConfigReloader {
     live: LiveHandle,
     store: SessionStore,
     guard: Option<Arc<Guard>>,
+    admin: Option<AccessHandle>,
     running: Mutex<Config>,
 }
 
@@ -65,6 +68,7 @@ impl ConfigReloader {
             live,
             store,
             guard: None,
+            admin: None,
             running: Mutex::new(running),
         }
     }
@@ -73,6 +77,13 @@ impl ConfigReloader {
     /// `session.refresh_lock_wait`) to `guard`'s refresher on every reload.
     pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
         self.guard = Some(guard);
+        self
+    }
+
+    /// Also applies `admin.token` and `admin.allow` to the admin listener (when it runs)
+    /// on every reload.
+    pub fn with_admin(mut self, access: Option<AccessHandle>) -> Self {
+        self.admin = access;
         self
     }
 
@@ -113,6 +124,9 @@ impl ConfigReloader {
                 new.session.refresh_lock_wait,
             );
         }
+        if let (Some(access), Some(admin)) = (&self.admin, &new.admin) {
+            access.store(Arc::new(AdminAccess::new(admin)));
+        }
         metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
         metrics::CONFIG_LAST_RELOAD.set(now_secs() as f64);
         tracing::info!(
@@ -135,6 +149,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.metrics != new.metrics {
         out.push("metrics.addr");
+    }
+    // The token and networks reload; the listener (or whether there is one) does not.
+    if old.admin.as_ref().map(|a| a.addr) != new.admin.as_ref().map(|a| a.addr) {
+        out.push("admin.addr");
     }
     // `server.hosts` and `server.path_params` live in the LiveConfig and reload.
     let process = |c: &Config| {

@@ -51,6 +51,12 @@ impl Codec {
         format!("{}{{{}}}:s", self.prefix, hex(&digest))
     }
 
+    /// The storage key of the session whose handle (the hex SHA-256 of its id, as the
+    /// admin API shows it) is `handle`.
+    pub(crate) fn key_of_handle(&self, handle: &str) -> String {
+        format!("{}{{{handle}}}:s", self.prefix)
+    }
+
     /// A companion key of a session (lock, grace record) in the same Cluster slot.
     pub(crate) fn session_key(&self, id: &SessionId, suffix: &str) -> String {
         let digest = Sha256::digest(id.as_bytes());
@@ -116,14 +122,7 @@ impl Codec {
     /// # Errors
     /// [`StoreError::Seal`] when the session does not serialize or encryption fails.
     pub(crate) fn seal(&self, key: &str, s: &UserSession) -> Result<Vec<u8>, StoreError> {
-        let stored = Stored {
-            sub: s.sub.clone(),
-            sid: s.sid.clone(),
-            claims: s.claims.clone(),
-            tokens: s.tokens.clone(),
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-        };
+        let stored = Stored::of(s);
         let plain = serde_json::to_vec(&stored)
             .map_err(|_| StoreError::Seal("the session does not serialize"))?;
         self.seal_bytes(key, &plain)
@@ -133,15 +132,7 @@ impl Codec {
     pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<UserSession> {
         let plain = self.open_bytes(key, blob)?;
         let s: Stored = serde_json::from_slice(&plain).ok()?;
-        Some(UserSession {
-            id: id.clone(),
-            sub: s.sub,
-            sid: s.sid,
-            claims: s.claims,
-            tokens: s.tokens,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-        })
+        Some(s.into_session(id.clone()))
     }
 }
 

@@ -173,6 +173,14 @@ impl Store for MemoryStore {
             .count())
     }
 
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .index_lock()?
+            .get(index)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
         self.cache.insert(
             key.to_string(),

@@ -7,7 +7,10 @@
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
 //! login transactions, one-time claims, refresh locks and grace records.
+//! `admin` is what the admin API sees of sessions: a user's sessions by handle (the hash
+//! in the storage key), and deletion by handle.
 
+mod admin;
 mod codec;
 mod coordination;
 mod error;
@@ -17,6 +20,7 @@ mod redis_sentinel;
 mod state;
 
 pub use self::redis::RedisStore;
+pub use admin::{is_handle, SessionInfo};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use state::{now_secs, SessionId, Tokens, UserSession};
@@ -64,6 +68,8 @@ pub trait Store: Send + Sync + 'static {
     async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Removes every key of an index, and the index; how many keys existed.
     async fn delete_index(&self, index: &str) -> Result<usize, StoreError>;
+    /// The keys an index names (some may have expired since they joined it).
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError>;
     /// Stores a short-lived blob under `key` (no indexes).
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError>;
     /// Removes and returns the blob under `key`, atomically: two callers never both get it.

@@ -346,6 +346,11 @@ impl Store for RedisStore {
         Ok(deleted)
     }
 
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.connection().await?;
+        self.run(conn.smembers(index)).await
+    }
+
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
         self.run(

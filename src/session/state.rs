@@ -94,7 +94,14 @@ pub struct UserSession {
     /// Hard end (unix seconds): `created_at` + the absolute timeout, or earlier when the
     /// refresh token expires earlier.
     pub expires_at: u64,
+    /// The client address bffgate trusted at login (for the admin API's listing).
+    pub client_addr: Option<String>,
+    /// The browser's `User-Agent` at login, cut to [`MAX_USER_AGENT_CHARS`].
+    pub user_agent: Option<String>,
 }
+
+/// The longest `User-Agent` a session keeps, in characters.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
 
 impl UserSession {
     /// When a session that started at `created_at` ends with `tokens`: when its refresh
@@ -125,7 +132,24 @@ impl UserSession {
             tokens,
             created_at,
             expires_at,
+            client_addr: None,
+            user_agent: None,
         }
+    }
+
+    /// The same session, remembering where it was opened from: the client address and the
+    /// `User-Agent` (without control characters, at most [`MAX_USER_AGENT_CHARS`]).
+    pub fn opened_by(mut self, addr: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Self {
+        self.client_addr = addr.map(|a| a.to_string());
+        self.user_agent = user_agent
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.is_empty());
+        self
     }
 }
 
@@ -139,6 +163,41 @@ pub(crate) struct Stored {
     pub tokens: Tokens,
     pub created_at: u64,
     pub expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl Stored {
+    /// The stored form of `s` (everything but its id, which is the storage key's preimage).
+    pub(crate) fn of(s: &UserSession) -> Self {
+        Stored {
+            sub: s.sub.clone(),
+            sid: s.sid.clone(),
+            claims: s.claims.clone(),
+            tokens: s.tokens.clone(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            client_addr: s.client_addr.clone(),
+            user_agent: s.user_agent.clone(),
+        }
+    }
+
+    /// The session this record holds, under its id.
+    pub(crate) fn into_session(self, id: SessionId) -> UserSession {
+        UserSession {
+            id,
+            sub: self.sub,
+            sid: self.sid,
+            claims: self.claims,
+            tokens: self.tokens,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            client_addr: self.client_addr,
+            user_agent: self.user_agent,
+        }
+    }
 }
 
 #[cfg(test)]

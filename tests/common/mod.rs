@@ -13,6 +13,7 @@
 //! library's session API ([`sessions`]), streaming upstreams, a test PKI, metrics scraping
 //! and bounded HTTP load.
 
+pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod echo;
@@ -57,6 +58,7 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "BFFGATE_SESSION_KEY",
     "BFFGATE_LOG",
     "BFFGATE_LOG_JSON",
+    "BFFGATE_ADMIN_TOKEN",
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
