@@ -10,7 +10,8 @@
 //! - [`file`](mod@file): the file's serde structs; `defaults.rs`: every default value;
 //! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
-//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`;
+//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `identity.rs` and `token.rs`
+//!   for a route's identity and token policies);
 //! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
@@ -31,6 +32,7 @@ mod resolve;
 mod routes;
 mod server;
 mod session;
+mod token;
 mod values;
 
 pub use error::{ConfigError, ConfigProblem};
@@ -446,6 +448,63 @@ pub struct RouteConfig {
     pub health_check: Option<Duration>,
     /// Identity headers and claim requirements.
     pub identity: RouteIdentity,
+    /// Which access token the upstream gets.
+    pub token: TokenPolicy,
+}
+
+/// Which access token a route forwards upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenPolicy {
+    /// The session's own access token (refreshed when due).
+    #[default]
+    User,
+    /// No `Authorization` header at all.
+    None,
+    /// A token of this route's own, obtained by `grant` and cached (per session for an
+    /// exchange, per process for client credentials).
+    Grant(RouteGrant),
+}
+
+/// How a route's own token is obtained, and for what.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteGrant {
+    /// Token exchange of the user's token, or client credentials.
+    pub kind: GrantKind,
+    /// RFC 8707 resource indicator.
+    pub resource: Option<String>,
+    /// Scopes asked for (space-joined on the wire).
+    pub scopes: Vec<String>,
+}
+
+impl RouteGrant {
+    /// The name a cached token of this grant is kept under: equal grants share a token.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.kind.as_str(),
+            self.resource.as_deref().unwrap_or(""),
+            self.scopes.join(" ")
+        )
+    }
+}
+
+/// The grant a route token comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantKind {
+    /// RFC 8693 token exchange, the user's access token as `subject_token`.
+    Exchange,
+    /// The client-credentials grant: the client's own token, for every session.
+    Client,
+}
+
+impl GrantKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::Exchange => "exchange",
+            GrantKind::Client => "client",
+        }
+    }
 }
 
 /// What a route tells the upstream about the user, and what it requires of them.

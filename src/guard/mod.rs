@@ -3,7 +3,8 @@
 //! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
 //! token fresh (`refresh`: one bounded, shared flight per session; `redeem`: the store
 //! lease and the provider call under it, over the [`TokenEndpoint`] trait the provider
-//! client implements). The proxy asks [`Guard::admit`] for every API request that reads the
+//! client implements), and a route's own token (`route_token`: exchange or client
+//! credentials, one flight per grant). The proxy asks [`Guard::admit`] for every API request that reads the
 //! session; the agent's endpoints use the same pieces.
 
 mod csrf;
@@ -11,6 +12,7 @@ mod identity;
 mod lookup;
 mod redeem;
 mod refresh;
+mod route_token;
 
 pub use csrf::{check_csrf, check_route_request};
 pub use identity::apply as apply_identity;
@@ -18,7 +20,7 @@ pub use lookup::{lookup, Lookup};
 pub use redeem::{lease, PROVIDER_CALL_LIMIT};
 pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
 
-use crate::config::AuthMode;
+use crate::config::{AuthMode, TokenPolicy};
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
@@ -85,7 +87,8 @@ impl Guard {
     }
 
     /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
-    /// session, token freshness. `route` labels the CSRF metric.
+    /// session, token freshness, and the token the route forwards (`token`). `route`
+    /// labels the CSRF metric.
     ///
     /// # Errors
     /// The [`ApiError`] to answer instead of forwarding.
@@ -95,6 +98,7 @@ impl Guard {
         live: &LiveConfig,
         mode: AuthMode,
         route: &str,
+        token: &TokenPolicy,
     ) -> Result<Admitted, ApiError> {
         if let Err(e) = check_route_request(req, &live.agent) {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
@@ -115,9 +119,22 @@ impl Guard {
         let sub = session.sub.clone();
         // Moved out, not copied: the refresh below needs none of them.
         let claims = std::mem::take(&mut session.claims);
+        let route_tokens = std::mem::take(&mut session.route_tokens);
+        let id = session.id.clone();
         let tokens = self.fresh(session, When::Due).await?;
+        let access_token = match (token, &self.refresher) {
+            (TokenPolicy::User, _) => Some(tokens.access_token),
+            (TokenPolicy::None, _) => None,
+            (TokenPolicy::Grant(grant), Some(r)) => {
+                let span = crate::current_child_span!("token.route", grant = grant.kind.as_str());
+                let t = r.route_token(&id, &route_tokens, &tokens.access_token, grant);
+                Some(t.instrument(span).await?)
+            }
+            // `--check` refuses route tokens without a provider.
+            (TokenPolicy::Grant(_), None) => return Err(ApiError::RouteTokenUnavailable),
+        };
         Ok(Admitted {
-            access_token: Some(tokens.access_token),
+            access_token,
             set_cookie,
             sub: Some(sub),
             claims,

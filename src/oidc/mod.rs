@@ -15,12 +15,16 @@
 //!   [`OidcClient::exchange_code`]) and ID-token verification.
 //! - `tokens.rs`: what a session does with its tokens: refresh, userinfo, revocation, the
 //!   end-session URL.
-//! - `token_endpoint.rs`: the client as the request guard's refresh `TokenEndpoint`.
+//! - `grants.rs`: tokens for one route: token exchange and client credentials
+//!   ([`OidcClient::route_token`]).
+//! - `token_endpoint.rs`: the client as the request guard's `TokenEndpoint` (refresh and
+//!   route tokens).
 //! - `logout_token.rs`: back-channel logout token validation.
 //! - `error.rs`: [`OidcError`], and translating HTTP and `openidconnect` failures into it.
 
 mod discovery;
 mod error;
+mod grants;
 mod login;
 mod logout_token;
 mod token_endpoint;

@@ -7,8 +7,9 @@
 //! keys) is the provider's bad day, not the user's: the session is kept.
 
 use super::{OidcClient, OidcError};
+use crate::config::RouteGrant;
 use crate::guard::{RefreshFailure, TokenEndpoint};
-use crate::session::Tokens;
+use crate::session::{RouteToken, Tokens};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -17,6 +18,16 @@ impl TokenEndpoint for OidcClient {
         OidcClient::refresh(self, refresh_token, sub)
             .await
             .map_err(classify)
+    }
+
+    async fn route_token(
+        &self,
+        grant: &RouteGrant,
+        subject: &str,
+    ) -> Result<RouteToken, RefreshFailure> {
+        OidcClient::route_token(self, grant, subject)
+            .await
+            .map_err(|e| RefreshFailure::Unavailable(e.to_string()))
     }
 }
 

@@ -134,7 +134,13 @@ impl EdgeProxy {
         }
         let admitted = self
             .guard
-            .admit(session.req_header(), &ctx.live, mode, &route.config.name)
+            .admit(
+                session.req_header(),
+                &ctx.live,
+                mode,
+                &route.config.name,
+                &route.config.token,
+            )
             .instrument(ctx.span.clone())
             .await?;
         let identity = &route.config.identity;

@@ -123,6 +123,7 @@ impl Codec {
             tokens: s.tokens.clone(),
             created_at: s.created_at,
             expires_at: s.expires_at,
+            route_tokens: s.route_tokens.clone(),
         };
         let plain = serde_json::to_vec(&stored)
             .map_err(|_| StoreError::Seal("the session does not serialize"))?;
@@ -141,6 +142,7 @@ impl Codec {
             tokens: s.tokens,
             created_at: s.created_at,
             expires_at: s.expires_at,
+            route_tokens: s.route_tokens,
         })
     }
 }

@@ -19,7 +19,7 @@ mod state;
 pub use self::redis::RedisStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use state::{now_secs, SessionId, Tokens, UserSession};
+pub use state::{now_secs, RouteToken, SessionId, Tokens, UserSession};
 
 use crate::config::{SessionConfig, StoreConfig};
 use crate::metrics;

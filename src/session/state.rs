@@ -3,6 +3,7 @@
 use crate::config::SessionConfig;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -76,6 +77,25 @@ impl fmt::Debug for Tokens {
     }
 }
 
+/// An access token obtained for one route (token exchange or client credentials).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteToken {
+    /// The token, sent upstream as a bearer.
+    pub access_token: String,
+    /// When it expires (unix seconds), if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl fmt::Debug for RouteToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteToken")
+            .field("access_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// A logged-in user's server-side session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserSession {
@@ -94,6 +114,9 @@ pub struct UserSession {
     /// Hard end (unix seconds): `created_at` + the absolute timeout, or earlier when the
     /// refresh token expires earlier.
     pub expires_at: u64,
+    /// Tokens exchanged for routes with a token policy of their own, by the grant's cache
+    /// key ([`crate::config::RouteGrant::cache_key`]); sealed and dropped with the session.
+    pub route_tokens: BTreeMap<String, RouteToken>,
 }
 
 impl UserSession {
@@ -125,6 +148,7 @@ impl UserSession {
             tokens,
             created_at,
             expires_at,
+            route_tokens: BTreeMap::new(),
         }
     }
 }
@@ -139,6 +163,8 @@ pub(crate) struct Stored {
     pub tokens: Tokens,
     pub created_at: u64,
     pub expires_at: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub route_tokens: BTreeMap<String, RouteToken>,
 }
 
 #[cfg(test)]
