@@ -24,7 +24,7 @@ async fn storm(
     let mut tasks = Vec::new();
     for _ in 0..n {
         let (g, l, p) = (Arc::clone(guard), Arc::clone(&live), policy.clone());
-        let req = request("GET", &[cookie.clone()]);
+        let req = request("GET", std::slice::from_ref(&cookie));
         tasks.push(tokio::spawn(async move {
             g.admit(&req, &l, AuthMode::Required, "api", &p).await
         }));
