@@ -125,6 +125,8 @@ pub(super) const REDIS_TIMEOUT: &str = "1s";
 
 /// `routes[].auth`.
 pub(super) const ROUTE_AUTH: &str = "required";
+/// `routes[].dpop`: with `oidc.dpop`, proofs go upstream too.
+pub(super) const ROUTE_DPOP: bool = true;
 /// `routes[].token.grant`: exchange the user's access token (RFC 8693).
 pub(super) const TOKEN_GRANT: &str = "exchange";
 
@@ -222,6 +224,10 @@ pub(super) fn redis_timeout() -> String {
 
 pub(super) fn route_auth() -> String {
     ROUTE_AUTH.into()
+}
+
+pub(super) fn route_dpop() -> bool {
+    ROUTE_DPOP
 }
 
 pub(super) fn token_grant() -> String {

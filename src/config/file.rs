@@ -192,6 +192,10 @@ pub struct OidcFile {
     /// PAR endpoint), `required` or `off`.
     #[serde(default = "defaults::pushed_authorization")]
     pub pushed_authorization: String,
+    /// DPoP (RFC 9449): every session gets its own key, its tokens are bound to it, and
+    /// every call presenting them carries a fresh proof (default false).
+    #[serde(default)]
+    pub dpop: bool,
 }
 
 /// The session cookie.
@@ -356,6 +360,10 @@ pub struct RouteFile {
     /// `{grant: exchange | client, resource, scopes}`.
     #[serde(default)]
     pub token: Option<TokenFile>,
+    /// With `oidc.dpop`, whether this route's upstream gets `Authorization: DPoP` and a
+    /// proof (default true); false sends the token as a bearer.
+    #[serde(default = "defaults::route_dpop")]
+    pub dpop: bool,
 }
 
 /// A route's `token` as written: a name, or a grant with its audience.

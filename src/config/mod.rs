@@ -245,6 +245,8 @@ pub struct OidcConfig {
     pub signing_key: Option<std::sync::Arc<crate::jose::SigningKey>>,
     /// Pushed authorization requests.
     pub pushed_authorization: PushedAuthorization,
+    /// Whether sessions' tokens are DPoP-bound.
+    pub dpop: bool,
 }
 
 /// `SameSite` attribute of the session cookie.
@@ -450,6 +452,9 @@ pub struct RouteConfig {
     pub identity: RouteIdentity,
     /// Which access token the upstream gets.
     pub token: TokenPolicy,
+    /// With `oidc.dpop`: the user's token goes upstream as `DPoP` with a proof (else as a
+    /// bearer).
+    pub dpop: bool,
 }
 
 /// Which access token a route forwards upstream.

@@ -208,6 +208,7 @@ pub(super) fn build(
             health_check,
             identity,
             token,
+            dpop: r.dpop,
         };
         if let Some(j) = out.iter().position(|o| ambiguous(o, &route)) {
             p.add(

@@ -39,6 +39,9 @@ pub struct Admitted {
     pub sub: Option<String>,
     /// The session's claims (those in `oidc.session_claims`; `Null` without a session).
     pub claims: serde_json::Value,
+    /// The session's DPoP key, when the token goes upstream bound to it (`Authorization:
+    /// DPoP` with a proof) rather than as a bearer.
+    pub dpop: Option<std::sync::Arc<crate::dpop::DpopKey>>,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -87,7 +90,8 @@ impl Guard {
     }
 
     /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
-    /// session, token freshness, and the token the route forwards (`token`). `route`
+    /// session, token freshness, and the token the route forwards (`token`; with the
+    /// session's DPoP key unless the route asks for bearer, `dpop_route` false). `route`
     /// labels the CSRF metric.
     ///
     /// # Errors
@@ -99,6 +103,7 @@ impl Guard {
         mode: AuthMode,
         route: &str,
         token: &TokenPolicy,
+        dpop_route: bool,
     ) -> Result<Admitted, ApiError> {
         if let Err(e) = check_route_request(req, &live.agent) {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
@@ -111,6 +116,7 @@ impl Guard {
                     set_cookie: None,
                     sub: None,
                     claims: serde_json::Value::Null,
+                    dpop: None,
                 })
             }
             found => found.into_session()?,
@@ -121,6 +127,18 @@ impl Guard {
         let claims = std::mem::take(&mut session.claims);
         let route_tokens = std::mem::take(&mut session.route_tokens);
         let id = session.id.clone();
+        // Only the user's own token is bound to the session's key; route tokens and routes
+        // that ask for bearer go without a proof.
+        let dpop = match (&session.dpop_key, token) {
+            (Some(k), TokenPolicy::User) if dpop_route => crate::dpop::DpopKey::open(k)
+                .map(std::sync::Arc::new)
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "a session's DPoP key does not open");
+                    ApiError::Internal
+                })
+                .map(Some)?,
+            _ => None,
+        };
         let tokens = self.fresh(session, When::Due).await?;
         let access_token = match (token, &self.refresher) {
             (TokenPolicy::User, _) => Some(tokens.access_token),
@@ -134,6 +152,7 @@ impl Guard {
             (TokenPolicy::Grant(_), None) => return Err(ApiError::RouteTokenUnavailable),
         };
         Ok(Admitted {
+            dpop,
             access_token,
             set_cookie,
             sub: Some(sub),

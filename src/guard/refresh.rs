@@ -14,6 +14,7 @@
 //! session; every other failure keeps it for a later try.
 
 use crate::config::RouteGrant;
+use crate::dpop::DpopKey;
 use crate::http::ApiError;
 use crate::metrics;
 use crate::session::{now_secs, RouteToken, SessionId, SessionStore, Tokens, UserSession};
@@ -45,11 +46,17 @@ pub enum RefreshFailure {
 /// it; tests use a fake).
 #[async_trait]
 pub trait TokenEndpoint: Send + Sync {
-    /// Redeems `refresh_token` of the session of user `sub` for new tokens.
+    /// Redeems `refresh_token` of the session of user `sub` for new tokens, proving
+    /// possession of the session's DPoP key `dpop` when it has one.
     ///
     /// # Errors
     /// [`RefreshFailure`] says whether the session can go on.
-    async fn refresh(&self, refresh_token: &str, sub: &str) -> Result<Tokens, RefreshFailure>;
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        sub: &str,
+        dpop: Option<&DpopKey>,
+    ) -> Result<Tokens, RefreshFailure>;
 
     /// Obtains a route's own token (`grant`), exchanging `subject` (the user's access token)
     /// for an exchange grant. A failure never ends the session.

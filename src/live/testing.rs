@@ -61,5 +61,6 @@ pub fn route_config(
         health_check: None,
         identity: Default::default(),
         token: Default::default(),
+        dpop: true,
     }
 }

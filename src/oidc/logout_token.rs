@@ -197,6 +197,7 @@ mod tests {
             logins_per_client: 60,
             clock_skew: Duration::from_secs(30),
             auth_params: vec![],
+            dpop: false,
             signing_key: None,
             pushed_authorization: crate::config::PushedAuthorization::Auto,
         }

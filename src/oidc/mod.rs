@@ -17,12 +17,14 @@
 //!   end-session URL.
 //! - `grants.rs`: tokens for one route: token exchange and client credentials
 //!   ([`OidcClient::route_token`]).
+//! - `dpop.rs`: DPoP proofs on token and userinfo requests, and the provider's nonce.
 //! - `token_endpoint.rs`: the client as the request guard's `TokenEndpoint` (refresh and
 //!   route tokens).
 //! - `logout_token.rs`: back-channel logout token validation.
 //! - `error.rs`: [`OidcError`], and translating HTTP and `openidconnect` failures into it.
 
 mod discovery;
+mod dpop;
 mod error;
 mod grants;
 mod login;
@@ -53,6 +55,8 @@ pub struct OidcClient {
     keys_flight: tokio::sync::Mutex<()>,
     /// Why the last discovered provider cannot serve this configuration (readiness says so).
     unsuitable: Mutex<Option<&'static str>>,
+    /// The provider's latest DPoP nonce (`dpop.rs`).
+    dpop_nonce: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -96,6 +100,7 @@ impl OidcClient {
             last_attempt: Mutex::new(None),
             keys_flight: tokio::sync::Mutex::new(()),
             unsuitable: Mutex::new(None),
+            dpop_nonce: Mutex::new(None),
         })
     }
 
@@ -219,6 +224,7 @@ mod tests {
             auth_params: vec![],
             signing_key: signing_key.map(Arc::new),
             pushed_authorization: PushedAuthorization::Auto,
+            dpop: false,
             ca_file: None,
             logins_per_client: 60,
         })

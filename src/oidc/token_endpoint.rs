@@ -8,14 +8,20 @@
 
 use super::{OidcClient, OidcError};
 use crate::config::RouteGrant;
+use crate::dpop::DpopKey;
 use crate::guard::{RefreshFailure, TokenEndpoint};
 use crate::session::{RouteToken, Tokens};
 use async_trait::async_trait;
 
 #[async_trait]
 impl TokenEndpoint for OidcClient {
-    async fn refresh(&self, refresh_token: &str, sub: &str) -> Result<Tokens, RefreshFailure> {
-        OidcClient::refresh(self, refresh_token, sub)
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        sub: &str,
+        dpop: Option<&DpopKey>,
+    ) -> Result<Tokens, RefreshFailure> {
+        OidcClient::refresh(self, refresh_token, sub, dpop)
             .await
             .map_err(classify)
     }

@@ -124,6 +124,7 @@ impl Codec {
             created_at: s.created_at,
             expires_at: s.expires_at,
             route_tokens: s.route_tokens.clone(),
+            dpop_key: s.dpop_key.clone(),
         };
         let plain = serde_json::to_vec(&stored)
             .map_err(|_| StoreError::Seal("the session does not serialize"))?;
@@ -143,6 +144,7 @@ impl Codec {
             created_at: s.created_at,
             expires_at: s.expires_at,
             route_tokens: s.route_tokens,
+            dpop_key: s.dpop_key,
         })
     }
 }

@@ -117,6 +117,8 @@ pub struct UserSession {
     /// Tokens exchanged for routes with a token policy of their own, by the grant's cache
     /// key ([`crate::config::RouteGrant::cache_key`]); sealed and dropped with the session.
     pub route_tokens: BTreeMap<String, RouteToken>,
+    /// The session's DPoP key when its tokens are bound to one (`oidc.dpop`).
+    pub dpop_key: Option<crate::dpop::StoredKey>,
 }
 
 impl UserSession {
@@ -149,6 +151,7 @@ impl UserSession {
             created_at,
             expires_at,
             route_tokens: BTreeMap::new(),
+            dpop_key: None,
         }
     }
 }
@@ -165,6 +168,8 @@ pub(crate) struct Stored {
     pub expires_at: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub route_tokens: BTreeMap<String, RouteToken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<crate::dpop::StoredKey>,
 }
 
 #[cfg(test)]

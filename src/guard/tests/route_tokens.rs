@@ -26,7 +26,7 @@ async fn storm(
         let (g, l, p) = (Arc::clone(guard), Arc::clone(&live), policy.clone());
         let req = request("GET", std::slice::from_ref(&cookie));
         tasks.push(tokio::spawn(async move {
-            g.admit(&req, &l, AuthMode::Required, "api", &p).await
+            g.admit(&req, &l, AuthMode::Required, "api", &p, true).await
         }));
     }
     let mut tokens = Vec::new();
@@ -105,12 +105,20 @@ async fn client_tokens_are_shared_by_every_session_and_a_failure_is_503() {
             AuthMode::Required,
             "api",
             &grant(GrantKind::Exchange, "https://o.test"),
+            true,
         )
         .await
         .expect_err("no token");
     assert_eq!(err, ApiError::RouteTokenUnavailable);
     let none = guard
-        .admit(&req, &live, AuthMode::Required, "api", &TokenPolicy::None)
+        .admit(
+            &req,
+            &live,
+            AuthMode::Required,
+            "api",
+            &TokenPolicy::None,
+            true,
+        )
         .await
         .expect("admitted");
     assert_eq!(none.access_token, None);
