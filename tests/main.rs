@@ -20,6 +20,7 @@ mod browser_e2e;
 mod client_auth;
 mod config_check;
 mod deploy;
+mod dpop;
 mod edge_routing;
 mod edge_trust;
 mod error_pages;

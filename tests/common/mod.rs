@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod dpop_upstream;
 pub mod echo;
 pub mod load;
 pub mod npm;

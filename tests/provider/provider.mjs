@@ -51,6 +51,9 @@ function loadSettings() {
     // set, our client may also use client_credentials and token exchange (RFC 8693), and
     // tokens for a resource are JWTs whose `aud` is the resource.
     resourceServers: s.resource_servers ?? null,
+    // DPoP (RFC 9449) nonces: when true, every DPoP proof must carry the provider's current
+    // nonce (a first proof without one gets `use_dpop_nonce` and a `DPoP-Nonce`).
+    dpopRequireNonce: s.dpop_require_nonce ?? false,
     client: {
       client_id: client.client_id ?? 'bffgate',
       client_secret: client.client_secret ?? 'bffgate-test-secret',
@@ -235,6 +238,7 @@ const stats = {
   server_errors: 0,
   token_faults: 0, // token endpoint requests answered with the injected fault
   jwks: 0, // GET /jwks
+  dpop_grants: 0, // token responses to a request carrying a DPoP proof
 };
 const CLIENT_AUTH_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
 const inc = (obj, k) => { obj[k] = (obj[k] ?? 0) + 1; };
@@ -321,6 +325,11 @@ const provider = new Provider(issuer, {
     // pushed_authorization_request_endpoint by default (oidc-provider's own default is on).
     pushedAuthorizationRequests: { enabled: settings.pushedAuthorizationRequests === true },
     clientCredentials: { enabled: Boolean(settings.resourceServers) },
+    dPoP: {
+      enabled: true,
+      nonceSecret: settings.dpopRequireNonce ? randomBytes(32) : undefined,
+      requireNonce: () => settings.dpopRequireNonce === true,
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined,
@@ -449,6 +458,7 @@ provider.on('grant.error', (ctx, err) => {
   if (err.error_detail === 'authorization code already consumed') stats.authorization_code_reuse += 1;
 });
 provider.on('authorization.success', () => { stats.authorizations += 1; });
+provider.on('grant.success', (ctx) => { if (ctx.get('dpop')) stats.dpop_grants += 1; });
 provider.on('authorization.error', (_ctx, err) => inc(stats.authorization_errors, err.error ?? 'unknown'));
 provider.on('userinfo.error', () => { stats.userinfo.error += 1; });
 provider.on('end_session.success', () => { stats.end_session += 1; });
