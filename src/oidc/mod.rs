@@ -199,20 +199,22 @@ pub(crate) fn jwt_payload(jwt: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// What the provider client's unit tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{PushedAuthorization, SecretString};
-    use crate::jose::tests::{openssl_key, P256};
-    use std::sync::Arc;
+pub(crate) mod tests_support {
+    use crate::config::{ClientAuth, OidcConfig, PushedAuthorization, SecretString};
+    use std::time::Duration;
 
-    fn client(signing_key: Option<crate::jose::SigningKey>) -> OidcClient {
+    /// A complete client configuration for `https://idp.test` (client `bff`, secret `s`,
+    /// `client_secret_basic`, RS256 ID tokens), nothing optional turned on.
+    pub(crate) fn config() -> OidcConfig {
         let u = |s: &str| url::Url::parse(s).expect("url");
-        OidcClient::new(OidcConfig {
+        OidcConfig {
+            ca_file: None,
             issuer: "https://idp.test".into(),
             client_id: "bff".into(),
-            client_secret: SecretString(String::new()),
-            client_auth: ClientAuth::PrivateKeyJwt,
+            client_secret: SecretString("s".into()),
+            client_auth: ClientAuth::Basic,
             scopes: vec!["openid".into()],
             redirect_uri: u("https://api.test/bff/callback"),
             post_login_redirect: u("https://www.test/"),
@@ -220,13 +222,29 @@ mod tests {
             id_token_algs: vec!["RS256".into()],
             session_claims: vec![],
             login_timeout: Duration::from_secs(60),
+            logins_per_client: 60,
             clock_skew: Duration::from_secs(30),
             auth_params: vec![],
-            signing_key: signing_key.map(Arc::new),
-            pushed_authorization: PushedAuthorization::Auto,
             dpop: false,
-            ca_file: None,
-            logins_per_client: 60,
+            signing_key: None,
+            pushed_authorization: PushedAuthorization::Auto,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretString;
+    use crate::jose::tests::{openssl_key, P256};
+    use std::sync::Arc;
+
+    fn client(signing_key: Option<crate::jose::SigningKey>) -> OidcClient {
+        OidcClient::new(OidcConfig {
+            client_secret: SecretString(String::new()),
+            client_auth: ClientAuth::PrivateKeyJwt,
+            signing_key: signing_key.map(Arc::new),
+            ..tests_support::config()
         })
         .expect("client")
     }
