@@ -122,7 +122,9 @@ impl DpopKey {
             "jti": B64.encode(crate::random::os_bytes::<16>()),
             "htm": method,
             "htu": htu,
-            "iat": crate::session::now_secs(),
+            "iat": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         });
         if let Some(t) = access_token {
             claims["ath"] = B64.encode(Sha256::digest(t.as_bytes())).into();
