@@ -176,18 +176,21 @@ fn public_members(pair: &Pair) -> serde_json::Value {
             let c: signature::RsaPublicKeyComponents<Vec<u8>> = p.public().into();
             serde_json::json!({ "e": B64.encode(c.e), "kty": "RSA", "n": B64.encode(c.n) })
         }
-        Pair::Ec(p) => {
-            // An uncompressed point: 0x04 ‖ x ‖ y, 32 bytes each for P-256.
-            let coords = p.public_key().as_ref().get(1..).unwrap_or_default();
-            let (x, y) = coords.split_at(coords.len() / 2);
-            serde_json::json!({ "crv": "P-256", "kty": "EC", "x": B64.encode(x), "y": B64.encode(y) })
-        }
+        Pair::Ec(p) => ec_public_members(p),
     }
+}
+
+/// The RFC 7638 required members of a P-256 key's public half.
+pub(crate) fn ec_public_members(p: &EcdsaKeyPair) -> serde_json::Value {
+    // An uncompressed point: 0x04 ‖ x ‖ y, 32 bytes each for P-256.
+    let coords = p.public_key().as_ref().get(1..).unwrap_or_default();
+    let (x, y) = coords.split_at(coords.len() / 2);
+    serde_json::json!({ "crv": "P-256", "kty": "EC", "x": B64.encode(x), "y": B64.encode(y) })
 }
 
 /// The RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order
 /// without whitespace (`serde_json` keeps object keys sorted), base64url.
-fn thumbprint(members: &serde_json::Value) -> String {
+pub(crate) fn thumbprint(members: &serde_json::Value) -> String {
     B64.encode(Sha256::digest(members.to_string().as_bytes()))
 }
 

@@ -30,7 +30,8 @@
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
-//! - [`random`]: OS randomness; [`jose`]: bffgate's own signing key (`private_key_jwt`).
+//! - [`random`]: OS randomness; [`jose`]: bffgate's own signing key (`private_key_jwt`);
+//!   [`dpop`]: the sessions' DPoP keys and proofs.
 //!
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
@@ -45,6 +46,7 @@ pub mod agent;
 pub mod app;
 pub mod config;
 pub mod cookie;
+pub mod dpop;
 pub mod guard;
 pub mod host;
 pub mod http;

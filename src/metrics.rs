@@ -146,6 +146,16 @@ pub static REFRESHES: Lazy<IntCounterVec> = Lazy::new(|| {
     ))
 });
 
+/// Route tokens asked of the provider (token exchange or client credentials), by grant and
+/// outcome (`ok`, `failed`).
+pub static ROUTE_TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
+    fixed(register_int_counter_vec!(
+        "bff_route_tokens_total",
+        "Route tokens obtained from the provider, by grant and outcome",
+        &["grant", "outcome"]
+    ))
+});
+
 /// Time spent in the provider's token endpoint for refreshes.
 pub static REFRESH_DURATION: Lazy<Histogram> = Lazy::new(|| {
     fixed(register_histogram!(
@@ -325,6 +335,11 @@ pub fn init() {
     Lazy::force(&BUILD_INFO);
     BUILD_INFO.with_label_values(&[VERSION, COMMIT]).set(1);
     register_process_metrics();
+    for grant in ["exchange", "client"] {
+        for outcome in ["ok", "failed"] {
+            ROUTE_TOKENS.with_label_values(&[grant, outcome]);
+        }
+    }
     for (counter, values) in FIXED_LABELS {
         for value in values {
             counter.with_label_values(&[value]);

@@ -352,6 +352,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     // Outcome counters are created at zero by `metrics::init`: present, every series 0.
     let zeroed = [
         "bff_refreshes_total",
+        "bff_route_tokens_total",
         "bff_logins_total",
         "bff_logouts_total",
         "bff_config_reloads_total",

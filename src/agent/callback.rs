@@ -1,6 +1,7 @@
 //! `GET /callback`: the provider's redirect back. Finishes a login and creates the session.
 
 use super::{provider_failure, transaction, Agent};
+use crate::dpop::DpopKey;
 use crate::guard::Lookup;
 use crate::http::{self, ApiError, LocalResponse};
 use crate::live::LiveConfig;
@@ -93,9 +94,24 @@ impl Agent {
             }
             Err(_) => return Err(ApiError::StoreUnavailable),
         };
+        // With DPoP, the session's key exists before its tokens: the code exchange binds them.
+        let dpop = if config.dpop {
+            let (key, stored) = DpopKey::generate().map_err(|e| {
+                tracing::error!(error = %e, "no DPoP key for a new session");
+                ApiError::Internal
+            })?;
+            Some((key, stored))
+        } else {
+            None
+        };
         let grant = self
             .oidc
-            .exchange_code(&code, &txn.pkce_verifier, &txn.nonce)
+            .exchange_code(
+                &code,
+                &txn.pkce_verifier,
+                &txn.nonce,
+                dpop.as_ref().map(|(k, _)| k),
+            )
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "login failed at the code exchange");
@@ -107,8 +123,16 @@ impl Agent {
             .headers
             .get(::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let session = UserSession::new(grant.sub, grant.sid, claims, grant.tokens, &live.session)
-            .opened_by(http::client_addr(http, &live.forwarding), user_agent);
+        let mut session =
+            UserSession::new(grant.sub, grant.sid, claims, grant.tokens, &live.session)
+                .opened_by(http::client_addr(http, &live.forwarding), user_agent);
+        match dpop {
+            Some((_, stored)) if grant.dpop_bound => session.dpop_key = Some(stored),
+            Some(_) => tracing::warn!(
+                "oidc.dpop is on but the provider issued bearer tokens; this session uses them as such"
+            ),
+            None => {}
+        }
         if store.create(&session).await.is_err() {
             return Err(ApiError::StoreUnavailable);
         }

@@ -2,6 +2,7 @@
 //! (the provider's userinfo for the session's access token).
 
 use super::{provider_failure, Agent};
+use crate::dpop::DpopKey;
 use crate::guard::{resealed_cookie, Lookup, When};
 use crate::http::{ApiError, LocalResponse};
 use crate::live::LiveConfig;
@@ -72,8 +73,16 @@ impl Agent {
             return Ok(LocalResponse::json(200, &info));
         }
         let sub = session.sub.clone();
+        let dpop = session
+            .dpop_key
+            .as_ref()
+            .and_then(|k| DpopKey::open(k).ok());
         let tokens = self.guard.fresh(session, When::Due).await?;
-        match self.oidc.userinfo(&tokens.access_token).await {
+        match self
+            .oidc
+            .userinfo(&tokens.access_token, dpop.as_ref())
+            .await
+        {
             Ok(info) if info.get("sub").and_then(|s| s.as_str()) != Some(sub.as_str()) => {
                 tracing::warn!("the provider's userinfo names another user than the session's");
                 Err(ApiError::ProviderMisconfigured)

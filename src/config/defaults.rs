@@ -125,6 +125,10 @@ pub(super) const REDIS_TIMEOUT: &str = "1s";
 
 /// `routes[].auth`.
 pub(super) const ROUTE_AUTH: &str = "required";
+/// `routes[].dpop`: with `oidc.dpop`, proofs go upstream too.
+pub(super) const ROUTE_DPOP: bool = true;
+/// `routes[].token.grant`: exchange the user's access token (RFC 8693).
+pub(super) const TOKEN_GRANT: &str = "exchange";
 
 /// `routes[].tls_verify`.
 pub(super) const ROUTE_TLS_VERIFY: bool = true;
@@ -220,6 +224,14 @@ pub(super) fn redis_timeout() -> String {
 
 pub(super) fn route_auth() -> String {
     ROUTE_AUTH.into()
+}
+
+pub(super) fn route_dpop() -> bool {
+    ROUTE_DPOP
+}
+
+pub(super) fn token_grant() -> String {
+    TOKEN_GRANT.into()
 }
 
 pub(super) fn route_tls_verify() -> bool {

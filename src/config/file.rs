@@ -207,6 +207,10 @@ pub struct OidcFile {
     /// PAR endpoint), `required` or `off`.
     #[serde(default = "defaults::pushed_authorization")]
     pub pushed_authorization: String,
+    /// DPoP (RFC 9449): every session gets its own key, its tokens are bound to it, and
+    /// every call presenting them carries a fresh proof (default false).
+    #[serde(default)]
+    pub dpop: bool,
 }
 
 /// The session cookie.
@@ -367,6 +371,40 @@ pub struct RouteFile {
     /// Who the user is, told to the upstream, and what the user must be.
     #[serde(default)]
     pub identity: IdentityFile,
+    /// Which access token the upstream gets: `user` (default), `none`, `client`, or
+    /// `{grant: exchange | client, resource, scopes}`.
+    #[serde(default)]
+    pub token: Option<TokenFile>,
+    /// With `oidc.dpop`, whether this route's upstream gets `Authorization: DPoP` and a
+    /// proof (default true); false sends the token as a bearer.
+    #[serde(default = "defaults::route_dpop")]
+    pub dpop: bool,
+}
+
+/// A route's `token` as written: a name, or a grant with its audience.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TokenFile {
+    /// `user`, `none` or `client`.
+    Name(String),
+    /// A token obtained for this route.
+    Grant(TokenGrantFile),
+}
+
+/// A route token obtained by a grant of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenGrantFile {
+    /// `exchange` (default: RFC 8693 token exchange of the user's access token) or `client`
+    /// (client credentials, shared by every session).
+    #[serde(default = "defaults::token_grant")]
+    pub grant: String,
+    /// The resource indicator (RFC 8707): an absolute URL naming the upstream API.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Scopes asked for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// A route's identity policy.

@@ -26,3 +26,22 @@ pub(super) fn problems(text: &str) -> Vec<ConfigProblem> {
         Err(e) => e.problems,
     }
 }
+
+/// The keys of every problem `text` has, in order.
+pub(super) fn problem_keys(text: &str) -> Vec<String> {
+    problems(text).into_iter().map(|p| p.key).collect()
+}
+
+/// [`base`] with one route (`extra` appended to its keys, block style at 4 spaces) and,
+/// when `oidc`, a complete provider section.
+pub(super) fn with_routes_and_oidc(extra: &str, oidc: bool) -> String {
+    let provider = if oidc {
+        "oidc:\n  issuer: https://idp.test\n  client_id: bff\n  client_secret: s3cret\n  redirect_uri: https://api.test/bff/callback\n  post_login_redirect: https://www.test/\n"
+    } else {
+        ""
+    };
+    format!(
+        "{}{provider}routes:\n  - name: r\n    match: {{path_prefix: /api}}\n    upstreams: [http://127.0.0.1:1]\n    {extra}\n",
+        base()
+    )
+}

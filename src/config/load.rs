@@ -140,7 +140,7 @@ fn build(path: &Path, f: FileConfig, run_dir: &str, p: &mut Problems) -> Config 
     let oidc = f.oidc.map(|o| oidc::build(o, &base_dir, &agent, p));
     let cookie = cookie::build(f.cookie, &base_dir, p);
     let session = session::build(f.session, &base_dir, p);
-    let routes = routes::build(f.routes, &agent, p);
+    let routes = routes::build(f.routes, &agent, oidc.is_some(), p);
     let otel = f.otel.and_then(|o| otel::build(o, p));
     let admin = f
         .admin

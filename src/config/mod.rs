@@ -10,7 +10,8 @@
 //! - [`file`](mod@file): the file's serde structs; `defaults.rs`: every default value;
 //! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
-//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`, `otel.rs`, `admin.rs`;
+//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `identity.rs` and `token.rs`
+//!   for a route's identity and token policies), `otel.rs`, `admin.rs`;
 //! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
@@ -32,6 +33,7 @@ mod resolve;
 mod routes;
 mod server;
 mod session;
+mod token;
 mod values;
 
 pub use defaults::ADMIN_CLI_URL;
@@ -268,6 +270,8 @@ pub struct OidcConfig {
     pub signing_key: Option<std::sync::Arc<crate::jose::SigningKey>>,
     /// Pushed authorization requests.
     pub pushed_authorization: PushedAuthorization,
+    /// Whether sessions' tokens are DPoP-bound.
+    pub dpop: bool,
 }
 
 /// `SameSite` attribute of the session cookie.
@@ -471,6 +475,66 @@ pub struct RouteConfig {
     pub health_check: Option<Duration>,
     /// Identity headers and claim requirements.
     pub identity: RouteIdentity,
+    /// Which access token the upstream gets.
+    pub token: TokenPolicy,
+    /// With `oidc.dpop`: the user's token goes upstream as `DPoP` with a proof (else as a
+    /// bearer).
+    pub dpop: bool,
+}
+
+/// Which access token a route forwards upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenPolicy {
+    /// The session's own access token (refreshed when due).
+    #[default]
+    User,
+    /// No `Authorization` header at all.
+    None,
+    /// A token of this route's own, obtained by `grant` and cached (per session for an
+    /// exchange, per process for client credentials).
+    Grant(RouteGrant),
+}
+
+/// How a route's own token is obtained, and for what.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteGrant {
+    /// Token exchange of the user's token, or client credentials.
+    pub kind: GrantKind,
+    /// RFC 8707 resource indicator.
+    pub resource: Option<String>,
+    /// Scopes asked for (space-joined on the wire).
+    pub scopes: Vec<String>,
+}
+
+impl RouteGrant {
+    /// The name a cached token of this grant is kept under: equal grants share a token.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.kind.as_str(),
+            self.resource.as_deref().unwrap_or(""),
+            self.scopes.join(" ")
+        )
+    }
+}
+
+/// The grant a route token comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantKind {
+    /// RFC 8693 token exchange, the user's access token as `subject_token`.
+    Exchange,
+    /// The client-credentials grant: the client's own token, for every session.
+    Client,
+}
+
+impl GrantKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::Exchange => "exchange",
+            GrantKind::Client => "client",
+        }
+    }
 }
 
 /// What a route tells the upstream about the user, and what it requires of them.

@@ -132,6 +132,7 @@ pub(super) fn build(
         auth_params: f.auth_params.into_iter().collect(),
         signing_key,
         pushed_authorization,
+        dpop: f.dpop,
     }
 }
 

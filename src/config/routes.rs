@@ -5,13 +5,19 @@
 use super::file::RouteFile;
 use super::identity;
 use super::load::Problems;
+use super::token;
 use super::values::duration;
 use super::{defaults, resolve, AgentConfig, AuthMode, RouteConfig, UpstreamConfig};
 use crate::path::{is_clean_path, segment_prefix};
 use http::{HeaderName, HeaderValue, Method};
 
 /// Checks every route, in file order.
-pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) -> Vec<RouteConfig> {
+pub(super) fn build(
+    f: Vec<RouteFile>,
+    agent: &AgentConfig,
+    has_provider: bool,
+    p: &mut Problems,
+) -> Vec<RouteConfig> {
     let mut out: Vec<RouteConfig> = Vec::with_capacity(f.len());
     for (i, r) in f.into_iter().enumerate() {
         let key = format!("routes[{i}]");
@@ -185,6 +191,7 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
             .as_ref()
             .map(|h| duration(&h.interval, &format!("{key}.health_check.interval"), p));
         let identity = identity::build(r.identity, &key, auth, p);
+        let token = token::build(r.token, &key, auth, has_provider, p);
         let route = RouteConfig {
             name: r.name,
             path_prefix: prefix,
@@ -200,6 +207,8 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
             tls_verify: r.tls_verify,
             health_check,
             identity,
+            token,
+            dpop: r.dpop,
         };
         if let Some(j) = out.iter().position(|o| ambiguous(o, &route)) {
             p.add(

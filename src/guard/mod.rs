@@ -3,7 +3,8 @@
 //! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
 //! token fresh (`refresh`: one bounded, shared flight per session; `redeem`: the store
 //! lease and the provider call under it, over the [`TokenEndpoint`] trait the provider
-//! client implements). The proxy asks [`Guard::admit`] for every API request that reads the
+//! client implements), and a route's own token (`route_token`: exchange or client
+//! credentials, one flight per grant). The proxy asks [`Guard::admit`] for every API request that reads the
 //! session; the agent's endpoints use the same pieces.
 
 mod csrf;
@@ -11,6 +12,7 @@ mod identity;
 mod lookup;
 mod redeem;
 mod refresh;
+mod route_token;
 
 pub use csrf::{check_csrf, check_route_request};
 pub use identity::apply as apply_identity;
@@ -18,7 +20,7 @@ pub use lookup::{lookup, Lookup};
 pub use redeem::{lease, PROVIDER_CALL_LIMIT};
 pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
 
-use crate::config::AuthMode;
+use crate::config::{AuthMode, TokenPolicy};
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
@@ -37,6 +39,9 @@ pub struct Admitted {
     pub sub: Option<String>,
     /// The session's claims (those in `oidc.session_claims`; `Null` without a session).
     pub claims: serde_json::Value,
+    /// The session's DPoP key, when the token goes upstream bound to it (`Authorization:
+    /// DPoP` with a proof) rather than as a bearer.
+    pub dpop: Option<std::sync::Arc<crate::dpop::DpopKey>>,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -85,7 +90,9 @@ impl Guard {
     }
 
     /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
-    /// session, token freshness. `route` labels the CSRF metric.
+    /// session, token freshness, and the token the route forwards (`token`; with the
+    /// session's DPoP key unless the route asks for bearer, `dpop_route` false). `route`
+    /// labels the CSRF metric.
     ///
     /// # Errors
     /// The [`ApiError`] to answer instead of forwarding.
@@ -95,6 +102,8 @@ impl Guard {
         live: &LiveConfig,
         mode: AuthMode,
         route: &str,
+        token: &TokenPolicy,
+        dpop_route: bool,
     ) -> Result<Admitted, ApiError> {
         if let Err(e) = check_route_request(req, &live.agent) {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
@@ -107,6 +116,7 @@ impl Guard {
                     set_cookie: None,
                     sub: None,
                     claims: serde_json::Value::Null,
+                    dpop: None,
                 })
             }
             found => found.into_session()?,
@@ -115,9 +125,35 @@ impl Guard {
         let sub = session.sub.clone();
         // Moved out, not copied: the refresh below needs none of them.
         let claims = std::mem::take(&mut session.claims);
+        let route_tokens = std::mem::take(&mut session.route_tokens);
+        let id = session.id.clone();
+        // Only the user's own token is bound to the session's key; route tokens and routes
+        // that ask for bearer go without a proof.
+        let dpop = match (&session.dpop_key, token) {
+            (Some(k), TokenPolicy::User) if dpop_route => crate::dpop::DpopKey::open(k)
+                .map(std::sync::Arc::new)
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "a session's DPoP key does not open");
+                    ApiError::Internal
+                })
+                .map(Some)?,
+            _ => None,
+        };
         let tokens = self.fresh(session, When::Due).await?;
+        let access_token = match (token, &self.refresher) {
+            (TokenPolicy::User, _) => Some(tokens.access_token),
+            (TokenPolicy::None, _) => None,
+            (TokenPolicy::Grant(grant), Some(r)) => {
+                let span = crate::current_child_span!("token.route", grant = grant.kind.as_str());
+                let t = r.route_token(&id, &route_tokens, &tokens.access_token, grant);
+                Some(t.instrument(span).await?)
+            }
+            // `--check` refuses route tokens without a provider.
+            (TokenPolicy::Grant(_), None) => return Err(ApiError::RouteTokenUnavailable),
+        };
         Ok(Admitted {
-            access_token: Some(tokens.access_token),
+            dpop,
+            access_token,
             set_cookie,
             sub: Some(sub),
             claims,

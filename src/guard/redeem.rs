@@ -121,7 +121,11 @@ impl Inner {
             }
         }
         let started = Instant::now();
-        let call = self.provider.refresh(&old_rt, &current.sub);
+        let dpop = current
+            .dpop_key
+            .as_ref()
+            .and_then(|k| crate::dpop::DpopKey::open(k).ok());
+        let call = self.provider.refresh(&old_rt, &current.sub, dpop.as_ref());
         let result = match tokio::time::timeout(PROVIDER_CALL_LIMIT, call).await {
             Ok(r) => r,
             Err(_) => Err(RefreshFailure::Unavailable(

@@ -13,9 +13,11 @@
 //! (`redeem.rs`). Only `invalid_grant` (or a refreshed ID token naming another user) ends a
 //! session; every other failure keeps it for a later try.
 
+use crate::config::RouteGrant;
+use crate::dpop::DpopKey;
 use crate::http::ApiError;
 use crate::metrics;
-use crate::session::{now_secs, SessionId, SessionStore, Tokens, UserSession};
+use crate::session::{now_secs, RouteToken, SessionId, SessionStore, Tokens, UserSession};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -44,11 +46,28 @@ pub enum RefreshFailure {
 /// it; tests use a fake).
 #[async_trait]
 pub trait TokenEndpoint: Send + Sync {
-    /// Redeems `refresh_token` of the session of user `sub` for new tokens.
+    /// Redeems `refresh_token` of the session of user `sub` for new tokens, proving
+    /// possession of the session's DPoP key `dpop` when it has one.
     ///
     /// # Errors
     /// [`RefreshFailure`] says whether the session can go on.
-    async fn refresh(&self, refresh_token: &str, sub: &str) -> Result<Tokens, RefreshFailure>;
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        sub: &str,
+        dpop: Option<&DpopKey>,
+    ) -> Result<Tokens, RefreshFailure>;
+
+    /// Obtains a route's own token (`grant`), exchanging `subject` (the user's access token)
+    /// for an exchange grant. A failure never ends the session.
+    ///
+    /// # Errors
+    /// [`RefreshFailure::Unavailable`] with the reason.
+    async fn route_token(
+        &self,
+        grant: &RouteGrant,
+        subject: &str,
+    ) -> Result<RouteToken, RefreshFailure>;
 }
 
 /// What a request should do after asking for fresh tokens.
@@ -106,7 +125,7 @@ struct Timings {
 
 /// Refreshes sessions' tokens with single-flight guarantees.
 pub struct Refresher {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// The refresher's state, shared with its flights.
@@ -116,6 +135,9 @@ pub(super) struct Inner {
     timings: ArcSwap<Timings>,
     flights: Mutex<HashMap<SessionId, watch::Receiver<Option<Outcome>>>>,
     failures: Mutex<HashMap<SessionId, (Instant, String)>>,
+    /// Route-token flights (`route_token.rs`): by session (exchanges) or not (client
+    /// credentials), and the grant's cache key.
+    pub(super) route_slots: Mutex<HashMap<(Option<SessionId>, String), super::route_token::Slot>>,
 }
 
 impl std::fmt::Debug for Refresher {
@@ -155,6 +177,7 @@ impl Refresher {
                 timings: ArcSwap::from_pointee(Timings { before, lock_wait }),
                 flights: Mutex::new(HashMap::new()),
                 failures: Mutex::new(HashMap::new()),
+                route_slots: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -246,6 +269,10 @@ impl Inner {
 
     pub(super) fn lock_wait(&self) -> Duration {
         self.timings.load().lock_wait
+    }
+
+    pub(super) fn timings_before(&self) -> Duration {
+        self.timings.load().before
     }
 
     /// Whether a refresh of these very tokens failed within [`FAILURE_HOLD`].

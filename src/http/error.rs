@@ -63,6 +63,8 @@ pub enum ApiError {
     StoreUnavailable,
     /// 503: the access token expired and could not be refreshed; the session is kept.
     RefreshUnavailable,
+    /// 503: the route's own token (exchange or client credentials) could not be had.
+    RouteTokenUnavailable,
     /// 503 (`/readyz`): the provider has not been discovered yet.
     ProviderNotReady,
     /// 504: the upstream did not answer in time.
@@ -86,7 +88,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 36] = [
+    pub const CATALOGUE: [ApiError; 37] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -123,6 +125,7 @@ impl ApiError {
         ApiError::ProviderUnsuitable(""),
         ApiError::AdminUnauthorized,
         ApiError::AdminForbidden,
+        ApiError::RouteTokenUnavailable,
     ];
 
     /// The HTTP status.
@@ -149,7 +152,11 @@ impl ApiError {
             TooManyLogins => 429,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
-            StoreUnavailable | RefreshUnavailable | ProviderNotReady | ProviderUnsuitable(_) => 503,
+            StoreUnavailable
+            | RefreshUnavailable
+            | RouteTokenUnavailable
+            | ProviderNotReady
+            | ProviderUnsuitable(_) => 503,
             UpstreamTimeout => 504,
             HttpStatus(s) => s,
         }
@@ -185,6 +192,7 @@ impl ApiError {
             ProviderMisconfigured => "provider_misconfigured",
             StoreUnavailable => "session_store_unavailable",
             RefreshUnavailable => "refresh_unavailable",
+            RouteTokenUnavailable => "token_unavailable",
             UpstreamTimeout => "upstream_timeout",
             HttpStatus(_) => "http_error",
             TooManyLogins => "too_many_logins",
@@ -228,6 +236,9 @@ impl ApiError {
             ProviderMisconfigured => "the identity provider's configuration is not acceptable",
             StoreUnavailable => "sessions cannot be read right now; try again",
             RefreshUnavailable => "the access token could not be refreshed; try again",
+            RouteTokenUnavailable => {
+                "no token for this route could be had from the provider; try again"
+            }
             ProviderNotReady => "the OpenID provider has not been discovered yet",
             UpstreamTimeout => "the upstream did not answer in time",
             HttpStatus(_) => "the request failed",
@@ -243,7 +254,7 @@ impl ApiError {
     /// again for that long (the refresher's failure hold).
     pub fn retry_after(self) -> Option<u64> {
         match self {
-            ApiError::RefreshUnavailable => Some(1),
+            ApiError::RefreshUnavailable | ApiError::RouteTokenUnavailable => Some(1),
             _ => None,
         }
     }
@@ -307,6 +318,7 @@ mod tests {
             ProviderUnsuitable(_) => 33,
             AdminUnauthorized => 34,
             AdminForbidden => 35,
+            RouteTokenUnavailable => 36,
         }
     }
 

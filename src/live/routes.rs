@@ -20,6 +20,8 @@ pub struct Route {
     next: AtomicUsize,
     /// Per upstream: until when (ms since the Unix epoch) it is taken out of rotation.
     down_until: Vec<AtomicU64>,
+    /// Per upstream: the latest DPoP nonce it sent (RFC 9449 §9).
+    dpop_nonces: Vec<arc_swap::ArcSwapOption<String>>,
     /// This route's latency histogram, looked up once.
     pub duration: Histogram,
 }
@@ -29,9 +31,28 @@ impl Route {
         let duration = metrics::REQUEST_DURATION.with_label_values(&[config.name.as_str()]);
         Route {
             down_until: config.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
+            dpop_nonces: config
+                .upstreams
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
             config,
             next: AtomicUsize::new(0),
             duration,
+        }
+    }
+
+    /// The DPoP nonce upstream `i` last sent, if any.
+    pub fn dpop_nonce(&self, i: usize) -> Option<Arc<String>> {
+        self.dpop_nonces.get(i).and_then(|n| n.load_full())
+    }
+
+    /// Remembers the DPoP nonce upstream `i` sent.
+    pub fn set_dpop_nonce(&self, i: usize, nonce: &str) {
+        if let Some(n) = self.dpop_nonces.get(i) {
+            if n.load().as_deref().map(String::as_str) != Some(nonce) {
+                n.store(Some(Arc::new(nonce.to_string())));
+            }
         }
     }
 

@@ -60,5 +60,7 @@ pub fn route_config(
         tls_verify: true,
         health_check: None,
         identity: Default::default(),
+        token: Default::default(),
+        dpop: true,
     }
 }

@@ -43,6 +43,10 @@ pub struct ExtraMetadata {
     /// The provider accepts authorization requests only pushed (RFC 9126 §5).
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// The JWS algorithms the provider accepts in DPoP proofs (RFC 9449 §5.1); absent
+    /// when it does not support DPoP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -256,7 +260,8 @@ impl OidcClient {
 }
 
 /// Why a discovered provider cannot serve this configuration, if it cannot: PAR required
-/// on one side and unavailable or refused on the other.
+/// on one side and unavailable or refused on the other, `private_key_jwt` or DPoP not
+/// offered.
 fn unsuitable(config: &crate::config::OidcConfig, metadata: &Metadata) -> Option<&'static str> {
     use crate::config::PushedAuthorization as Par;
     let extra = metadata.additional_metadata();
@@ -271,8 +276,20 @@ fn unsuitable(config: &crate::config::OidcConfig, metadata: &Metadata) -> Option
         Par::Auto if extra.require_pushed_authorization_requests && !has_par => Some(
             "the provider requires pushed authorization requests but names no pushed_authorization_request_endpoint",
         ),
-        _ => private_key_jwt_refused(config, metadata),
+        _ => private_key_jwt_refused(config, metadata).or_else(|| dpop_refused(config, extra)),
     }
+}
+
+/// `oidc.dpop` on and a provider whose discovery does not offer DPoP with ES256 (the
+/// algorithm of sessions' keys).
+fn dpop_refused(config: &crate::config::OidcConfig, extra: &ExtraMetadata) -> Option<&'static str> {
+    let es256 = extra
+        .dpop_signing_alg_values_supported
+        .as_ref()
+        .is_some_and(|algs| algs.iter().any(|a| a == "ES256"));
+    (config.dpop && !es256).then_some(
+        "oidc.dpop is on but the provider's dpop_signing_alg_values_supported does not list ES256",
+    )
 }
 
 /// `private_key_jwt` configured and a provider whose discovery lists its token endpoint's
@@ -348,5 +365,28 @@ mod tests {
             b64(json!({"exp": 4_000_000_000u64}))
         );
         assert_eq!(lifetime(json!({})).expires_at(&jwt), Some(4_000_000_000));
+    }
+
+    #[test]
+    fn dpop_needs_a_provider_offering_es256_proofs() {
+        use super::{dpop_refused, ExtraMetadata};
+        let mut config = crate::oidc::tests_support::config();
+        let extra = |algs: Option<Vec<&str>>| ExtraMetadata {
+            dpop_signing_alg_values_supported: algs
+                .map(|a| a.into_iter().map(String::from).collect()),
+            ..Default::default()
+        };
+        assert_eq!(
+            dpop_refused(&config, &extra(None)),
+            None,
+            "DPoP off: nothing needed"
+        );
+        config.dpop = true;
+        assert!(dpop_refused(&config, &extra(None)).is_some());
+        assert!(dpop_refused(&config, &extra(Some(vec!["RS256"]))).is_some());
+        assert_eq!(
+            dpop_refused(&config, &extra(Some(vec!["PS256", "ES256"]))),
+            None
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct Grant {
     pub sid: Option<String>,
     /// Every ID-token claim, verified.
     pub claims: serde_json::Value,
+    /// Whether the provider bound the tokens to the DPoP key the exchange was made with.
+    pub dpop_bound: bool,
 }
 
 /// A started login: what the browser is sent to, and what must be kept to finish it.
@@ -170,6 +172,7 @@ impl OidcClient {
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
+        dpop: Option<&crate::dpop::DpopKey>,
     ) -> Result<Grant, OidcError> {
         let provider = self.provider().await?;
         let mut request = provider
@@ -182,8 +185,14 @@ impl OidcClient {
                 .add_extra_param("client_assertion_type", super::ASSERTION_TYPE)
                 .add_extra_param("client_assertion", assertion);
         }
-        let response = request.request_async(&self.http);
+        let send = super::dpop::WithProof {
+            client: self,
+            key: dpop,
+        };
+        let response = request.request_async(&send);
         let response = timed("token", response).await.map_err(token_error)?;
+        let dpop_bound =
+            dpop.is_some() && response.token_type().as_ref().eq_ignore_ascii_case("dpop");
         let id_token = response
             .extra_fields()
             .id_token()
@@ -224,6 +233,7 @@ impl OidcClient {
             sub,
             sid,
             claims,
+            dpop_bound,
         })
     }
 

@@ -175,31 +175,10 @@ fn check_claims(c: &Value, config: &OidcConfig, now: u64) -> Result<LogoutClaims
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientAuth, SecretString};
     use serde_json::json;
-    use std::time::Duration;
 
     fn config() -> OidcConfig {
-        let u = |s: &str| url::Url::parse(s).expect("url");
-        OidcConfig {
-            ca_file: None,
-            issuer: "https://idp.test".into(),
-            client_id: "bff".into(),
-            client_secret: SecretString("s".into()),
-            client_auth: ClientAuth::Basic,
-            scopes: vec!["openid".into()],
-            redirect_uri: u("https://api.test/bff/callback"),
-            post_login_redirect: u("https://www.test/"),
-            post_logout_redirect: None,
-            id_token_algs: vec!["RS256".into()],
-            session_claims: vec![],
-            login_timeout: Duration::from_secs(60),
-            logins_per_client: 60,
-            clock_skew: Duration::from_secs(30),
-            auth_params: vec![],
-            signing_key: None,
-            pushed_authorization: crate::config::PushedAuthorization::Auto,
-        }
+        crate::oidc::tests_support::config()
     }
 
     fn good() -> Value {

@@ -15,12 +15,18 @@
 //!   [`OidcClient::exchange_code`]) and ID-token verification.
 //! - `tokens.rs`: what a session does with its tokens: refresh, userinfo, revocation, the
 //!   end-session URL.
-//! - `token_endpoint.rs`: the client as the request guard's refresh `TokenEndpoint`.
+//! - `grants.rs`: tokens for one route: token exchange and client credentials
+//!   ([`OidcClient::route_token`]).
+//! - `dpop.rs`: DPoP proofs on token and userinfo requests, and the provider's nonce.
+//! - `token_endpoint.rs`: the client as the request guard's `TokenEndpoint` (refresh and
+//!   route tokens).
 //! - `logout_token.rs`: back-channel logout token validation.
 //! - `error.rs`: [`OidcError`], and translating HTTP and `openidconnect` failures into it.
 
 mod discovery;
+mod dpop;
 mod error;
+mod grants;
 mod login;
 mod logout_token;
 mod token_endpoint;
@@ -49,6 +55,8 @@ pub struct OidcClient {
     keys_flight: tokio::sync::Mutex<()>,
     /// Why the last discovered provider cannot serve this configuration (readiness says so).
     unsuitable: Mutex<Option<&'static str>>,
+    /// The provider's latest DPoP nonce (`dpop.rs`).
+    dpop_nonce: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -92,6 +100,7 @@ impl OidcClient {
             last_attempt: Mutex::new(None),
             keys_flight: tokio::sync::Mutex::new(()),
             unsuitable: Mutex::new(None),
+            dpop_nonce: Mutex::new(None),
         })
     }
 
@@ -190,20 +199,22 @@ pub(crate) fn jwt_payload(jwt: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// What the provider client's unit tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{PushedAuthorization, SecretString};
-    use crate::jose::tests::{openssl_key, P256};
-    use std::sync::Arc;
+pub(crate) mod tests_support {
+    use crate::config::{ClientAuth, OidcConfig, PushedAuthorization, SecretString};
+    use std::time::Duration;
 
-    fn client(signing_key: Option<crate::jose::SigningKey>) -> OidcClient {
+    /// A complete client configuration for `https://idp.test` (client `bff`, secret `s`,
+    /// `client_secret_basic`, RS256 ID tokens), nothing optional turned on.
+    pub(crate) fn config() -> OidcConfig {
         let u = |s: &str| url::Url::parse(s).expect("url");
-        OidcClient::new(OidcConfig {
+        OidcConfig {
+            ca_file: None,
             issuer: "https://idp.test".into(),
             client_id: "bff".into(),
-            client_secret: SecretString(String::new()),
-            client_auth: ClientAuth::PrivateKeyJwt,
+            client_secret: SecretString("s".into()),
+            client_auth: ClientAuth::Basic,
             scopes: vec!["openid".into()],
             redirect_uri: u("https://api.test/bff/callback"),
             post_login_redirect: u("https://www.test/"),
@@ -211,12 +222,29 @@ mod tests {
             id_token_algs: vec!["RS256".into()],
             session_claims: vec![],
             login_timeout: Duration::from_secs(60),
+            logins_per_client: 60,
             clock_skew: Duration::from_secs(30),
             auth_params: vec![],
-            signing_key: signing_key.map(Arc::new),
+            dpop: false,
+            signing_key: None,
             pushed_authorization: PushedAuthorization::Auto,
-            ca_file: None,
-            logins_per_client: 60,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretString;
+    use crate::jose::tests::{openssl_key, P256};
+    use std::sync::Arc;
+
+    fn client(signing_key: Option<crate::jose::SigningKey>) -> OidcClient {
+        OidcClient::new(OidcConfig {
+            client_secret: SecretString(String::new()),
+            client_auth: ClientAuth::PrivateKeyJwt,
+            signing_key: signing_key.map(Arc::new),
+            ..tests_support::config()
         })
         .expect("client")
     }

@@ -7,16 +7,33 @@
 //! keys) is the provider's bad day, not the user's: the session is kept.
 
 use super::{OidcClient, OidcError};
+use crate::config::RouteGrant;
+use crate::dpop::DpopKey;
 use crate::guard::{RefreshFailure, TokenEndpoint};
-use crate::session::Tokens;
+use crate::session::{RouteToken, Tokens};
 use async_trait::async_trait;
 
 #[async_trait]
 impl TokenEndpoint for OidcClient {
-    async fn refresh(&self, refresh_token: &str, sub: &str) -> Result<Tokens, RefreshFailure> {
-        OidcClient::refresh(self, refresh_token, sub)
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        sub: &str,
+        dpop: Option<&DpopKey>,
+    ) -> Result<Tokens, RefreshFailure> {
+        OidcClient::refresh(self, refresh_token, sub, dpop)
             .await
             .map_err(classify)
+    }
+
+    async fn route_token(
+        &self,
+        grant: &RouteGrant,
+        subject: &str,
+    ) -> Result<RouteToken, RefreshFailure> {
+        OidcClient::route_token(self, grant, subject)
+            .await
+            .map_err(|e| RefreshFailure::Unavailable(e.to_string()))
     }
 }
 

@@ -21,6 +21,7 @@ impl OidcClient {
         &self,
         refresh_token: &str,
         sub: &str,
+        dpop: Option<&crate::dpop::DpopKey>,
     ) -> Result<crate::session::Tokens, OidcError> {
         let provider = self.provider().await?;
         let token = RefreshToken::new(refresh_token.to_string());
@@ -33,7 +34,11 @@ impl OidcClient {
                 .add_extra_param("client_assertion_type", super::ASSERTION_TYPE)
                 .add_extra_param("client_assertion", assertion);
         }
-        let response = request.request_async(&self.http);
+        let send = super::dpop::WithProof {
+            client: self,
+            key: dpop,
+        };
+        let response = request.request_async(&send);
         let response = timed("refresh", response).await.map_err(token_error)?;
         let id_token = response.extra_fields().id_token();
         if let Some(t) = id_token {
@@ -71,20 +76,39 @@ impl OidcClient {
     ///
     /// # Errors
     /// [`OidcError::Rejected`] when the provider refuses the token; otherwise unavailable.
-    pub async fn userinfo(&self, access_token: &str) -> Result<serde_json::Value, OidcError> {
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        dpop: Option<&crate::dpop::DpopKey>,
+    ) -> Result<serde_json::Value, OidcError> {
         let provider = self.provider().await?;
         let url = provider.metadata.userinfo_endpoint().ok_or_else(|| {
             OidcError::Misconfigured("the provider has no userinfo endpoint".into())
         })?;
-        let resp = self
-            .http
-            .get(url.url().clone())
-            .bearer_auth(access_token)
-            .header("accept", "application/json")
-            .send();
-        let resp = timed("userinfo", resp)
+        let url = url.url().clone();
+        let send = || {
+            let req = self
+                .http
+                .get(url.clone())
+                .header("accept", "application/json");
+            match dpop {
+                Some(key) => {
+                    let proof = self.proof_for(key, "GET", url.as_str(), Some(access_token));
+                    req.header("authorization", format!("DPoP {access_token}"))
+                        .header(crate::dpop::HEADER, proof.unwrap_or_default())
+                }
+                None => req.bearer_auth(access_token),
+            }
+            .send()
+        };
+        let mut resp = timed("userinfo", send())
             .await
             .map_err(|e| OidcError::Unavailable(format!("userinfo: {}", without_url(&e))))?;
+        if dpop.is_some() && self.learn_nonce(resp.headers(), resp.status().as_u16(), &[]) {
+            resp = timed("userinfo", send())
+                .await
+                .map_err(|e| OidcError::Unavailable(format!("userinfo: {}", without_url(&e))))?;
+        }
         match resp.status().as_u16() {
             200 => resp
                 .json()

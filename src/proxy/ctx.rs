@@ -46,6 +46,11 @@ pub struct RequestCtx {
     pub upstream_micros: Option<u64>,
     /// The route's identity headers for this session (set on every upstream attempt).
     pub identity: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The session's DPoP key when the token goes upstream as `DPoP` with a proof (a
+    /// fresh one on every attempt).
+    pub dpop: Option<Arc<crate::dpop::DpopKey>>,
+    /// Whether the upstream already had the request again with the DPoP nonce it asked for.
+    pub dpop_retried: bool,
 }
 
 impl RequestCtx {
@@ -70,6 +75,8 @@ impl RequestCtx {
             user: None,
             upstream_micros: None,
             identity: Vec::new(),
+            dpop: None,
+            dpop_retried: false,
         }
     }
 

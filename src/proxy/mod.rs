@@ -134,7 +134,14 @@ impl EdgeProxy {
         }
         let admitted = self
             .guard
-            .admit(session.req_header(), &ctx.live, mode, &route.config.name)
+            .admit(
+                session.req_header(),
+                &ctx.live,
+                mode,
+                &route.config.name,
+                &route.config.token,
+                route.config.dpop,
+            )
             .instrument(ctx.span.clone())
             .await?;
         let identity = &route.config.identity;
@@ -143,6 +150,7 @@ impl EdgeProxy {
                 guard::apply_identity(identity, admitted.sub.as_deref(), &admitted.claims)?;
         }
         ctx.token = admitted.access_token;
+        ctx.dpop = admitted.dpop;
         ctx.set_cookie = admitted.set_cookie;
         ctx.user = admitted
             .sub
@@ -250,6 +258,73 @@ impl ProxyHttp for EdgeProxy {
             upstream.attempt = ctx.tries
         );
         upstream::rewrite(session, upstream_req, &route, ctx)
+    }
+
+    /// Keeps the DPoP nonce an upstream sends, and answers its `use_dpop_nonce` challenge
+    /// by sending the request once more (with a fresh proof carrying the nonce) instead of
+    /// passing the 401 on.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut HttpSession,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.dpop.is_none() {
+            return Ok(());
+        }
+        let Some(route) = &ctx.route else {
+            return Ok(());
+        };
+        if let Some(nonce) = resp
+            .headers
+            .get(crate::dpop::NONCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| !n.is_empty() && n.len() <= 512)
+        {
+            route.set_dpop_nonce(ctx.upstream_index, nonce);
+            let challenged = resp.status.as_u16() == 401
+                && resp
+                    .headers
+                    .get_all(::http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .any(|v| crate::dpop::asks_for_nonce(v.as_bytes()));
+            if challenged && !ctx.dpop_retried {
+                ctx.dpop_retried = true;
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(401),
+                    "the upstream asked for a DPoP nonce",
+                );
+                e.set_retry(true);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// A DPoP nonce challenge is retried whatever the method (the request never reached
+    /// the API, and its body is replayed from Pingora's retry buffer when it fit there);
+    /// other failures follow Pingora's rule: idempotent requests on reused connections.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut HttpSession,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // Only the nonce challenge above raises a 401 error here, once per request.
+        let nonce_retry = ctx.dpop_retried && matches!(e.etype, ErrorType::HTTPStatus(401));
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if nonce_retry && !session.as_ref().retry_buffer_truncated() {
+            return e;
+        }
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn response_filter(

@@ -54,8 +54,10 @@ pub fn rewrite(
     strip_prefix(upstream, route.config.strip_prefix.as_deref())?;
     strip_session_cookie(upstream, ctx)?;
     upstream.remove_header(&header::AUTHORIZATION);
+    upstream.remove_header(crate::dpop::HEADER);
     if let Some(token) = ctx.token.as_deref() {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        let scheme = if ctx.dpop.is_some() { "DPoP" } else { "Bearer" };
+        let mut value = HeaderValue::from_str(&format!("{scheme} {token}")).map_err(|_| {
             Error::explain(
                 ErrorType::InternalError,
                 "access token is not a valid header value",
@@ -63,6 +65,10 @@ pub fn rewrite(
         })?;
         value.set_sensitive(true);
         upstream.insert_header(header::AUTHORIZATION, value)?;
+        if let Some(key) = &ctx.dpop {
+            let proof = dpop_proof(key, upstream, route, ctx.upstream_index, token)?;
+            upstream.insert_header(crate::dpop::HEADER, proof)?;
+        }
     }
     if !ctx.upstream_span.is_none() {
         // The trace goes on from bffgate's upstream span, never from what the client sent.
@@ -90,6 +96,43 @@ pub fn rewrite(
         upstream.insert_header(name.clone(), value.clone())?;
     }
     Ok(())
+}
+
+/// A DPoP proof for the request as upstream `index` receives it: its method, and the URL
+/// it sees (the upstream's scheme, the `Host` bffgate sends, the path after rewriting),
+/// with the upstream's latest nonce.
+fn dpop_proof(
+    key: &crate::dpop::DpopKey,
+    upstream: &RequestHeader,
+    route: &Route,
+    index: usize,
+    token: &str,
+) -> Result<HeaderValue> {
+    let target = route.config.upstreams.get(index);
+    let scheme = if target.is_some_and(|u| u.tls) {
+        "https"
+    } else {
+        "http"
+    };
+    let host = upstream
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| target.map(|u| u.addr.to_string()))
+        .unwrap_or_default();
+    let path = String::from_utf8_lossy(upstream.raw_path());
+    let url = format!("{scheme}://{host}{path}");
+    let nonce = route.dpop_nonce(index);
+    key.proof(
+        upstream.method.as_str(),
+        &url,
+        Some(token),
+        nonce.as_deref().map(String::as_str),
+    )
+    .ok()
+    .and_then(|p| HeaderValue::from_str(&p).ok())
+    .ok_or_else(|| Error::explain(ErrorType::InternalError, "no DPoP proof could be made"))
 }
 
 /// Removes the route's `strip_prefix` segments from the path. The prefix is matched as the

@@ -23,7 +23,7 @@ pub use self::redis::RedisStore;
 pub use admin::{is_handle, SessionInfo};
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use state::{now_secs, SessionId, Tokens, UserSession};
+pub use state::{now_secs, RouteToken, SessionId, Tokens, UserSession};
 
 use crate::config::{SessionConfig, StoreConfig};
 use crate::metrics;

@@ -3,6 +3,7 @@
 use crate::config::SessionConfig;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -76,6 +77,25 @@ impl fmt::Debug for Tokens {
     }
 }
 
+/// An access token obtained for one route (token exchange or client credentials).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteToken {
+    /// The token, sent upstream as a bearer.
+    pub access_token: String,
+    /// When it expires (unix seconds), if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl fmt::Debug for RouteToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteToken")
+            .field("access_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// A logged-in user's server-side session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserSession {
@@ -98,6 +118,11 @@ pub struct UserSession {
     pub client_addr: Option<String>,
     /// The browser's `User-Agent` at login, cut to [`MAX_USER_AGENT_CHARS`].
     pub user_agent: Option<String>,
+    /// Tokens exchanged for routes with a token policy of their own, by the grant's cache
+    /// key ([`crate::config::RouteGrant::cache_key`]); sealed and dropped with the session.
+    pub route_tokens: BTreeMap<String, RouteToken>,
+    /// The session's DPoP key when its tokens are bound to one (`oidc.dpop`).
+    pub dpop_key: Option<crate::dpop::StoredKey>,
 }
 
 /// The longest `User-Agent` a session keeps, in characters.
@@ -134,6 +159,8 @@ impl UserSession {
             expires_at,
             client_addr: None,
             user_agent: None,
+            route_tokens: BTreeMap::new(),
+            dpop_key: None,
         }
     }
 
@@ -167,6 +194,10 @@ pub(crate) struct Stored {
     pub client_addr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub route_tokens: BTreeMap<String, RouteToken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<crate::dpop::StoredKey>,
 }
 
 impl Stored {
@@ -181,6 +212,8 @@ impl Stored {
             expires_at: s.expires_at,
             client_addr: s.client_addr.clone(),
             user_agent: s.user_agent.clone(),
+            route_tokens: s.route_tokens.clone(),
+            dpop_key: s.dpop_key.clone(),
         }
     }
 
@@ -196,6 +229,8 @@ impl Stored {
             expires_at: self.expires_at,
             client_addr: self.client_addr,
             user_agent: self.user_agent,
+            route_tokens: self.route_tokens,
+            dpop_key: self.dpop_key,
         }
     }
 }

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod agent;
 pub mod cluster;
+pub mod dpop_upstream;
 pub mod echo;
 pub mod load;
 pub mod npm;

@@ -47,6 +47,13 @@ function loadSettings() {
     strictClientAuth: s.strict_client_auth ?? true,
     reportRefreshExpiresIn: s.report_refresh_expires_in ?? false,
     pushedAuthorizationRequests: s.pushed_authorization_requests ?? false,
+    // Resource servers (RFC 8707) by resource indicator -> the scopes they accept. When
+    // set, our client may also use client_credentials and token exchange (RFC 8693), and
+    // tokens for a resource are JWTs whose `aud` is the resource.
+    resourceServers: s.resource_servers ?? null,
+    // DPoP (RFC 9449) nonces: when true, every DPoP proof must carry the provider's current
+    // nonce (a first proof without one gets `use_dpop_nonce` and a `DPoP-Nonce`).
+    dpopRequireNonce: s.dpop_require_nonce ?? false,
     client: {
       client_id: client.client_id ?? 'bffgate',
       client_secret: client.client_secret ?? 'bffgate-test-secret',
@@ -216,6 +223,7 @@ function findAccount(_ctx, sub) {
 const stats = {
   grants: {}, // grant_type -> successful token endpoint responses
   grant_errors: {}, // error code -> token endpoint failures
+  resource_grants: {}, // "<grant_type> <resource>" -> successful grants for one resource
   refresh_token_reuse: 0, // rotated-out refresh token presented again
   authorization_code_reuse: 0, // authorization code presented twice
   authorizations: 0, // authorization endpoint successes (code issued)
@@ -230,6 +238,7 @@ const stats = {
   server_errors: 0,
   token_faults: 0, // token endpoint requests answered with the injected fault
   jwks: 0, // GET /jwks
+  dpop_grants: 0, // token responses to a request carrying a DPoP proof
 };
 const CLIENT_AUTH_PATHS = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
 const inc = (obj, k) => { obj[k] = (obj[k] ?? 0) + 1; };
@@ -262,6 +271,11 @@ const clientMetadata = {
   response_types: ['code'],
   id_token_signed_response_alg: 'RS256',
 };
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+if (settings.resourceServers) {
+  clientMetadata.grant_types.push('client_credentials', TOKEN_EXCHANGE);
+}
 if (settings.client.backchannel_logout_uri) {
   clientMetadata.backchannel_logout_uri = settings.client.backchannel_logout_uri;
   clientMetadata.backchannel_logout_session_required = true;
@@ -310,6 +324,18 @@ const provider = new Provider(issuer, {
     // PAR (RFC 9126): off unless asked for, so discovery names no
     // pushed_authorization_request_endpoint by default (oidc-provider's own default is on).
     pushedAuthorizationRequests: { enabled: settings.pushedAuthorizationRequests === true },
+    clientCredentials: { enabled: Boolean(settings.resourceServers) },
+    dPoP: {
+      enabled: true,
+      nonceSecret: settings.dpopRequireNonce ? randomBytes(32) : undefined,
+      requireNonce: () => settings.dpopRequireNonce === true,
+    },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => false,
+      getResourceServerInfo: (_ctx, resource) => resourceServerInfo(resource),
+    },
   },
   // oidc-provider drops `offline_access` unless prompt=consent; issue refresh
   // tokens to our client whenever it may use the refresh_token grant instead.
@@ -366,16 +392,73 @@ const provider = new Provider(issuer, {
   },
 });
 
+// ------------------------------------------------------ token exchange (RFC 8693)
+
+// The resource server a resource indicator names: its scopes, and JWT access tokens whose
+// `aud` is the resource (so a test can see which resource a token was made for).
+function resourceServerInfo(resource) {
+  const scope = settings.resourceServers?.[resource];
+  if (scope === undefined) throw new errors.InvalidTarget('unknown resource indicator');
+  return {
+    scope,
+    audience: resource,
+    accessTokenFormat: 'jwt',
+    accessTokenTTL: settings.accessTokenTtl,
+    jwt: { sign: { alg: 'RS256' } },
+  };
+}
+
+// Exchanges one of our client's opaque user access tokens for a token of one resource,
+// for the same user and grant: what an upstream API behind the BFF would be given.
+async function tokenExchange(ctx) {
+  const { params, client, provider: op } = ctx.oidc;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  const subject = await op.AccessToken.find(params.subject_token);
+  if (!subject || subject.isExpired) throw new errors.InvalidGrant('subject token is invalid or expired');
+  if (subject.clientId !== client.clientId) throw new errors.InvalidGrant('subject token belongs to another client');
+  if (typeof params.resource !== 'string') throw new errors.InvalidTarget('exactly one resource is required');
+  const info = resourceServerInfo(params.resource);
+  const allowed = new Set(info.scope.split(' '));
+  const requested = params.scope ? params.scope.split(' ') : [...allowed];
+  const scope = requested.filter((s) => allowed.has(s)).join(' ') || undefined;
+  const token = new op.AccessToken({
+    accountId: subject.accountId,
+    client,
+    grantId: subject.grantId,
+    gty: 'token_exchange',
+    scope,
+  });
+  token.resourceServer = new op.ResourceServer(params.resource, info);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    scope,
+  };
+}
+provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+  'subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'scope',
+]);
+
 await provider.Client.validate(clientMetadata);
 await new Adapter('Client').upsert(ourClient, clientMetadata);
 
-provider.on('grant.success', (ctx) => inc(stats.grants, ctx.oidc.params.grant_type));
+provider.on('grant.success', (ctx) => {
+  inc(stats.grants, ctx.oidc.params.grant_type);
+  const { resource } = ctx.oidc.params;
+  if (typeof resource === 'string') inc(stats.resource_grants, `${ctx.oidc.params.grant_type} ${resource}`);
+});
 provider.on('grant.error', (ctx, err) => {
   inc(stats.grant_errors, err.error ?? 'unknown');
   if (err.error_detail === 'refresh token already used') stats.refresh_token_reuse += 1;
   if (err.error_detail === 'authorization code already consumed') stats.authorization_code_reuse += 1;
 });
 provider.on('authorization.success', () => { stats.authorizations += 1; });
+provider.on('grant.success', (ctx) => { if (ctx.get('dpop')) stats.dpop_grants += 1; });
 provider.on('authorization.error', (_ctx, err) => inc(stats.authorization_errors, err.error ?? 'unknown'));
 provider.on('userinfo.error', () => { stats.userinfo.error += 1; });
 provider.on('end_session.success', () => { stats.end_session += 1; });

@@ -51,7 +51,12 @@ impl FakeProvider {
 
 #[async_trait]
 impl TokenEndpoint for FakeProvider {
-    async fn refresh(&self, refresh_token: &str, _sub: &str) -> Result<Tokens, RefreshFailure> {
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        _sub: &str,
+        _dpop: Option<&crate::dpop::DpopKey>,
+    ) -> Result<Tokens, RefreshFailure> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::time::sleep(self.delay).await;
         match self.answer {
@@ -64,6 +69,22 @@ impl TokenEndpoint for FakeProvider {
             }),
             Answer::Refused => Err(RefreshFailure::Refused),
             Answer::Unavailable => Err(RefreshFailure::Unavailable("503 from the fake".into())),
+        }
+    }
+
+    async fn route_token(
+        &self,
+        grant: &crate::config::RouteGrant,
+        subject: &str,
+    ) -> Result<crate::session::RouteToken, RefreshFailure> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(self.delay).await;
+        match self.answer {
+            Answer::Tokens => Ok(crate::session::RouteToken {
+                access_token: format!("{}:{subject}:{n}", grant.cache_key()),
+                expires_at: Some(now_secs() + 3600),
+            }),
+            _ => Err(RefreshFailure::Unavailable("503 from the fake".into())),
         }
     }
 }
@@ -96,6 +117,8 @@ async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Gu
     store.create(&session).await.expect("stored");
     (Guard::new(store, Some(refresher)), session)
 }
+
+mod route_tokens;
 
 #[tokio::test(start_paused = true)]
 async fn a_storm_on_one_session_makes_one_provider_call() {
@@ -303,7 +326,7 @@ async fn admit_applies_the_route_policy() {
         let (guard, live) = (&guard, &live);
         async move {
             guard
-                .admit(&req, live, mode, "api")
+                .admit(&req, live, mode, "api", &TokenPolicy::User, true)
                 .await
                 .map(|a| a.access_token)
         }
@@ -371,14 +394,28 @@ async fn a_cookie_under_an_older_key_is_resealed() {
     let old = LiveConfig::new(&config(&format!("{{id: k1, secret: \"{OLD_KEY}\"}}")));
     let req = request("GET", &[cookie_header(&old, &session)]);
     let admitted = guard
-        .admit(&req, &live, AuthMode::Required, "api")
+        .admit(
+            &req,
+            &live,
+            AuthMode::Required,
+            "api",
+            &TokenPolicy::User,
+            true,
+        )
         .await
         .expect("admitted");
     let set = admitted.set_cookie.expect("re-sealed");
     assert!(set.starts_with(&format!("{}=", live.cookie.name())));
     let req = request("GET", &[cookie_header(&live, &session)]);
     let admitted = guard
-        .admit(&req, &live, AuthMode::Required, "api")
+        .admit(
+            &req,
+            &live,
+            AuthMode::Required,
+            "api",
+            &TokenPolicy::User,
+            true,
+        )
         .await
         .expect("admitted");
     assert!(admitted.set_cookie.is_none());
