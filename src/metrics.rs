@@ -333,6 +333,7 @@ pub fn init() {
     Lazy::force(&UPSTREAM_HEALTHY);
     Lazy::force(&MEMORY_SESSIONS);
     Lazy::force(&BUILD_INFO);
+    Lazy::force(&ROUTE_TOKENS);
     BUILD_INFO.with_label_values(&[VERSION, COMMIT]).set(1);
     register_process_metrics();
     for grant in ["exchange", "client"] {
