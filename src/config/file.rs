@@ -117,6 +117,8 @@ pub struct AgentFile {
     pub allowed_origins: Vec<String>,
     /// Header an SPA must send on unsafe methods (default `x-bffgate-csrf`).
     pub csrf_header: String,
+    /// A request-rate limit per client address over all agent endpoints (off unless set).
+    pub rate_limit: Option<RateLimitFile>,
 }
 
 impl Default for AgentFile {
@@ -125,6 +127,7 @@ impl Default for AgentFile {
             base_path: defaults::AGENT_BASE_PATH.into(),
             allowed_origins: Vec::new(),
             csrf_header: defaults::CSRF_HEADER.into(),
+            rate_limit: None,
         }
     }
 }
@@ -352,6 +355,24 @@ pub struct RouteFile {
     /// Who the user is, told to the upstream, and what the user must be.
     #[serde(default)]
     pub identity: IdentityFile,
+    /// Request-rate limits (off unless set).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitFile>,
+}
+
+/// Request-rate limits, shared by every instance on one store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    /// Per session: `N/s`, `N/m` or `N/h`.
+    #[serde(default)]
+    pub per_session: Option<String>,
+    /// Per client address: `N/s`, `N/m` or `N/h`.
+    #[serde(default)]
+    pub per_client_ip: Option<String>,
+    /// Requests that may come at once after a quiet spell (default: the rate's `N`).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// A route's identity policy.

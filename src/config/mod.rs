@@ -10,7 +10,7 @@
 //! - [`file`](mod@file): the file's serde structs; `defaults.rs`: every default value;
 //! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
-//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs`;
+//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `rate.rs` for rate limits);
 //! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
@@ -27,6 +27,7 @@ mod identity;
 mod load;
 mod oidc;
 mod otel;
+mod rate;
 mod resolve;
 mod routes;
 mod server;
@@ -35,6 +36,7 @@ mod values;
 
 pub use error::{ConfigError, ConfigProblem};
 pub use load::{load, parse};
+pub use rate::{parse_rate, Rate, RateLimit};
 
 use http::{HeaderName, HeaderValue, Method};
 use std::fmt;
@@ -149,6 +151,8 @@ pub struct AgentConfig {
     pub allowed_origins: Vec<String>,
     /// Header required on unsafe methods.
     pub csrf_header: HeaderName,
+    /// Per-client-address limit over every agent endpoint.
+    pub rate_limit: RateLimit,
 }
 
 /// How bffgate authenticates to the token endpoint.
@@ -446,6 +450,8 @@ pub struct RouteConfig {
     pub health_check: Option<Duration>,
     /// Identity headers and claim requirements.
     pub identity: RouteIdentity,
+    /// Request-rate limits.
+    pub rate_limit: RateLimit,
 }
 
 /// What a route tells the upstream about the user, and what it requires of them.

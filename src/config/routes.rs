@@ -185,6 +185,12 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
             .as_ref()
             .map(|h| duration(&h.interval, &format!("{key}.health_check.interval"), p));
         let identity = identity::build(r.identity, &key, auth, p);
+        let session_ok = match auth {
+            AuthMode::None => Err("an `auth: none` route reads no session; use per_client_ip"),
+            AuthMode::Required | AuthMode::Optional => Ok(()),
+        };
+        let rate_limit =
+            super::rate::build(r.rate_limit, &format!("{key}.rate_limit"), session_ok, p);
         let route = RouteConfig {
             name: r.name,
             path_prefix: prefix,
@@ -200,6 +206,7 @@ pub(super) fn build(f: Vec<RouteFile>, agent: &AgentConfig, p: &mut Problems) ->
             tls_verify: r.tls_verify,
             health_check,
             identity,
+            rate_limit,
         };
         if let Some(j) = out.iter().position(|o| ambiguous(o, &route)) {
             p.add(

@@ -60,5 +60,6 @@ pub fn route_config(
         tls_verify: true,
         health_check: None,
         identity: Default::default(),
+        rate_limit: Default::default(),
     }
 }
