@@ -6,12 +6,14 @@
 //! TTLs and index names. Sessions end at their absolute expiry, or after `idle_timeout`
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
-//! login transactions, one-time claims, refresh locks and grace records.
+//! login transactions, one-time claims, refresh locks and grace records; `rate` keeps the
+//! request-rate budgets of sessions and client addresses.
 
 mod codec;
 mod coordination;
 mod error;
 mod memory;
+mod rate;
 mod redis;
 mod redis_sentinel;
 mod state;
@@ -19,9 +21,10 @@ mod state;
 pub use self::redis::RedisStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use rate::{gcra, Spender, MAX_MEMORY_BUDGETS};
 pub use state::{now_secs, SessionId, Tokens, UserSession};
 
-use crate::config::{SessionConfig, StoreConfig};
+use crate::config::{Rate, SessionConfig, StoreConfig};
 use crate::metrics;
 use async_trait::async_trait;
 use codec::Codec;
@@ -74,6 +77,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Spends one request of the rate budget under `key` (GCRA, one atomic step, the key
+    /// expiring once the budget is whole again); `Some(wait)` when it is already spent.
+    async fn rate(&self, key: &str, rate: Rate) -> Result<Option<Duration>, StoreError>;
     /// How many sessions the backend holds, when it can tell cheaply from inside this
     /// process (the memory store); `None` for a shared server.
     fn session_count(&self) -> Option<u64> {
