@@ -257,6 +257,12 @@ pub(super) fn otel_sample_ratio() -> f64 {
     OTEL_SAMPLE_RATIO
 }
 
+/// `rate_limit.burst` when omitted: one period's worth of the rate (`50/s` → 50). Rate
+/// limits themselves are off unless configured.
+pub(super) fn rate_burst(count: u32) -> u32 {
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{base, env};
@@ -278,5 +284,6 @@ mod tests {
             }
         ));
         assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.agent.rate_limit, Default::default());
     }
 }

@@ -106,8 +106,10 @@ pub(super) fn build(
             Ok((count, period)) => Some(Rate {
                 count,
                 period,
-                // Without a burst, one period's worth may come at once.
-                burst: f.burst.unwrap_or(count).clamp(1, MAX_BURST),
+                burst: f
+                    .burst
+                    .unwrap_or_else(|| super::defaults::rate_burst(count))
+                    .clamp(1, MAX_BURST),
             }),
             Err(why) => {
                 p.add(format!("{key}.{name}"), why);

@@ -3,12 +3,14 @@
 //! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
 //! token fresh (`refresh`: one bounded, shared flight per session; `redeem`: the store
 //! lease and the provider call under it, over the [`TokenEndpoint`] trait the provider
-//! client implements). The proxy asks [`Guard::admit`] for every API request that reads the
-//! session; the agent's endpoints use the same pieces.
+//! client implements), and request-rate limits (`rate`: per session and per client
+//! address, shared through the store). The proxy asks [`Guard::admit`] for every API
+//! request that reads the session; the agent's endpoints use the same pieces.
 
 mod csrf;
 mod identity;
 mod lookup;
+mod rate;
 mod redeem;
 mod refresh;
 
@@ -18,7 +20,7 @@ pub use lookup::{lookup, Lookup};
 pub use redeem::{lease, PROVIDER_CALL_LIMIT};
 pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
 
-use crate::config::AuthMode;
+use crate::config::{AuthMode, Rate};
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
@@ -84,8 +86,23 @@ impl Guard {
         self.lookup(req, live).await.into_session().map(|(s, _)| s)
     }
 
+    /// Spends one request of the client address's budget on `scope` (a route name, or
+    /// `agent`), before any other work.
+    ///
+    /// # Errors
+    /// `429 rate_limited` when it is spent.
+    pub async fn limit_client(
+        &self,
+        scope: &str,
+        rate: Rate,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        rate::per_client(&self.store, scope, rate, client).await
+    }
+
     /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
-    /// session, token freshness. `route` labels the CSRF metric.
+    /// session, the route's `per_session` rate limit, token freshness. `route` labels the
+    /// CSRF and rate-limit metrics.
     ///
     /// # Errors
     /// The [`ApiError`] to answer instead of forwarding.
@@ -95,6 +112,7 @@ impl Guard {
         live: &LiveConfig,
         mode: AuthMode,
         route: &str,
+        per_session: Option<Rate>,
     ) -> Result<Admitted, ApiError> {
         if let Err(e) = check_route_request(req, &live.agent) {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
@@ -111,6 +129,10 @@ impl Guard {
             }
             found => found.into_session()?,
         };
+        if let Some(rate) = per_session {
+            // Before any refresh: a session over its limit costs the provider nothing.
+            rate::per_session(&self.store, route, rate, &session.id).await?;
+        }
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
         let sub = session.sub.clone();
         // Moved out, not copied: the refresh below needs none of them.

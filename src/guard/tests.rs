@@ -303,7 +303,7 @@ async fn admit_applies_the_route_policy() {
         let (guard, live) = (&guard, &live);
         async move {
             guard
-                .admit(&req, live, mode, "api")
+                .admit(&req, live, mode, "api", None)
                 .await
                 .map(|a| a.access_token)
         }
@@ -371,14 +371,14 @@ async fn a_cookie_under_an_older_key_is_resealed() {
     let old = LiveConfig::new(&config(&format!("{{id: k1, secret: \"{OLD_KEY}\"}}")));
     let req = request("GET", &[cookie_header(&old, &session)]);
     let admitted = guard
-        .admit(&req, &live, AuthMode::Required, "api")
+        .admit(&req, &live, AuthMode::Required, "api", None)
         .await
         .expect("admitted");
     let set = admitted.set_cookie.expect("re-sealed");
     assert!(set.starts_with(&format!("{}=", live.cookie.name())));
     let req = request("GET", &[cookie_header(&live, &session)]);
     let admitted = guard
-        .admit(&req, &live, AuthMode::Required, "api")
+        .admit(&req, &live, AuthMode::Required, "api", None)
         .await
         .expect("admitted");
     assert!(admitted.set_cookie.is_none());

@@ -78,11 +78,14 @@ pub enum ApiError {
     /// 503 (`/readyz`): the provider answered discovery but cannot serve this
     /// configuration (e.g. PAR required and not offered); the text says why.
     ProviderUnsuitable(&'static str),
+    /// 429: a rate limit of the route (or of the agent endpoints) is spent; the client may
+    /// try again after this many seconds (at least 1).
+    RateLimited(u32),
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 34] = [
+    pub const CATALOGUE: [ApiError; 35] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -117,6 +120,7 @@ impl ApiError {
         ApiError::MisdirectedRequest,
         ApiError::Forbidden,
         ApiError::ProviderUnsuitable(""),
+        ApiError::RateLimited(1),
     ];
 
     /// The HTTP status.
@@ -140,7 +144,7 @@ impl ApiError {
             NoRefreshToken => 409,
             MisdirectedRequest => 421,
             BodyTooLarge => 413,
-            TooManyLogins => 429,
+            TooManyLogins | RateLimited(_) => 429,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
             StoreUnavailable | RefreshUnavailable | ProviderNotReady | ProviderUnsuitable(_) => 503,
@@ -185,6 +189,7 @@ impl ApiError {
             InvalidHost => "invalid_host",
             MisdirectedRequest => "misdirected_request",
             ProviderUnsuitable(_) => "provider_unsuitable",
+            RateLimited(_) => "rate_limited",
         }
     }
 
@@ -226,14 +231,17 @@ impl ApiError {
             InvalidHost => "the Host header is not a host name",
             MisdirectedRequest => "bffgate does not answer for this host",
             TooManyLogins => "too many logins were started from this address; try again later",
+            RateLimited(_) => "too many requests; try again after Retry-After seconds",
         }
     }
 
     /// The `Retry-After` (seconds) the answer carries: a refresh that failed is not tried
-    /// again for that long (the refresher's failure hold).
+    /// again for that long (the refresher's failure hold); a spent rate limit has budget
+    /// again after that long.
     pub fn retry_after(self) -> Option<u64> {
         match self {
             ApiError::RefreshUnavailable => Some(1),
+            ApiError::RateLimited(secs) => Some(u64::from(secs.max(1))),
             _ => None,
         }
     }
@@ -295,6 +303,7 @@ mod tests {
             MisdirectedRequest => 31,
             Forbidden => 32,
             ProviderUnsuitable(_) => 33,
+            RateLimited(_) => 34,
         }
     }
 
