@@ -3,8 +3,8 @@
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, rate limits
-//! (`routes[].rate_limit`, `agent.rate_limit`: budgets already spent carry over, read at the
-//! new rate), CSRF and CORS origins, the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
+//! (`routes[].rate_limit`, `agent.rate_limit`: what was spent carries over, capped at the new burst
+//! and refilling at the new rate), CSRF and CORS origins, the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
 //! `server.path_params` reload; listeners, the metrics listener, the other server settings,
 //! the store and the provider need a restart, and a change to them is reported as such.
 

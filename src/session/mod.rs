@@ -21,7 +21,7 @@ mod state;
 pub use self::redis::RedisStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use rate::{gcra, Spender, MAX_MEMORY_BUDGETS};
+pub use rate::{gcra, Spender, Step, MAX_MEMORY_BUDGETS};
 pub use state::{now_secs, SessionId, Tokens, UserSession};
 
 use crate::config::{Rate, SessionConfig, StoreConfig};

@@ -16,19 +16,40 @@ use once_cell::sync::Lazy;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// One GCRA step at `now` (µs) for a budget whose `tat` is stored (or absent): `Ok(new
-/// tat)` when the request is allowed, `Err(µs until one would be)` when it is not.
-pub fn gcra(now: u64, tat: Option<u64>, interval: u64, tolerance: u64) -> Result<u64, u64> {
-    let next = tat.unwrap_or(now).max(now).saturating_add(interval);
+/// What one GCRA step decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The `tat` to store, when it changed.
+    pub tat: Option<u64>,
+    /// `None`: allowed; `Some(µs)`: refused, allowed again after that long.
+    pub wait: Option<u64>,
+}
+
+/// One GCRA step at `now` (µs) for a budget whose `tat` is stored (or absent), with the
+/// rate's `interval` and `tolerance` (`burst` intervals).
+///
+/// A stored `tat` further ahead than `tolerance` (the limit changed since it was written)
+/// is cut to a budget just spent, and stored so: what was spent carries over, never more
+/// than the current burst, and refills at the current rate.
+pub fn gcra(now: u64, tat: Option<u64>, interval: u64, tolerance: u64) -> Step {
+    let held = tat.unwrap_or(now).max(now);
+    let base = held.min(now.saturating_add(tolerance));
+    let next = base.saturating_add(interval);
     let ahead = next - now;
     if ahead > tolerance {
-        Err(ahead - tolerance)
+        Step {
+            tat: (base < held).then_some(base),
+            wait: Some(ahead - tolerance),
+        }
     } else {
-        Ok(next)
+        Step {
+            tat: Some(next),
+            wait: None,
+        }
     }
 }
 
-/// [`gcra`] in Lua, on the Redis server's clock so instances with skewed clocks share one
+/// [`gcra`] in Lua (the same steps, the same cap), on the Redis server's clock so instances with skewed clocks share one
 /// budget. `KEYS[1]`: the budget; `ARGV`: interval and tolerance (µs). Returns 0 when
 /// allowed, else the µs to wait. One key, so one Cluster slot.
 pub(super) static SCRIPT: Lazy<redis::Script> = Lazy::new(|| {
@@ -40,9 +61,16 @@ local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
 if tat < now then tat = now end
+local cut = tat > now + tolerance
+if cut then tat = now + tolerance end
 local next_tat = tat + interval
 local ahead = next_tat - now
-if ahead > tolerance then return ahead - tolerance end
+if ahead > tolerance then
+  if cut then
+    redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f', math.max(1, math.ceil((tat - now) / 1000))))
+  end
+  return ahead - tolerance
+end
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', string.format('%.0f', math.ceil(ahead / 1000)))
 return 0
 ",
@@ -101,15 +129,14 @@ impl MemoryBudgets {
         let mut wait = None;
         self.budgets.entry_by_ref(key).and_compute_with(|held| {
             let tat = held.map(|e| e.into_value().tat);
-            match gcra(now, tat, rate.interval_us(), rate.tolerance_us()) {
-                Ok(tat) => moka::ops::compute::Op::Put(Budget {
+            let step = gcra(now, tat, rate.interval_us(), rate.tolerance_us());
+            wait = step.wait.map(Duration::from_micros);
+            match step.tat {
+                Some(tat) => moka::ops::compute::Op::Put(Budget {
                     tat,
                     origin: self.origin,
                 }),
-                Err(us) => {
-                    wait = Some(Duration::from_micros(us));
-                    moka::ops::compute::Op::Nop
-                }
+                None => moka::ops::compute::Op::Nop,
             }
         });
         wait
@@ -169,15 +196,38 @@ mod tests {
         }
     }
 
+    /// Runs a step, keeping the stored `tat` as a store would; the wait if refused.
+    fn run(now: u64, tat: &mut Option<u64>, interval: u64, tolerance: u64) -> Option<u64> {
+        let step = gcra(now, *tat, interval, tolerance);
+        if step.tat.is_some() {
+            *tat = step.tat;
+        }
+        step.wait
+    }
+
     #[test]
     fn a_fresh_budget_allows_the_burst_then_waits_one_interval() {
         let (i, t) = (100_000, 500_000); // 10/s, burst 5
         let mut tat = None;
         for n in 0..5 {
-            tat = Some(gcra(1_000_000, tat, i, t).unwrap_or_else(|w| panic!("{n}: wait {w}")));
+            assert_eq!(run(1_000_000, &mut tat, i, t), None, "request {n}");
         }
-        assert_eq!(gcra(1_000_000, tat, i, t), Err(i));
-        assert!(gcra(1_000_000 + i, tat, i, t).is_ok());
+        assert_eq!(run(1_000_000, &mut tat, i, t), Some(i));
+        assert_eq!(run(1_000_000 + i, &mut tat, i, t), None);
+    }
+
+    #[test]
+    fn a_changed_limit_reads_a_spent_budget_at_the_new_rate() {
+        // Spent at 1/h, burst 2: `tat` two hours ahead.
+        let hour = 3_600_000_000;
+        let mut tat = Some(1_000 + 2 * hour);
+        assert!(run(1_000, &mut tat, hour, 2 * hour).is_some());
+        // Raised to 1000/s, burst 10: spent, one interval (1 ms) from allowed, and so stored.
+        assert_eq!(run(1_000, &mut tat, 1_000, 10_000), Some(1_000));
+        assert_eq!(tat, Some(11_000));
+        assert_eq!(run(2_000, &mut tat, 1_000, 10_000), None);
+        // Lowered back to 1/h: what was spent at the fast rate is a whole burst's worth at most.
+        assert_eq!(run(2_000, &mut tat, hour, 2 * hour), None);
     }
 
     proptest! {
@@ -195,11 +245,11 @@ mod tests {
             let start = now;
             for gap in gaps {
                 now += gap;
-                match gcra(now, tat, interval, tolerance) {
-                    Ok(t) => { tat = Some(t); allowed += 1; }
-                    Err(wait) => {
+                match run(now, &mut tat, interval, tolerance) {
+                    None => allowed += 1,
+                    Some(wait) => {
                         prop_assert!(wait >= 1 && wait <= interval);
-                        prop_assert!(gcra(now + wait, tat, interval, tolerance).is_ok());
+                        prop_assert_eq!(gcra(now + wait, tat, interval, tolerance).wait, None);
                     }
                 }
                 prop_assert!(allowed <= burst + (now - start) / interval);
@@ -225,13 +275,14 @@ mod tests {
     fn an_unused_budget_is_forgotten_once_its_tat_passes() {
         let b = MemoryBudgets::new(10);
         let r = Rate {
-            count: 1000,
+            count: 2,
             period: Duration::from_secs(1),
             burst: 1,
         };
+        // Whole again 500 ms from now: held until then, not after.
         assert!(b.step("a", r).is_none());
         assert!(b.budgets.contains_key("a"));
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(800));
         assert!(!b.budgets.contains_key("a"));
     }
 }
