@@ -3,7 +3,11 @@
 //! and behind a sentinel whose master takes an ACL user and password, with and without
 //! TLS: the same calls must give the same answers.
 
-use bffgate::session::UserSession;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bffgate::config::Rate;
+use bffgate::session::{Spender, UserSession};
 
 use crate::common::sessions::Sessions;
 use crate::common::{now, route, write_config, GatewayConfig, RedisProcess};
@@ -152,6 +156,33 @@ async fn store_contract(s: &Sessions) {
     );
     assert_stored(s, &c1).await;
 
+    // Rate budgets (1/h, burst 2): two at once, then a wait of under an hour; each
+    // spender and each scope its own.
+    let rate = Rate {
+        count: 1,
+        period: Duration::from_secs(3600),
+        burst: 2,
+    };
+    let ip = Some(IpAddr::from([192, 0, 2, 7]));
+    let spend = |scope, who| s.store.spend(scope, who, rate);
+    for who in [Spender::Client(ip), Spender::Session(&c1.id)] {
+        assert_eq!(spend("r", who).await.expect("spend"), None);
+        assert_eq!(spend("r", who).await.expect("spend"), None);
+        let wait = spend("r", who)
+            .await
+            .expect("spend")
+            .expect("a spent budget");
+        assert!(
+            wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600),
+            "{wait:?}"
+        );
+        assert_eq!(spend("other-route", who).await.expect("spend"), None);
+    }
+    assert_eq!(
+        spend("r", Spender::Client(None)).await.expect("spend"),
+        None
+    );
+
     s.store.ping().await.expect("ping after work");
 }
 
@@ -175,6 +206,16 @@ async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     let mut session = sessions.new_session("user-z", Some("sid-z"), "at-very-secret-token");
     session.tokens.refresh_token = Some("rt-very-secret-token".into());
     sessions.store.create(&session).await.expect("create");
+    let rate = Rate {
+        count: 1,
+        period: Duration::from_secs(60),
+        burst: 1,
+    };
+    let client_ip = Some(IpAddr::from([192, 0, 2, 77]));
+    for who in [Spender::Session(&session.id), Spender::Client(client_ip)] {
+        let spent = sessions.store.spend("api", who, rate).await.expect("spend");
+        assert_eq!(spent, None);
+    }
 
     // Dump every key and value the store wrote.
     let client = redis::Client::open(redis_proc.url()).unwrap();
@@ -256,6 +297,18 @@ async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     );
     let cookie = sessions.seal(&session);
     assert!(!dump.contains(&cookie), "the sealed cookie is stored");
+    assert!(!dump.contains("192.0.2.77"), "a client address is stored");
+    // Rate budgets (one per spender) expire once whole again: within the minute.
+    let budgets: Vec<&String> = keys.iter().filter(|k| k.contains("rl:")).collect();
+    assert_eq!(budgets.len(), 2, "{keys:?}");
+    for key in budgets {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=60_000).contains(&pttl), "{key}: PTTL {pttl}");
+    }
 }
 
 /// The same contract over TLS: `rediss://` to a real TLS redis-server whose certificate a

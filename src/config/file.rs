@@ -356,7 +356,6 @@ pub struct RouteFile {
     #[serde(default)]
     pub identity: IdentityFile,
     /// Request-rate limits (off unless set).
-    #[serde(default)]
     pub rate_limit: Option<RateLimitFile>,
 }
 
@@ -365,13 +364,10 @@ pub struct RouteFile {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {
     /// Per session: `N/s`, `N/m` or `N/h`.
-    #[serde(default)]
     pub per_session: Option<String>,
     /// Per client address: `N/s`, `N/m` or `N/h`.
-    #[serde(default)]
     pub per_client_ip: Option<String>,
     /// Requests that may come at once after a quiet spell (default: the rate's `N`).
-    #[serde(default)]
     pub burst: Option<u32>,
 }
 
