@@ -1,7 +1,8 @@
 //! One contract for every `SessionStore` backend, run in-process against the memory store
 //! and a real redis-server — plain, over TLS (`rediss://`, certificates made by the test),
-//! and behind a sentinel whose master takes an ACL user and password, with and without
-//! TLS: the same calls must give the same answers.
+//! as a three-master Cluster, and behind a sentinel whose master takes an ACL user and
+//! password, with and without TLS: the same calls (sessions, indexes, rate budgets) must
+//! give the same answers.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -197,6 +198,32 @@ async fn redis_store_meets_the_contract() {
     let redis = RedisProcess::start();
     let (_dir, sessions) = open(config().redis(redis.url())).await;
     store_contract(&sessions).await;
+}
+
+/// Over a three-master Redis Cluster: every operation's keys live in one slot (a session
+/// and its companions by hash tag; an index, a rate budget on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store_meets_the_contract() {
+    let cluster = crate::common::cluster::RedisCluster::start(3);
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let yaml = config().redis("redis://seed".into()).yaml().replacen(
+        "      url: redis://seed\n",
+        &format!("      cluster: [{}]\n", nodes.join(", ")),
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = Sessions::open(&write_config(dir.path(), "bff.yaml", &yaml)).await;
+    store_contract(&sessions).await;
+    let used = cluster
+        .dbsizes()
+        .iter()
+        .filter(|n| n.unwrap_or(0) > 0)
+        .count();
+    assert!(
+        used >= 2,
+        "keys spread over one master only: {:?}",
+        cluster.dbsizes()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
