@@ -16,7 +16,8 @@
 //! - [`http`]: the HTTP vocabulary: local responses, the one [`http::ApiError`], CORS,
 //!   request helpers, and the seam through which the proxy hands requests to the agent.
 //! - [`guard`]: who is this, may it go on: CSRF and Origin rules, cookie → session, token
-//!   freshness and refresh over a trait the provider client implements.
+//!   freshness and refresh over a trait the provider client implements, request-rate limits
+//!   per session and per client address.
 //! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health,
 //!   cookie policy, agent settings) behind one atomic swap.
 //! - [`path`]: path rules: segment prefixes and the normalisation lenient upstreams apply.
@@ -25,8 +26,8 @@
 //! Beneath:
 //! - [`oidc`]: the OpenID Connect client: discovery and keys, the code flow, token calls,
 //!   logout-token validation.
-//! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores, and
-//!   refresh coordination primitives (locks, grace records).
+//! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores,
+//!   refresh coordination primitives (locks, grace records), and rate budgets (GCRA).
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.

@@ -87,6 +87,16 @@ pub static CSRF_REJECTIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     ))
 });
 
+/// Requests refused `429 rate_limited`, by route (config name, or `agent`) and kind
+/// (`session`, `client_ip`).
+pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
+    fixed(register_int_counter_vec!(
+        "bff_rate_limited_total",
+        "Requests refused because a rate limit was spent, by route and kind",
+        &["route", "kind"]
+    ))
+});
+
 /// Session store call latency by operation.
 pub static STORE_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     fixed(register_histogram_vec!(
@@ -315,6 +325,16 @@ pub fn init_routes<'a>(routes: impl Iterator<Item = &'a str>) {
     }
 }
 
+/// Creates the `bff_rate_limited_total` series of a place's configured limits at zero.
+pub fn init_rate_limits(route: &str, limits: &crate::config::RateLimit) {
+    if limits.per_session.is_some() {
+        RATE_LIMITED.with_label_values(&[route, "session"]);
+    }
+    if limits.per_client_ip.is_some() {
+        RATE_LIMITED.with_label_values(&[route, "client_ip"]);
+    }
+}
+
 /// Registers every metric now and creates each outcome counter's series at zero, so a
 /// scrape shows every family (and `rate()` has a starting point) before the first event.
 /// Families labelled by route or operation appear with their first observation.
@@ -322,6 +342,7 @@ pub fn init() {
     Lazy::force(&REQUESTS);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&CSRF_REJECTIONS);
+    Lazy::force(&RATE_LIMITED);
     Lazy::force(&STORE_DURATION);
     Lazy::force(&STORE_ERRORS);
     Lazy::force(&UPSTREAM_ERRORS);

@@ -14,6 +14,7 @@ mod limits;
 mod logout;
 mod origins;
 mod provider_faults;
+mod rate;
 
 use std::time::{Duration, Instant};
 

@@ -35,6 +35,7 @@ mod provider_smoke;
 mod provider_tls;
 mod proxy_auth;
 mod proxy_paths;
+mod rate_limits;
 mod readme;
 mod refresh;
 mod route_tokens;

@@ -216,7 +216,13 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     let dead = format!("http://127.0.0.1:{dead_port}");
     let cfg = GatewayConfig::new(vec![
         route("orders", "/api/orders", &up, "required", ""),
-        route("public", "/api/public", &up, "none", ""),
+        route(
+            "public",
+            "/api/public",
+            &up,
+            "none",
+            "rate_limit: { per_client_ip: 3/h }",
+        ),
         route(
             "down",
             "/down",
@@ -249,10 +255,13 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     let unknown_key = sessions::cipher_of(&other).seal(&ghost.id);
     let malformed = "not-a-sealed-cookie!".to_string();
 
-    // 3 × public → echo 200.
+    // 3 × public → echo 200 (each a store `rate` call); a 4th over its per-address limit
+    // → 429 rate_limited.
     for _ in 0..3 {
         expect_echo(http.get(gw.url("/api/public/x")).send().await.unwrap()).await;
     }
+    let resp = http.get(gw.url("/api/public/x")).send().await.unwrap();
+    expect_error(resp, 429, "rate_limited").await;
     // 2 × orders without a cookie → 401 no_session (lookup `missing`).
     for _ in 0..2 {
         let resp = http.get(gw.url("/api/orders/1")).send().await.unwrap();
@@ -296,11 +305,11 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
             .filter(|(k, _)| !k.starts_with("route=health"))
             .map(|(_, v)| v)
             .sum();
-        total >= 13.0
+        total >= 14.0
     })
     .await;
     let text = scrape(&gw).await;
-    assert!(counted, "the 13 requests were not all counted:\n{text}");
+    assert!(counted, "the 14 requests were not all counted:\n{text}");
     let samples = parse(&text);
 
     // Every family that is exported has HELP and TYPE, with the catalogued type.
@@ -333,6 +342,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         "bff_session_lookups_total",
         "bff_cookie_unseal_failures_total",
         "bff_csrf_rejections_total",
+        "bff_rate_limited_total",
         "bff_store_duration_seconds",
         "bff_upstream_healthy",
         "bff_build_info",
@@ -399,6 +409,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         ("route=orders,status=401", 7.0),
         ("route=orders,status=403", 1.0),
         ("route=public,status=200", 3.0),
+        ("route=public,status=429", 1.0),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), *v))
@@ -420,7 +431,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         ("route=down", 1.0),
         ("route=none", 1.0),
         ("route=orders", 8.0),
-        ("route=public", 3.0),
+        ("route=public", 4.0),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), *v))
@@ -428,7 +439,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     assert_eq!(counts, want, "bff_request_duration_seconds_count:\n{text}");
     for (route, n) in [
         ("orders", 8.0),
-        ("public", 3.0),
+        ("public", 4.0),
         ("down", 1.0),
         ("none", 1.0),
     ] {
@@ -482,11 +493,18 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         &[("route=orders", 1.0)],
         &text,
     );
-    // The only store call was the `get` of the unstored session.
+    expect_series(
+        &samples,
+        "bff_rate_limited_total",
+        &[("kind=client_ip,route=public", 1.0)],
+        &text,
+    );
+    // The store calls: the `get` of the unstored session, and the public route's rate
+    // checks.
     expect_series(
         &samples,
         "bff_store_duration_seconds_count",
-        &[("op=get", 1.0)],
+        &[("op=get", 1.0), ("op=rate", 4.0)],
         &text,
     );
 

@@ -1,9 +1,14 @@
 //! One contract for every `SessionStore` backend, run in-process against the memory store
 //! and a real redis-server — plain, over TLS (`rediss://`, certificates made by the test),
-//! and behind a sentinel whose master takes an ACL user and password, with and without
-//! TLS: the same calls must give the same answers.
+//! as a three-master Cluster, and behind a sentinel whose master takes an ACL user and
+//! password, with and without TLS: the same calls (sessions, indexes, rate budgets) must
+//! give the same answers.
 
-use bffgate::session::UserSession;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bffgate::config::Rate;
+use bffgate::session::{Spender, UserSession};
 
 use crate::common::sessions::Sessions;
 use crate::common::{now, route, write_config, GatewayConfig, RedisProcess};
@@ -152,6 +157,33 @@ async fn store_contract(s: &Sessions) {
     );
     assert_stored(s, &c1).await;
 
+    // Rate budgets (1/h, burst 2): two at once, then a wait of under an hour; each
+    // spender and each scope its own.
+    let rate = Rate {
+        count: 1,
+        period: Duration::from_secs(3600),
+        burst: 2,
+    };
+    let ip = Some(IpAddr::from([192, 0, 2, 7]));
+    let spend = |scope, who| s.store.spend(scope, who, rate);
+    for who in [Spender::Client(ip), Spender::Session(&c1.id)] {
+        assert_eq!(spend("r", who).await.expect("spend"), None);
+        assert_eq!(spend("r", who).await.expect("spend"), None);
+        let wait = spend("r", who)
+            .await
+            .expect("spend")
+            .expect("a spent budget");
+        assert!(
+            wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600),
+            "{wait:?}"
+        );
+        assert_eq!(spend("other-route", who).await.expect("spend"), None);
+    }
+    assert_eq!(
+        spend("r", Spender::Client(None)).await.expect("spend"),
+        None
+    );
+
     s.store.ping().await.expect("ping after work");
 }
 
@@ -168,6 +200,32 @@ async fn redis_store_meets_the_contract() {
     store_contract(&sessions).await;
 }
 
+/// Over a three-master Redis Cluster: every operation's keys live in one slot (a session
+/// and its companions by hash tag; an index, a rate budget on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store_meets_the_contract() {
+    let cluster = crate::common::cluster::RedisCluster::start(3);
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let yaml = config().redis("redis://seed".into()).yaml().replacen(
+        "      url: redis://seed\n",
+        &format!("      cluster: [{}]\n", nodes.join(", ")),
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = Sessions::open(&write_config(dir.path(), "bff.yaml", &yaml)).await;
+    store_contract(&sessions).await;
+    let used = cluster
+        .dbsizes()
+        .iter()
+        .filter(|n| n.unwrap_or(0) > 0)
+        .count();
+    assert!(
+        used >= 2,
+        "keys spread over one master only: {:?}",
+        cluster.dbsizes()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     let redis_proc = RedisProcess::start();
@@ -175,6 +233,16 @@ async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     let mut session = sessions.new_session("user-z", Some("sid-z"), "at-very-secret-token");
     session.tokens.refresh_token = Some("rt-very-secret-token".into());
     sessions.store.create(&session).await.expect("create");
+    let rate = Rate {
+        count: 1,
+        period: Duration::from_secs(60),
+        burst: 1,
+    };
+    let client_ip = Some(IpAddr::from([192, 0, 2, 77]));
+    for who in [Spender::Session(&session.id), Spender::Client(client_ip)] {
+        let spent = sessions.store.spend("api", who, rate).await.expect("spend");
+        assert_eq!(spent, None);
+    }
 
     // Dump every key and value the store wrote.
     let client = redis::Client::open(redis_proc.url()).unwrap();
@@ -256,6 +324,18 @@ async fn redis_store_keeps_no_plaintext_tokens_or_ids() {
     );
     let cookie = sessions.seal(&session);
     assert!(!dump.contains(&cookie), "the sealed cookie is stored");
+    assert!(!dump.contains("192.0.2.77"), "a client address is stored");
+    // Rate budgets (one per spender) expire once whole again: within the minute.
+    let budgets: Vec<&String> = keys.iter().filter(|k| k.contains("rl:")).collect();
+    assert_eq!(budgets.len(), 2, "{keys:?}");
+    for key in budgets {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=60_000).contains(&pttl), "{key}: PTTL {pttl}");
+    }
 }
 
 /// The same contract over TLS: `rediss://` to a real TLS redis-server whose certificate a

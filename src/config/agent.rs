@@ -47,9 +47,16 @@ pub(super) fn build(f: AgentFile, p: &mut Problems) -> AgentConfig {
             HeaderName::from_static(defaults::CSRF_HEADER)
         }
     };
+    let rate_limit = super::rate::build(
+        f.rate_limit,
+        "agent.rate_limit",
+        Err("the agent endpoints are limited per client address only (per_client_ip)"),
+        p,
+    );
     AgentConfig {
         base_path,
         allowed_origins,
         csrf_header,
+        rate_limit,
     }
 }

@@ -279,6 +279,12 @@ pub(super) const ADMIN_TOKEN_MIN_CHARS: usize = 32;
 /// says (the admin section has no default address: it is off unless configured).
 pub const ADMIN_CLI_URL: &str = "http://127.0.0.1:9191";
 
+/// `rate_limit.burst` when omitted: one period's worth of the rate (`50/s` → 50). Rate
+/// limits themselves are off unless configured.
+pub(super) fn rate_burst(count: u32) -> u32 {
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{base, env};
@@ -300,5 +306,6 @@ mod tests {
             }
         ));
         assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.agent.rate_limit, Default::default());
     }
 }

@@ -132,6 +132,8 @@ pub struct AgentFile {
     pub allowed_origins: Vec<String>,
     /// Header an SPA must send on unsafe methods (default `x-bffgate-csrf`).
     pub csrf_header: String,
+    /// A request-rate limit per client address over all agent endpoints (off unless set).
+    pub rate_limit: Option<RateLimitFile>,
 }
 
 impl Default for AgentFile {
@@ -140,6 +142,7 @@ impl Default for AgentFile {
             base_path: defaults::AGENT_BASE_PATH.into(),
             allowed_origins: Vec::new(),
             csrf_header: defaults::CSRF_HEADER.into(),
+            rate_limit: None,
         }
     }
 }
@@ -379,6 +382,8 @@ pub struct RouteFile {
     /// proof (default true); false sends the token as a bearer.
     #[serde(default = "defaults::route_dpop")]
     pub dpop: bool,
+    /// Request-rate limits (off unless set).
+    pub rate_limit: Option<RateLimitFile>,
 }
 
 /// A route's `token` as written: a name, or a grant with its audience.
@@ -405,6 +410,18 @@ pub struct TokenGrantFile {
     /// Scopes asked for.
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// Request-rate limits, shared by every instance on one store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    /// Per session: `N/s`, `N/m` or `N/h`.
+    pub per_session: Option<String>,
+    /// Per client address: `N/s`, `N/m` or `N/h`.
+    pub per_client_ip: Option<String>,
+    /// Requests that may come at once after a quiet spell (default: the rate's `N`).
+    pub burst: Option<u32>,
 }
 
 /// A route's identity policy.

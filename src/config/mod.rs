@@ -10,8 +10,8 @@
 //! - [`file`](mod@file): the file's serde structs; `defaults.rs`: every default value;
 //! - `values.rs`: parsers shared by the sections (addresses, durations, keys, URLs);
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
-//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `identity.rs` and `token.rs`
-//!   for a route's identity and token policies), `otel.rs`, `admin.rs`;
+//!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `identity.rs`, `token.rs` and
+//!   `rate.rs` for a route's identity, token and rate-limit policies), `otel.rs`, `admin.rs`;
 //! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
@@ -29,6 +29,7 @@ mod identity;
 mod load;
 mod oidc;
 mod otel;
+mod rate;
 mod resolve;
 mod routes;
 mod server;
@@ -39,6 +40,7 @@ mod values;
 pub use defaults::ADMIN_CLI_URL;
 pub use error::{ConfigError, ConfigProblem};
 pub use load::{load, parse};
+pub use rate::{parse_rate, Rate, RateLimit};
 
 use http::{HeaderName, HeaderValue, Method};
 use std::fmt;
@@ -176,6 +178,8 @@ pub struct AgentConfig {
     pub allowed_origins: Vec<String>,
     /// Header required on unsafe methods.
     pub csrf_header: HeaderName,
+    /// Per-client-address limit over every agent endpoint.
+    pub rate_limit: RateLimit,
 }
 
 /// How bffgate authenticates to the token endpoint.
@@ -480,6 +484,8 @@ pub struct RouteConfig {
     /// With `oidc.dpop`: the user's token goes upstream as `DPoP` with a proof (else as a
     /// bearer).
     pub dpop: bool,
+    /// Request-rate limits.
+    pub rate_limit: RateLimit,
 }
 
 /// Which access token a route forwards upstream.

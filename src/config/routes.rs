@@ -192,6 +192,12 @@ pub(super) fn build(
             .map(|h| duration(&h.interval, &format!("{key}.health_check.interval"), p));
         let identity = identity::build(r.identity, &key, auth, p);
         let token = token::build(r.token, &key, auth, has_provider, p);
+        let session_ok = match auth {
+            AuthMode::None => Err("an `auth: none` route reads no session; use per_client_ip"),
+            AuthMode::Required | AuthMode::Optional => Ok(()),
+        };
+        let rate_limit =
+            super::rate::build(r.rate_limit, &format!("{key}.rate_limit"), session_ok, p);
         let route = RouteConfig {
             name: r.name,
             path_prefix: prefix,
@@ -209,6 +215,7 @@ pub(super) fn build(
             identity,
             token,
             dpop: r.dpop,
+            rate_limit,
         };
         if let Some(j) = out.iter().position(|o| ambiguous(o, &route)) {
             p.add(

@@ -3,13 +3,15 @@
 //! CSRF and Origin rules (`csrf`), cookie → session ([`lookup()`]), and keeping the access
 //! token fresh (`refresh`: one bounded, shared flight per session; `redeem`: the store
 //! lease and the provider call under it, over the [`TokenEndpoint`] trait the provider
-//! client implements), and a route's own token (`route_token`: exchange or client
-//! credentials, one flight per grant). The proxy asks [`Guard::admit`] for every API request that reads the
-//! session; the agent's endpoints use the same pieces.
+//! client implements), a route's own token (`route_token`: exchange or client credentials,
+//! one flight per grant), and request-rate limits (`rate`: per session and per client
+//! address, shared through the store). The proxy asks [`Guard::admit`] for every API
+//! request that reads the session; the agent's endpoints use the same pieces.
 
 mod csrf;
 mod identity;
 mod lookup;
+mod rate;
 mod redeem;
 mod refresh;
 mod route_token;
@@ -20,7 +22,7 @@ pub use lookup::{lookup, Lookup};
 pub use redeem::{lease, PROVIDER_CALL_LIMIT};
 pub use refresh::{Freshness, RefreshFailure, Refresher, TokenEndpoint, When, FAILURE_HOLD};
 
-use crate::config::{AuthMode, TokenPolicy};
+use crate::config::{AuthMode, Rate, RouteConfig, TokenPolicy};
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
@@ -89,10 +91,24 @@ impl Guard {
         self.lookup(req, live).await.into_session().map(|(s, _)| s)
     }
 
-    /// Applies an API route's session policy (`mode` is not `None`): CSRF, cookie →
-    /// session, token freshness, and the token the route forwards (`token`; with the
-    /// session's DPoP key unless the route asks for bearer, `dpop_route` false). `route`
-    /// labels the CSRF metric.
+    /// Spends one request of the client address's budget on `scope` (a route name, or
+    /// `agent`), before any other work.
+    ///
+    /// # Errors
+    /// `429 rate_limited` when it is spent.
+    pub async fn limit_client(
+        &self,
+        scope: &str,
+        rate: Rate,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        rate::per_client(&self.store, scope, rate, client).await
+    }
+
+    /// Applies an API route's session policy (its `auth` is not `none`): CSRF, cookie →
+    /// session, the route's `per_session` rate limit, token freshness, and the token the
+    /// route forwards (its `token` policy; bound to the session's DPoP key unless the route
+    /// asks for bearer). The route's name labels the CSRF and rate-limit metrics.
     ///
     /// # Errors
     /// The [`ApiError`] to answer instead of forwarding.
@@ -100,11 +116,9 @@ impl Guard {
         &self,
         req: &RequestHeader,
         live: &LiveConfig,
-        mode: AuthMode,
-        route: &str,
-        token: &TokenPolicy,
-        dpop_route: bool,
+        config: &RouteConfig,
     ) -> Result<Admitted, ApiError> {
+        let (mode, route, token) = (config.auth, config.name.as_str(), &config.token);
         if let Err(e) = check_route_request(req, &live.agent) {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
             return Err(e);
@@ -121,6 +135,10 @@ impl Guard {
             }
             found => found.into_session()?,
         };
+        if let Some(rate) = config.rate_limit.per_session {
+            // Before any refresh: a session over its limit costs the provider nothing.
+            rate::per_session(&self.store, route, rate, &session.id).await?;
+        }
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
         let sub = session.sub.clone();
         // Moved out, not copied: the refresh below needs none of them.
@@ -130,7 +148,7 @@ impl Guard {
         // Only the user's own token is bound to the session's key; route tokens and routes
         // that ask for bearer go without a proof.
         let dpop = match (&session.dpop_key, token) {
-            (Some(k), TokenPolicy::User) if dpop_route => crate::dpop::DpopKey::open(k)
+            (Some(k), TokenPolicy::User) if config.dpop => crate::dpop::DpopKey::open(k)
                 .map(std::sync::Arc::new)
                 .map_err(|e| {
                     tracing::warn!(error = %e, "a session's DPoP key does not open");

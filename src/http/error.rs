@@ -84,11 +84,14 @@ pub enum ApiError {
     AdminUnauthorized,
     /// 403 (admin listener): the caller's address is not in `admin.allow`.
     AdminForbidden,
+    /// 429: a rate limit of the route (or of the agent endpoints) is spent; the client may
+    /// try again after this many seconds (at least 1).
+    RateLimited(u32),
 }
 
 impl ApiError {
     /// One of each kind, in the README table's order: the error catalogue.
-    pub const CATALOGUE: [ApiError; 37] = [
+    pub const CATALOGUE: [ApiError; 38] = [
         ApiError::InvalidPath(""),
         ApiError::BadRequest,
         ApiError::InvalidReturnTo,
@@ -126,6 +129,7 @@ impl ApiError {
         ApiError::AdminUnauthorized,
         ApiError::AdminForbidden,
         ApiError::RouteTokenUnavailable,
+        ApiError::RateLimited(1),
     ];
 
     /// The HTTP status.
@@ -149,7 +153,7 @@ impl ApiError {
             NoRefreshToken => 409,
             MisdirectedRequest => 421,
             BodyTooLarge => 413,
-            TooManyLogins => 429,
+            TooManyLogins | RateLimited(_) => 429,
             Internal => 500,
             UpstreamUnavailable | ProviderUnavailable | ProviderMisconfigured => 502,
             StoreUnavailable
@@ -201,6 +205,7 @@ impl ApiError {
             ProviderUnsuitable(_) => "provider_unsuitable",
             AdminUnauthorized => "admin_unauthorized",
             AdminForbidden => "admin_forbidden",
+            RateLimited(_) => "rate_limited",
         }
     }
 
@@ -247,14 +252,17 @@ impl ApiError {
             TooManyLogins => "too many logins were started from this address; try again later",
             AdminUnauthorized => "the admin API needs its bearer token",
             AdminForbidden => "this address may not call the admin API",
+            RateLimited(_) => "too many requests; try again after Retry-After seconds",
         }
     }
 
     /// The `Retry-After` (seconds) the answer carries: a refresh that failed is not tried
-    /// again for that long (the refresher's failure hold).
+    /// again for that long (the refresher's failure hold); a spent rate limit has budget
+    /// again after that long.
     pub fn retry_after(self) -> Option<u64> {
         match self {
             ApiError::RefreshUnavailable | ApiError::RouteTokenUnavailable => Some(1),
+            ApiError::RateLimited(secs) => Some(u64::from(secs.max(1))),
             _ => None,
         }
     }
@@ -319,6 +327,7 @@ mod tests {
             AdminUnauthorized => 34,
             AdminForbidden => 35,
             RouteTokenUnavailable => 36,
+            RateLimited(_) => 37,
         }
     }
 

@@ -50,6 +50,7 @@ pub struct LiveConfig {
 impl LiveConfig {
     /// Compiles the per-request view of a validated config.
     pub fn new(config: &Config) -> Self {
+        crate::metrics::init_rate_limits("agent", &config.agent.rate_limit);
         LiveConfig {
             routes: RouteTable::new(&config.routes),
             hosts: config.server.hosts.clone(),

@@ -29,6 +29,7 @@ pub struct Route {
 impl Route {
     fn new(config: RouteConfig) -> Self {
         let duration = metrics::REQUEST_DURATION.with_label_values(&[config.name.as_str()]);
+        metrics::init_rate_limits(&config.name, &config.rate_limit);
         Route {
             down_until: config.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
             dpop_nonces: config

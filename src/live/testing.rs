@@ -62,5 +62,6 @@ pub fn route_config(
         identity: Default::default(),
         token: Default::default(),
         dpop: true,
+        rate_limit: Default::default(),
     }
 }

@@ -110,6 +110,17 @@ impl EdgeProxy {
         let Some(agent) = &self.agent else {
             return Ok(Err(ApiError::AgentDisabled));
         };
+        if let Some(rate) = ctx.live.agent.rate_limit.per_client_ip {
+            // Before the endpoint does any store or provider work.
+            let limited = self
+                .guard
+                .limit_client("agent", rate, ctx.client_addr)
+                .instrument(ctx.span.clone())
+                .await;
+            if let Err(e) = limited {
+                return Ok(Err(e));
+            }
+        }
         let live = Arc::clone(&ctx.live);
         let handled = agent
             .handle(session, &live, rest)
@@ -129,19 +140,19 @@ impl EdgeProxy {
         let mode = route.config.auth;
         ctx.route = Some(Arc::clone(&route));
         ctx.span.record("http.route", route.config.name.as_str());
+        let limits = route.config.rate_limit;
+        if let Some(rate) = limits.per_client_ip {
+            self.guard
+                .limit_client(&route.config.name, rate, ctx.client_addr)
+                .instrument(ctx.span.clone())
+                .await?;
+        }
         if mode == AuthMode::None {
             return Ok(());
         }
         let admitted = self
             .guard
-            .admit(
-                session.req_header(),
-                &ctx.live,
-                mode,
-                &route.config.name,
-                &route.config.token,
-                route.config.dpop,
-            )
+            .admit(session.req_header(), &ctx.live, &route.config)
             .instrument(ctx.span.clone())
             .await?;
         let identity = &route.config.identity;

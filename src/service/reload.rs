@@ -2,8 +2,10 @@
 //!
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
-//! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
-//! the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
+//! live configuration they started with. Routes, upstreams, headers, timeouts, rate limits
+//! (`routes[].rate_limit`, `agent.rate_limit`: what was spent carries over, capped at the
+//! new burst and refilling at the new rate), route token policies, CSRF and CORS origins,
+//! the cookie key ring, session lifetimes, the refresh timings, `server.hosts`,
 //! `server.path_params` and the admin API's token and networks reload; listeners, the
 //! metrics and admin listeners, the other server settings, the store and the provider need
 //! a restart, and a change to them is reported as such.

@@ -1,7 +1,9 @@
 //! The embedded store: bounded (least recently used go first) and expiring, for single
 //! instances and development. Sessions do not survive a restart.
 
+use super::rate::{MemoryBudgets, MAX_MEMORY_BUDGETS};
 use super::{Record, Store, StoreError};
+use crate::config::Rate;
 use async_trait::async_trait;
 use moka::sync::Cache;
 use moka::Expiry;
@@ -39,6 +41,7 @@ type Indexes = Arc<Mutex<HashMap<String, HashSet<String>>>>;
 pub struct MemoryStore {
     cache: Cache<String, Entry>,
     indexes: Indexes,
+    budgets: MemoryBudgets,
 }
 
 impl MemoryStore {
@@ -67,7 +70,11 @@ impl MemoryStore {
                 }
             })
             .build();
-        MemoryStore { cache, indexes }
+        MemoryStore {
+            cache,
+            indexes,
+            budgets: MemoryBudgets::new(MAX_MEMORY_BUDGETS),
+        }
     }
 
     fn index_lock(
@@ -248,6 +255,10 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn rate(&self, key: &str, rate: Rate) -> Result<Option<Duration>, StoreError> {
+        Ok(self.budgets.step(key, rate))
     }
 }
 

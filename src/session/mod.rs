@@ -9,12 +9,14 @@
 //! login transactions, one-time claims, refresh locks and grace records.
 //! `admin` is what the admin API sees of sessions: a user's sessions by handle (the hash
 //! in the storage key), and deletion by handle.
+//! `rate` keeps the request-rate budgets of sessions and client addresses.
 
 mod admin;
 mod codec;
 mod coordination;
 mod error;
 mod memory;
+mod rate;
 mod redis;
 mod redis_sentinel;
 mod state;
@@ -23,9 +25,10 @@ pub use self::redis::RedisStore;
 pub use admin::{is_handle, SessionInfo};
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use rate::{gcra, Spender, Step, MAX_MEMORY_BUDGETS};
 pub use state::{now_secs, RouteToken, SessionId, Tokens, UserSession};
 
-use crate::config::{SessionConfig, StoreConfig};
+use crate::config::{Rate, SessionConfig, StoreConfig};
 use crate::metrics;
 use async_trait::async_trait;
 use codec::Codec;
@@ -80,6 +83,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Spends one request of the rate budget under `key` (GCRA, one atomic step, the key
+    /// expiring once the budget is whole again); `Some(wait)` when it is already spent.
+    async fn rate(&self, key: &str, rate: Rate) -> Result<Option<Duration>, StoreError>;
     /// How many sessions the backend holds, when it can tell cheaply from inside this
     /// process (the memory store); `None` for a shared server.
     fn session_count(&self) -> Option<u64> {

@@ -10,7 +10,7 @@
 
 use super::redis_sentinel::sentinel_client;
 use super::{Record, Store, StoreError};
-use crate::config::RedisMode;
+use crate::config::{Rate, RedisMode};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use redis::aio::{
@@ -403,5 +403,19 @@ impl Store for RedisStore {
         let mut conn = self.connection().await?;
         let _: String = self.run(redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
+    }
+
+    async fn rate(&self, key: &str, rate: Rate) -> Result<Option<Duration>, StoreError> {
+        let mut conn = self.connection().await?;
+        let wait_us: u64 = self
+            .run(
+                super::rate::SCRIPT
+                    .key(key)
+                    .arg(rate.interval_us())
+                    .arg(rate.tolerance_us())
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok((wait_us > 0).then(|| Duration::from_micros(wait_us)))
     }
 }

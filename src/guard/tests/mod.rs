@@ -16,6 +16,14 @@ fn config(keys: &str) -> Config {
     testing::config(keys, "")
 }
 
+/// The route `api` (prefix `/api`) with session policy `mode` and token policy `token`.
+fn api(mode: AuthMode, token: TokenPolicy) -> crate::config::RouteConfig {
+    crate::config::RouteConfig {
+        token,
+        ..testing::route_config("api", "/api", None, None, mode)
+    }
+}
+
 fn live() -> LiveConfig {
     LiveConfig::new(&testing::config_with_rotation(""))
 }
@@ -326,7 +334,7 @@ async fn admit_applies_the_route_policy() {
         let (guard, live) = (&guard, &live);
         async move {
             guard
-                .admit(&req, live, mode, "api", &TokenPolicy::User, true)
+                .admit(&req, live, &api(mode, TokenPolicy::User))
                 .await
                 .map(|a| a.access_token)
         }
@@ -394,28 +402,14 @@ async fn a_cookie_under_an_older_key_is_resealed() {
     let old = LiveConfig::new(&config(&format!("{{id: k1, secret: \"{OLD_KEY}\"}}")));
     let req = request("GET", &[cookie_header(&old, &session)]);
     let admitted = guard
-        .admit(
-            &req,
-            &live,
-            AuthMode::Required,
-            "api",
-            &TokenPolicy::User,
-            true,
-        )
+        .admit(&req, &live, &api(AuthMode::Required, TokenPolicy::User))
         .await
         .expect("admitted");
     let set = admitted.set_cookie.expect("re-sealed");
     assert!(set.starts_with(&format!("{}=", live.cookie.name())));
     let req = request("GET", &[cookie_header(&live, &session)]);
     let admitted = guard
-        .admit(
-            &req,
-            &live,
-            AuthMode::Required,
-            "api",
-            &TokenPolicy::User,
-            true,
-        )
+        .admit(&req, &live, &api(AuthMode::Required, TokenPolicy::User))
         .await
         .expect("admitted");
     assert!(admitted.set_cookie.is_none());

@@ -26,7 +26,7 @@ async fn storm(
         let (g, l, p) = (Arc::clone(guard), Arc::clone(&live), policy.clone());
         let req = request("GET", std::slice::from_ref(&cookie));
         tasks.push(tokio::spawn(async move {
-            g.admit(&req, &l, AuthMode::Required, "api", &p, true).await
+            g.admit(&req, &l, &api(AuthMode::Required, p)).await
         }));
     }
     let mut tokens = Vec::new();
@@ -102,23 +102,16 @@ async fn client_tokens_are_shared_by_every_session_and_a_failure_is_503() {
         .admit(
             &req,
             &live,
-            AuthMode::Required,
-            "api",
-            &grant(GrantKind::Exchange, "https://o.test"),
-            true,
+            &api(
+                AuthMode::Required,
+                grant(GrantKind::Exchange, "https://o.test"),
+            ),
         )
         .await
         .expect_err("no token");
     assert_eq!(err, ApiError::RouteTokenUnavailable);
     let none = guard
-        .admit(
-            &req,
-            &live,
-            AuthMode::Required,
-            "api",
-            &TokenPolicy::None,
-            true,
-        )
+        .admit(&req, &live, &api(AuthMode::Required, TokenPolicy::None))
         .await
         .expect("admitted");
     assert_eq!(none.access_token, None);
