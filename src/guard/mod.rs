@@ -22,7 +22,7 @@ use crate::config::AuthMode;
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
-use crate::session::{now_secs, SessionStore, Tokens, UserSession};
+use crate::session::{now_secs, SessionId, SessionStore, Tokens, UserSession};
 use pingora::http::RequestHeader;
 use tracing::Instrument;
 
@@ -37,6 +37,9 @@ pub struct Admitted {
     pub sub: Option<String>,
     /// The session's claims (those in `oidc.session_claims`; `Null` without a session).
     pub claims: serde_json::Value,
+    /// The session's id and absolute end (unix seconds), for tracking a long-lived
+    /// connection it opens; `None` without a session.
+    pub session: Option<(SessionId, u64)>,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -107,12 +110,14 @@ impl Guard {
                     set_cookie: None,
                     sub: None,
                     claims: serde_json::Value::Null,
+                    session: None,
                 })
             }
             found => found.into_session()?,
         };
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
         let sub = session.sub.clone();
+        let tracked = (session.id.clone(), session.expires_at);
         // Moved out, not copied: the refresh below needs none of them.
         let claims = std::mem::take(&mut session.claims);
         let tokens = self.fresh(session, When::Due).await?;
@@ -121,6 +126,7 @@ impl Guard {
             set_cookie,
             sub: Some(sub),
             claims,
+            session: Some(tracked),
         })
     }
 

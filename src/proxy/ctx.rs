@@ -46,6 +46,12 @@ pub struct RequestCtx {
     pub upstream_micros: Option<u64>,
     /// The route's identity headers for this session (set on every upstream attempt).
     pub identity: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The session's id and absolute end, kept in case its response turns long-lived.
+    pub live_session: Option<(crate::session::SessionId, u64)>,
+    /// The upstream socket of the current attempt (only with `live_session`).
+    pub upstream_fd: Option<std::os::unix::io::RawFd>,
+    /// The long-lived connection's registration, released when the response ends.
+    pub live_registration: Option<crate::live::Registration>,
 }
 
 impl RequestCtx {
@@ -70,6 +76,9 @@ impl RequestCtx {
             user: None,
             upstream_micros: None,
             identity: Vec::new(),
+            live_session: None,
+            upstream_fd: None,
+            live_registration: None,
         }
     }
 

@@ -165,12 +165,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn delete_index(&self, index: &str) -> Result<usize, StoreError> {
+    async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let keys = self.index_lock()?.remove(index).unwrap_or_default();
         Ok(keys
-            .iter()
+            .into_iter()
             .filter(|k| self.cache.remove(k.as_str()).is_some())
-            .count())
+            .collect())
     }
 
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {

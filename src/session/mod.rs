@@ -11,6 +11,7 @@
 mod codec;
 mod coordination;
 mod error;
+mod events;
 mod memory;
 mod redis;
 mod redis_sentinel;
@@ -18,6 +19,7 @@ mod state;
 
 pub use self::redis::RedisStore;
 pub use error::StoreError;
+pub use events::{Revocation, Revocations};
 pub use memory::MemoryStore;
 pub use state::{now_secs, SessionId, Tokens, UserSession};
 
@@ -62,8 +64,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// Sets a present key's TTL.
     async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
-    /// Removes every key of an index, and the index; how many keys existed.
-    async fn delete_index(&self, index: &str) -> Result<usize, StoreError>;
+    /// Removes every key of an index, and the index; the keys that existed.
+    async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError>;
     /// Stores a short-lived blob under `key` (no indexes).
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError>;
     /// Removes and returns the blob under `key`, atomically: two callers never both get it.
@@ -79,7 +81,28 @@ pub trait Store: Send + Sync + 'static {
     fn session_count(&self) -> Option<u64> {
         None
     }
+    /// Which of `keys` still exist: one answer per key, in order.
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?.is_some());
+        }
+        Ok(out)
+    }
+    /// Sends `message` to every subscriber of `channel` on a shared server; a no-op for an
+    /// in-process store (its one process hears announcements directly).
+    async fn publish(&self, _channel: &str, _message: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Subscribes to `channel`: its messages until the subscription is lost (the stream
+    /// ends). `None` for an in-process store, which has no other instances to hear.
+    async fn subscribe(&self, _channel: &str) -> Result<Option<Messages>, StoreError> {
+        Ok(None)
+    }
 }
+
+/// The messages of a pub/sub subscription.
+pub type Messages = futures_util::stream::BoxStream<'static, Vec<u8>>;
 
 /// Sessions over a backend: sealing, naming, expiry, sliding idle timeout, metrics.
 #[derive(Clone)]
@@ -88,6 +111,7 @@ pub struct SessionStore {
     codec: Arc<Codec>,
     lifetimes: Arc<arc_swap::ArcSwap<Lifetimes>>,
     op_timeout: Duration,
+    revocations: Revocations,
 }
 
 /// Session lifetimes, swappable on configuration reload.
@@ -165,7 +189,44 @@ impl SessionStore {
                 idle: config.idle_timeout,
                 absolute: config.absolute_timeout,
             })),
+            revocations: Revocations::new(events::channel_name(prefix)),
         }
+    }
+
+    /// The bus on which every deletion of a session is announced.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Relays other instances' revocations into [`Self::revocations`] until `stop`
+    /// resolves; returns at once on an in-process store.
+    pub async fn relay_revocations(&self, stop: impl std::future::Future<Output = ()>) {
+        self.revocations
+            .listen(Arc::clone(&self.backend), stop)
+            .await;
+    }
+
+    /// The hash that names a session on the revocation bus (its storage key's).
+    pub fn key_hash(&self, id: &SessionId) -> String {
+        codec::key_hash(id)
+    }
+
+    /// Which of the sessions named by `hashes` still exist (one answer each, in order).
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn exist(&self, hashes: &[String]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<String> = hashes
+            .iter()
+            .map(|h| self.codec.storage_key_of_hash(h))
+            .collect();
+        timed("exist", self.backend.exist(&keys)).await
+    }
+
+    /// Announces deleted storage keys on the revocation bus.
+    async fn announce_keys(&self, keys: &[String]) {
+        let hashes = keys.iter().filter_map(|k| codec::hash_of_key(k)).collect();
+        self.revocations.announce(&*self.backend, hashes).await;
     }
 
     /// The absolute session timeout now in force.
@@ -239,7 +300,9 @@ impl SessionStore {
         };
         // The sliding TTL may run past the absolute end; the end is checked here.
         if session.expires_at <= now_secs() {
-            let _ = timed("delete", self.backend.delete(&key)).await;
+            if let Ok(true) = timed("delete", self.backend.delete(&key)).await {
+                self.announce_keys(&[key]).await;
+            }
             return Ok(None);
         }
         Ok(Some(session))
@@ -269,34 +332,45 @@ impl SessionStore {
     ///
     /// # Errors
     /// The backend failed.
+    /// Its end is announced on the revocation bus, whether or not it was still stored
+    /// here (another instance may hold connections of a session that expired).
     pub async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        timed("delete", self.backend.delete(&self.codec.storage_key(id))).await
+        let key = self.codec.storage_key(id);
+        let existed = timed("delete", self.backend.delete(&key)).await?;
+        self.announce_keys(&[key]).await;
+        Ok(existed)
     }
 
-    /// Deletes every session of a provider session (`sid`); how many there were.
+    /// Deletes every session of a provider session (`sid`); how many there were. Each is
+    /// announced on the revocation bus.
     ///
     /// # Errors
     /// The backend failed.
     pub async fn delete_by_sid(&self, sid: &str) -> Result<usize, StoreError> {
-        timed(
+        let keys = timed(
             "delete_index",
             self.backend
                 .delete_index(&self.codec.index_name("sid", sid)),
         )
-        .await
+        .await?;
+        self.announce_keys(&keys).await;
+        Ok(keys.len())
     }
 
-    /// Deletes every session of a user (`sub`); how many there were.
+    /// Deletes every session of a user (`sub`); how many there were. Each is announced on
+    /// the revocation bus.
     ///
     /// # Errors
     /// The backend failed.
     pub async fn delete_by_sub(&self, sub: &str) -> Result<usize, StoreError> {
-        timed(
+        let keys = timed(
             "delete_index",
             self.backend
                 .delete_index(&self.codec.index_name("sub", sub)),
         )
-        .await
+        .await?;
+        self.announce_keys(&keys).await;
+        Ok(keys.len())
     }
 
     /// How many sessions an in-process backend holds (`None` for Redis).

@@ -9,10 +9,11 @@
 //! operation asks the sentinels for the current master.
 
 use super::redis_sentinel::sentinel_client;
-use super::{Record, Store, StoreError};
+use super::{Messages, Record, Store, StoreError};
 use crate::config::RedisMode;
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -37,6 +38,9 @@ enum Connector {
     Cluster {
         client: ClusterClient,
         conn: tokio::sync::OnceCell<ClusterConnection>,
+        /// One client per configured node, for subscriptions (a Cluster relays `PUBLISH`
+        /// to every node, so any node will do).
+        nodes: Vec<Client>,
     },
     Sentinel {
         sentinel: tokio::sync::Mutex<SentinelClient>,
@@ -132,9 +136,18 @@ impl RedisStore {
                 if ca_pem.is_some() {
                     builder = builder.certs(certs());
                 }
+                let nodes = nodes
+                    .iter()
+                    .map(|url| match ca_pem {
+                        Some(_) => Client::build_with_tls(url.as_str(), certs()),
+                        None => Client::open(url.as_str()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad_url(&e))?;
                 Connector::Cluster {
                     client: builder.build().map_err(|e| bad_url(&e))?,
                     conn: tokio::sync::OnceCell::new(),
+                    nodes,
                 }
             }
             RedisMode::Sentinel {
@@ -174,7 +187,7 @@ impl RedisStore {
                     self.bounded(conn.get_or_try_init(open)).await?.clone(),
                 ))
             }
-            Connector::Cluster { client, conn } => {
+            Connector::Cluster { client, conn, .. } => {
                 let open = || client.get_async_connection();
                 Ok(Conn::Cluster(
                     self.bounded(conn.get_or_try_init(open)).await?.clone(),
@@ -198,6 +211,39 @@ impl RedisStore {
                 conn.store(Some(Arc::new(fresh.clone())));
                 tracing::info!("connected to the Redis master named by the sentinels");
                 Ok(Conn::Plain(fresh))
+            }
+        }
+    }
+
+    /// A client for a pub/sub connection: the server, a Cluster node that answers (each
+    /// tried in turn), or the master the sentinels name now.
+    async fn pubsub_client(&self) -> Result<Client, StoreError> {
+        match &self.connector {
+            Connector::Single { client, .. } => Ok(client.clone()),
+            Connector::Cluster { nodes, .. } => {
+                let mut last = StoreError::Unavailable("no Cluster node configured".into());
+                for node in nodes {
+                    let mut conn = match self.bounded(node.get_multiplexed_async_connection()).await
+                    {
+                        Ok(c) => c,
+                        Err(e) => {
+                            last = e;
+                            continue;
+                        }
+                    };
+                    let pong: Result<String, _> = self
+                        .bounded(redis::cmd("PING").query_async(&mut conn))
+                        .await;
+                    match pong {
+                        Ok(_) => return Ok(node.clone()),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+            Connector::Sentinel { sentinel, .. } => {
+                let mut guard = sentinel.lock().await;
+                self.bounded(guard.async_get_client()).await
             }
         }
     }
@@ -333,17 +379,52 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn delete_index(&self, index: &str) -> Result<usize, StoreError> {
+    async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let mut conn = self.connection().await?;
         let keys: Vec<String> = self.run(conn.smembers(index)).await?;
-        let mut deleted = 0;
+        let mut deleted = Vec::with_capacity(keys.len());
         // One DEL per key: members live in different Cluster slots.
-        for key in &keys {
-            let n: u64 = self.run(conn.del(key)).await?;
-            deleted += usize::from(n > 0);
+        for key in keys {
+            let n: u64 = self.run(conn.del(&key)).await?;
+            if n > 0 {
+                deleted.push(key);
+            }
         }
         let _: u64 = self.run(conn.del(index)).await?;
         Ok(deleted)
+    }
+
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.connection().await?;
+        if matches!(self.connector, Connector::Cluster { .. }) {
+            // Keys of different sessions live in different slots: one command each.
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.run(conn.exists(key)).await?);
+            }
+            return Ok(out);
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.exists(key);
+        }
+        self.run(pipe.query_async(&mut conn)).await
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = self.run(conn.publish(channel, message)).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Option<Messages>, StoreError> {
+        let client = self.pubsub_client().await?;
+        let mut pubsub = self.bounded(client.get_async_pubsub()).await?;
+        self.bounded(pubsub.subscribe(channel)).await?;
+        let messages = pubsub
+            .into_on_message()
+            .map(|m| m.get_payload_bytes().to_vec());
+        Ok(Some(Box::pin(messages)))
     }
 
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
