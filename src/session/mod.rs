@@ -6,7 +6,9 @@
 //! TTLs and index names. Sessions end at their absolute expiry, or after `idle_timeout`
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
-//! login transactions, one-time claims, refresh locks and grace records.
+//! login transactions, one-time claims, refresh locks and grace records. Every deletion of
+//! a session is announced on the revocation bus (`events`: the store's pub/sub channel,
+//! and in-process), so live connections of the session end on every instance.
 
 mod codec;
 mod coordination;

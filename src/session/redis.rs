@@ -8,12 +8,13 @@
 //! connection, or a master that became a replica (`READONLY`), is dropped and the next
 //! operation asks the sentinels for the current master.
 
+mod pubsub;
+
 use super::redis_sentinel::sentinel_client;
 use super::{Messages, Record, Store, StoreError};
 use crate::config::RedisMode;
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -215,39 +216,6 @@ impl RedisStore {
         }
     }
 
-    /// A client for a pub/sub connection: the server, a Cluster node that answers (each
-    /// tried in turn), or the master the sentinels name now.
-    async fn pubsub_client(&self) -> Result<Client, StoreError> {
-        match &self.connector {
-            Connector::Single { client, .. } => Ok(client.clone()),
-            Connector::Cluster { nodes, .. } => {
-                let mut last = StoreError::Unavailable("no Cluster node configured".into());
-                for node in nodes {
-                    let mut conn = match self.bounded(node.get_multiplexed_async_connection()).await
-                    {
-                        Ok(c) => c,
-                        Err(e) => {
-                            last = e;
-                            continue;
-                        }
-                    };
-                    let pong: Result<String, _> = self
-                        .bounded(redis::cmd("PING").query_async(&mut conn))
-                        .await;
-                    match pong {
-                        Ok(_) => return Ok(node.clone()),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-            Connector::Sentinel { sentinel, .. } => {
-                let mut guard = sentinel.lock().await;
-                self.bounded(guard.async_get_client()).await
-            }
-        }
-    }
-
     /// Forgets a Sentinel-mode connection after a failure that suggests a failover.
     fn on_failure(&self, e: &redis::RedisError) {
         if let Connector::Sentinel { conn, .. } = &self.connector {
@@ -395,20 +363,7 @@ impl Store for RedisStore {
     }
 
     async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
-        let mut conn = self.connection().await?;
-        if matches!(self.connector, Connector::Cluster { .. }) {
-            // Keys of different sessions live in different slots: one command each.
-            let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
-                out.push(self.run(conn.exists(key)).await?);
-            }
-            return Ok(out);
-        }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.exists(key);
-        }
-        self.run(pipe.query_async(&mut conn)).await
+        self.exist_each(keys).await
     }
 
     async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
@@ -418,13 +373,7 @@ impl Store for RedisStore {
     }
 
     async fn subscribe(&self, channel: &str) -> Result<Option<Messages>, StoreError> {
-        let client = self.pubsub_client().await?;
-        let mut pubsub = self.bounded(client.get_async_pubsub()).await?;
-        self.bounded(pubsub.subscribe(channel)).await?;
-        let messages = pubsub
-            .into_on_message()
-            .map(|m| m.get_payload_bytes().to_vec());
-        Ok(Some(Box::pin(messages)))
+        self.subscription(channel).await.map(Some)
     }
 
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
