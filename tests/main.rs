@@ -35,5 +35,6 @@ mod proxy_auth;
 mod proxy_paths;
 mod readme;
 mod refresh;
+mod revocation_bus;
 mod session_store;
 mod store_outage;
