@@ -131,3 +131,39 @@ async fn sentinel_master_relays_revocations() {
     .await;
     deletions_are_heard(&a, &b).await;
 }
+
+/// A gateway whose Redis restarted empty (its subscription lost, the sessions with it)
+/// re-checks its streams once it is subscribed again, and closes those whose session is
+/// gone: within the relay's longest backoff (5 s) and a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_lost_its_subscription_rechecks_its_streams() {
+    use crate::common::streams::WsEcho;
+    use crate::common::{watch, Gateway};
+    let mut redis = RedisProcess::start();
+    let ws = WsEcho::start().await;
+    let gw = Gateway::start(
+        &GatewayConfig::new(vec![route("ws", "/ws", &ws.url(), "required", "")])
+            .redis(redis.url())
+            .yaml(),
+    )
+    .await;
+    let sessions = Sessions::open(gw.config_path()).await;
+    let (_s, sealed) = sessions.login("gus", "at-gus").await;
+    let stream = watch::websocket(gw.addr(), "/ws/chat", &sealed).await;
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        stream.ended().is_none(),
+        "the stream closed with Redis down"
+    );
+    redis.restart();
+    let restarted = Instant::now();
+    let ended = stream
+        .wait_end(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("the stream outlived its session\n{}", gw.log()));
+    let took = ended - restarted;
+    eprintln!("stream closed {took:?} after Redis came back empty");
+    assert!(took <= Duration::from_secs(6), "closed only after {took:?}");
+}

@@ -172,6 +172,17 @@ impl LiveConnections {
         due
     }
 
+    /// Makes the sessions `hashes` due for a check at once (their last check failed).
+    pub fn check_again(&self, hashes: &[String]) {
+        let mut map = self.map();
+        let now = Instant::now();
+        for hash in hashes {
+            for t in map.get_mut(hash).into_iter().flatten() {
+                t.idle_check_at = now;
+            }
+        }
+    }
+
     /// How many connections are tracked.
     pub fn len(&self) -> usize {
         self.map().values().map(Vec::len).sum()

@@ -8,6 +8,7 @@ use crate::session::{now_secs, Revocation, SessionStore};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
@@ -24,17 +25,25 @@ pub struct RevocationService {
     store: SessionStore,
     conns: Arc<LiveConnections>,
     live: LiveHandle,
+    /// Whether the last check failed (a failure is logged once, not every sweep).
+    failing: AtomicBool,
 }
 
 impl RevocationService {
     /// A service over the store's revocation bus and this process's tracked connections;
     /// idle timeouts are read from the live configuration.
     pub fn new(store: SessionStore, conns: Arc<LiveConnections>, live: LiveHandle) -> Self {
-        RevocationService { store, conns, live }
+        RevocationService {
+            store,
+            conns,
+            live,
+            failing: AtomicBool::new(false),
+        }
     }
 
     /// Checks the sessions due for an idle check (all of them after a lost subscription)
-    /// against the store and ends the connections of those it no longer holds.
+    /// against the store and ends the connections of those it no longer holds. Sessions
+    /// the store could not be asked about are checked again at the next sweep.
     async fn check(&self, now: Instant, max: usize, reason: CloseReason) {
         let idle = self.live.load().session.idle_timeout;
         let due = self.conns.due_for_check(now, idle, max);
@@ -43,6 +52,9 @@ impl RevocationService {
         }
         match self.store.exist(&due).await {
             Ok(present) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("live connections' sessions can be checked again");
+                }
                 let gone: Vec<String> = due
                     .into_iter()
                     .zip(present)
@@ -50,7 +62,12 @@ impl RevocationService {
                     .collect();
                 self.conns.close_sessions(&gone, reason);
             }
-            Err(e) => tracing::warn!(error = %e, "could not check live connections' sessions"),
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "could not check live connections' sessions; retrying every sweep");
+                }
+                self.conns.check_again(&due);
+            }
         }
     }
 
