@@ -87,15 +87,11 @@ impl LiveConnections {
     }
 
     /// Tracks the upstream socket `fd` of a connection of the session `hash` that ends at
-    /// `ends_at` (unix seconds) and may go idle after `idle`. `None` when `fd` is not a
-    /// connected socket (nothing to track).
-    pub fn register(
-        &self,
-        hash: String,
-        fd: RawFd,
-        ends_at: u64,
-        idle: Duration,
-    ) -> Option<Registration> {
+    /// `ends_at` (unix seconds). Its session is checked in the store at the next sweep (a
+    /// revocation announced between the request's admission and its registration would
+    /// otherwise go unseen), then whenever it may have gone idle. `None` when `fd` is not
+    /// a connected socket (nothing to track).
+    pub fn register(&self, hash: String, fd: RawFd, ends_at: u64) -> Option<Registration> {
         let (local, peer) = addresses(fd)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.map().entry(hash.clone()).or_default().push(Tracked {
@@ -104,7 +100,7 @@ impl LiveConnections {
             local,
             peer,
             ends_at,
-            idle_check_at: Instant::now() + idle,
+            idle_check_at: Instant::now(),
         });
         metrics::LIVE_CONNECTIONS.inc();
         Some(Registration { id, hash })
@@ -223,20 +219,10 @@ mod tests {
         let b = std::net::TcpStream::connect(addr).expect("connect b");
         let live = LiveConnections::default();
         let ra = live
-            .register(
-                "a".repeat(64),
-                a.as_raw_fd(),
-                u64::MAX,
-                Duration::from_secs(60),
-            )
+            .register("a".repeat(64), a.as_raw_fd(), u64::MAX)
             .expect("a connected socket registers");
         let _rb = live
-            .register(
-                "b".repeat(64),
-                b.as_raw_fd(),
-                u64::MAX,
-                Duration::from_secs(60),
-            )
+            .register("b".repeat(64), b.as_raw_fd(), u64::MAX)
             .expect("registers");
         assert_eq!(live.len(), 2);
         assert_eq!(
@@ -259,7 +245,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let a = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("a");
         let live = LiveConnections::default();
-        live.register("c".repeat(64), a.as_raw_fd(), 100, Duration::ZERO)
+        live.register("c".repeat(64), a.as_raw_fd(), 100)
             .expect("registers");
         let later = Instant::now() + Duration::from_secs(1);
         assert_eq!(
@@ -269,6 +255,11 @@ mod tests {
         assert!(live
             .due_for_check(later, Duration::from_secs(60), 10)
             .is_empty());
+        live.check_again(&["c".repeat(64)]);
+        assert_eq!(
+            live.due_for_check(later, Duration::from_secs(60), 10),
+            vec!["c".repeat(64)]
+        );
         assert_eq!(live.close_ended(99), 0);
         assert_eq!(live.close_ended(100), 1);
         assert!(live.is_empty());
@@ -277,8 +268,6 @@ mod tests {
     #[test]
     fn a_descriptor_that_is_not_a_connected_socket_is_not_tracked() {
         let live = LiveConnections::default();
-        assert!(live
-            .register("d".repeat(64), -1, u64::MAX, Duration::ZERO)
-            .is_none());
+        assert!(live.register("d".repeat(64), -1, u64::MAX).is_none());
     }
 }

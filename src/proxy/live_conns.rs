@@ -50,8 +50,7 @@ pub(super) fn on_response(
     if ctx.live_registration.is_some() || !long_lived(resp) {
         return;
     }
-    let idle = ctx.live.session.idle_timeout;
-    ctx.live_registration = conns.register(store.key_hash(id), fd, *ends_at, idle);
+    ctx.live_registration = conns.register(store.key_hash(id), fd, *ends_at);
 }
 
 /// Releases the connection's registration (its response ended).
