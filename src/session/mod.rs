@@ -330,12 +330,12 @@ impl SessionStore {
         timed("touch", self.backend.touch(&key, self.ttl(s))).await
     }
 
-    /// Deletes a session; false if it was already gone.
+    /// Deletes a session; false if it was already gone. Its end is announced on the
+    /// revocation bus either way (another instance may hold connections of a session that
+    /// expired).
     ///
     /// # Errors
     /// The backend failed.
-    /// Its end is announced on the revocation bus, whether or not it was still stored
-    /// here (another instance may hold connections of a session that expired).
     pub async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let key = self.codec.storage_key(id);
         let existed = timed("delete", self.backend.delete(&key)).await?;
