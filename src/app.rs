@@ -5,10 +5,12 @@ use crate::agent::Agent;
 use crate::config::{Config, StoreConfig};
 use crate::guard::{Guard, Refresher};
 use crate::http::AgentEndpoints;
-use crate::live::LiveConfig;
+use crate::live::{LiveConfig, LiveConnections};
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::EdgeProxy;
-use crate::service::{ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, TraceExporter};
+use crate::service::{
+    ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, RevocationService, TraceExporter,
+};
 use crate::session::SessionStore;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{Opt, Server};
@@ -113,6 +115,11 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         "gauges",
         GaugePublisher::new(Arc::clone(&live), store.clone()),
     ));
+    let conns = Arc::new(LiveConnections::default());
+    server.add_service(background_service(
+        "revocations",
+        RevocationService::new(store.clone(), Arc::clone(&conns), Arc::clone(&live)),
+    ));
     let reloader = ConfigReloader::new(
         config.clone(),
         opts.listen_override.clone(),
@@ -124,7 +131,8 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
-        EdgeProxy::new(Arc::clone(&live), guard, agent, Arc::clone(&draining)),
+        EdgeProxy::new(Arc::clone(&live), guard, agent, Arc::clone(&draining))
+            .with_live_connections(conns),
         "bffgate proxy",
     );
     for addr in &config.listen {

@@ -19,7 +19,8 @@
 //!   freshness and refresh over a trait the provider client implements, request-rate limits
 //!   per session and per client address.
 //! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health,
-//!   cookie policy, agent settings) behind one atomic swap.
+//!   cookie policy, agent settings) behind one atomic swap, and the registry of this
+//!   process's long-lived connections (WebSockets, event streams) by session.
 //! - [`path`]: path rules: segment prefixes and the normalisation lenient upstreams apply.
 //! - [`host`]: host names in the one form requests, routes and `server.hosts` compare.
 //!
@@ -27,7 +28,8 @@
 //! - [`oidc`]: the OpenID Connect client: discovery and keys, the code flow, token calls,
 //!   logout-token validation.
 //! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores,
-//!   refresh coordination primitives (locks, grace records), and rate budgets (GCRA).
+//!   refresh coordination primitives (locks, grace records), rate budgets (GCRA), and the
+//!   revocation bus that announces every deletion to every instance.
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
@@ -38,7 +40,8 @@
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
 //! - [`admin`]: the admin API on its own listener (list and revoke a user's sessions, an
 //!   audit line per call) and the `bffgate admin` client.
-//! - [`service`]: background services: config reload, upstream health checks, drain.
+//! - [`service`]: background services: config reload, upstream health checks, drain,
+//!   closing live connections of revoked or expired sessions.
 //! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
 //!   exporter, trace-context propagation, a request's spans).
 

@@ -249,6 +249,25 @@ pub static MEMORY_SESSIONS: Lazy<IntGauge> = Lazy::new(|| {
     ))
 });
 
+/// Long-lived proxied connections (WebSockets, event streams) of sessions this process
+/// tracks so it can end them with their session.
+pub static LIVE_CONNECTIONS: Lazy<IntGauge> = Lazy::new(|| {
+    fixed(register_int_gauge!(
+        "bff_live_connections",
+        "Long-lived connections (WebSocket, event stream) tracked for revocation"
+    ))
+});
+
+/// Long-lived connections ended because their session ended, by `reason`: `revoked`
+/// (deleted: logout, back-channel logout, an operator) or `expired`.
+pub static LIVE_CLOSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    fixed(register_int_counter_vec!(
+        "bff_live_connections_closed_total",
+        "Long-lived connections closed because their session was revoked or expired",
+        &["reason"]
+    ))
+});
+
 /// `bff_session_lookups_total{result="ok"}`, looked up once: it is on every API request.
 pub(crate) static LOOKUP_OK: Lazy<IntCounter> =
     Lazy::new(|| SESSION_LOOKUPS.with_label_values(&["ok"]));
@@ -258,7 +277,7 @@ pub(crate) static STORE_GET: Lazy<Histogram> =
     Lazy::new(|| STORE_DURATION.with_label_values(&["get"]));
 
 /// The fixed label values of outcome counters, created at zero by [`init`].
-const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 6] = [
+const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 7] = [
     (
         &SESSION_LOOKUPS,
         &["ok", "missing", "invalid", "expired", "error"],
@@ -300,6 +319,7 @@ const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 6] = [
         ],
     ),
     (&CONFIG_RELOADS, &["ok", "error"]),
+    (&LIVE_CLOSED, &["revoked", "expired"]),
 ];
 
 /// The standard `process_*` metrics (CPU seconds, resident and virtual memory, open and
@@ -353,6 +373,7 @@ pub fn init() {
     Lazy::force(&CONFIG_LAST_RELOAD);
     Lazy::force(&UPSTREAM_HEALTHY);
     Lazy::force(&MEMORY_SESSIONS);
+    Lazy::force(&LIVE_CONNECTIONS);
     Lazy::force(&BUILD_INFO);
     Lazy::force(&ROUTE_TOKENS);
     BUILD_INFO.with_label_values(&[VERSION, COMMIT]).set(1);

@@ -11,6 +11,7 @@
 mod callback;
 mod journey;
 mod limits;
+mod live_streams;
 mod logout;
 mod origins;
 mod provider_faults;
@@ -55,6 +56,8 @@ struct Setup {
     client_secret_post: bool,
     /// Rewrites the gateway's config template before it starts.
     edit: Option<fn(String) -> String>,
+    /// More routes (YAML flow mappings, see [`route`]) beside `api`.
+    routes: Vec<String>,
 }
 
 /// One test's processes: the provider, the echo upstream (route `api`, `/api`, auth
@@ -66,6 +69,8 @@ struct Env {
     http: reqwest::Client,
     _echo: EchoServer,
     _redis: Option<RedisProcess>,
+    /// The gateway's config template (placeholders unfilled), for starting more instances.
+    template: String,
 }
 
 /// A completed login.
@@ -95,8 +100,11 @@ fn gateway_template(
     upstream: &str,
     redis: Option<String>,
     oidc: &OidcBlock,
+    routes: &[String],
 ) -> String {
-    let mut cfg = GatewayConfig::new(vec![route("api", "/api", upstream, "required", "")]);
+    let mut all = vec![route("api", "/api", upstream, "required", "")];
+    all.extend_from_slice(routes);
+    let mut cfg = GatewayConfig::new(all);
     if let Some(url) = redis {
         cfg = cfg.redis(url);
     }
@@ -172,6 +180,7 @@ impl Env {
             &echo.url(),
             redis.as_ref().map(RedisProcess::url),
             &oidc,
+            &setup.routes,
         );
         let template = setup
             .edit
@@ -202,6 +211,7 @@ impl Env {
             http: client(),
             _echo: echo,
             _redis: redis,
+            template,
         }
     }
 

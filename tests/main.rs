@@ -38,6 +38,7 @@ mod proxy_paths;
 mod rate_limits;
 mod readme;
 mod refresh;
+mod revocation_bus;
 mod route_tokens;
 mod session_store;
 mod store_outage;

@@ -350,6 +350,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     // Unlabelled families are exported from the start, with zero observations.
     let always = [
         "bff_memory_sessions",
+        "bff_live_connections",
         "bff_refresh_duration_seconds",
         "bff_refresh_lock_wait_seconds",
         "bff_config_last_reload_success_timestamp_seconds",
@@ -366,6 +367,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         "bff_logins_total",
         "bff_logouts_total",
         "bff_config_reloads_total",
+        "bff_live_connections_closed_total",
     ];
     let mut covered: BTreeSet<&str> = BTreeSet::new();
     covered.extend(driven);

@@ -26,7 +26,7 @@ use crate::config::{AuthMode, Rate, RouteConfig, TokenPolicy};
 use crate::http::ApiError;
 use crate::live::LiveConfig;
 use crate::metrics;
-use crate::session::{now_secs, SessionStore, Tokens, UserSession};
+use crate::session::{now_secs, SessionId, SessionStore, Tokens, UserSession};
 use pingora::http::RequestHeader;
 use tracing::Instrument;
 
@@ -44,6 +44,9 @@ pub struct Admitted {
     /// The session's DPoP key, when the token goes upstream bound to it (`Authorization:
     /// DPoP` with a proof) rather than as a bearer.
     pub dpop: Option<std::sync::Arc<crate::dpop::DpopKey>>,
+    /// The session's id and absolute end (unix seconds), for tracking a long-lived
+    /// connection it opens; `None` without a session.
+    pub session: Option<(SessionId, u64)>,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -131,6 +134,7 @@ impl Guard {
                     sub: None,
                     claims: serde_json::Value::Null,
                     dpop: None,
+                    session: None,
                 })
             }
             found => found.into_session()?,
@@ -141,6 +145,7 @@ impl Guard {
         }
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
         let sub = session.sub.clone();
+        let tracked = (session.id.clone(), session.expires_at);
         // Moved out, not copied: the refresh below needs none of them.
         let claims = std::mem::take(&mut session.claims);
         let route_tokens = std::mem::take(&mut session.route_tokens);
@@ -175,6 +180,7 @@ impl Guard {
             set_cookie,
             sub: Some(sub),
             claims,
+            session: Some(tracked),
         })
     }
 

@@ -2,14 +2,18 @@
 //! and swapped whole on reload.
 //!
 //! A request takes one [`LiveConfig`] when it starts (`LiveHandle::load_full`) and keeps it
-//! to its end, so a reload mid-request changes nothing for it.
+//! to its end, so a reload mid-request changes nothing for it. Beside it, the registry of
+//! this process's long-lived connections ([`LiveConnections`]), which both the proxy (that
+//! opens them) and the revocation service (that ends them) reach.
 
+mod connections;
 #[cfg(test)]
 mod path_props;
 mod routes;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use connections::{CloseReason, LiveConnections, Registration};
 pub use routes::{Route, RouteMatch, RouteTable};
 
 use crate::config::{AgentConfig, Config, Forwarding, SessionConfig};

@@ -51,6 +51,12 @@ pub struct RequestCtx {
     pub dpop: Option<Arc<crate::dpop::DpopKey>>,
     /// Whether the upstream already had the request again with the DPoP nonce it asked for.
     pub dpop_retried: bool,
+    /// The session's id and absolute end, kept in case its response turns long-lived.
+    pub live_session: Option<(crate::session::SessionId, u64)>,
+    /// The upstream socket of the current attempt (only with `live_session`).
+    pub upstream_fd: Option<std::os::unix::io::RawFd>,
+    /// The long-lived connection's registration, released when the response ends.
+    pub live_registration: Option<crate::live::Registration>,
 }
 
 impl RequestCtx {
@@ -77,6 +83,9 @@ impl RequestCtx {
             identity: Vec::new(),
             dpop: None,
             dpop_retried: false,
+            live_session: None,
+            upstream_fd: None,
+            live_registration: None,
         }
     }
 

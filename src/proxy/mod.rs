@@ -8,6 +8,7 @@
 mod classify;
 mod ctx;
 mod failure;
+mod live_conns;
 mod log;
 mod response;
 mod target;
@@ -18,7 +19,7 @@ pub use ctx::RequestCtx;
 use crate::config::AuthMode;
 use crate::guard::{self, Guard};
 use crate::http::{self, AgentEndpoints, ApiError, LocalResponse};
-use crate::live::{LiveHandle, Route};
+use crate::live::{LiveConnections, LiveHandle, Route};
 use async_trait::async_trait;
 use classify::{classify, Probe, Target};
 use failure::Failure;
@@ -36,6 +37,7 @@ pub struct EdgeProxy {
     guard: Arc<Guard>,
     agent: Option<Arc<dyn AgentEndpoints>>,
     draining: Arc<AtomicBool>,
+    conns: Arc<LiveConnections>,
 }
 
 impl EdgeProxy {
@@ -52,7 +54,16 @@ impl EdgeProxy {
             guard,
             agent,
             draining,
+            conns: Arc::default(),
         }
+    }
+
+    /// Registers long-lived responses (WebSockets, event streams) in `conns`, where the
+    /// revocation service ends them with their session.
+    #[must_use]
+    pub fn with_live_connections(mut self, conns: Arc<LiveConnections>) -> Self {
+        self.conns = conns;
+        self
     }
 
     /// Writes a local answer (with CORS headers for a trusted origin) and records its code.
@@ -160,6 +171,7 @@ impl EdgeProxy {
             ctx.identity =
                 guard::apply_identity(identity, admitted.sub.as_deref(), &admitted.claims)?;
         }
+        ctx.live_session = admitted.session;
         ctx.token = admitted.access_token;
         ctx.dpop = admitted.dpop;
         ctx.set_cookie = admitted.set_cookie;
@@ -338,6 +350,20 @@ impl ProxyHttp for EdgeProxy {
         e
     }
 
+    /// Remembers the upstream socket of a request with a session (see `live_conns`).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut HttpSession,
+        _reused: bool,
+        peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        live_conns::connected(ctx, peer, fd);
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut HttpSession,
@@ -345,7 +371,22 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_span = tracing::Span::none();
+        live_conns::on_response(&self.conns, self.guard.store(), resp, ctx);
         response::apply(resp, ctx)
+    }
+
+    /// Releases a long-lived connection's registration when its body ends.
+    fn response_body_filter(
+        &self,
+        _session: &mut HttpSession,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            live_conns::release(&self.conns, ctx);
+        }
+        Ok(None)
     }
 
     /// Turns a failure to proxy into the JSON error the SPA expects.
@@ -379,6 +420,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut HttpSession, e: Option<&Error>, ctx: &mut RequestCtx) {
+        live_conns::release(&self.conns, ctx);
         log::record(session, e, ctx);
         if !ctx.span.is_none() {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());

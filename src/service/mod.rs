@@ -1,17 +1,20 @@
 //! Background services that run beside the proxy: configuration hot reload, active
-//! upstream health checks, state gauges for the metrics, starting the trace exporter, and
-//! draining keep-alive connections during a graceful upgrade.
+//! upstream health checks, state gauges for the metrics, starting the trace exporter,
+//! draining keep-alive connections during a graceful upgrade, and ending long-lived
+//! connections whose session was revoked or expired.
 
 mod drain;
 mod gauges;
 mod health;
 mod reload;
+mod revocation;
 mod traces;
 
 pub use drain::DrainWatcher;
 pub use gauges::GaugePublisher;
 pub use health::HealthChecker;
 pub use reload::{ConfigReloader, ReloadOutcome, POLL_INTERVAL};
+pub use revocation::RevocationService;
 pub use traces::TraceExporter;
 
 /// Waits for the next tick of a periodic background service: `true` when it is time to

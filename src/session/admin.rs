@@ -112,11 +112,13 @@ impl SessionStore {
         if !is_handle(handle) {
             return Ok(false);
         }
-        timed(
-            "delete",
-            self.backend.delete(&self.codec.key_of_handle(handle)),
-        )
-        .await
+        let key = self.codec.key_of_handle(handle);
+        let deleted = timed("delete", self.backend.delete(&key)).await?;
+        if deleted {
+            // Its live connections end too, on every instance.
+            self.announce_keys(std::slice::from_ref(&key)).await;
+        }
+        Ok(deleted)
     }
 }
 

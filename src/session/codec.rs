@@ -136,6 +136,25 @@ impl Codec {
     }
 }
 
+/// The hash naming a session in its storage key: `sha256(id)` as hex.
+pub(crate) fn key_hash(id: &SessionId) -> String {
+    hex(&Sha256::digest(id.as_bytes()))
+}
+
+/// The hash inside a session's storage key (`prefix{hash}:s`); `None` for other keys.
+pub(crate) fn hash_of_key(key: &str) -> Option<String> {
+    let inner = key.strip_suffix("}:s")?;
+    let start = inner.rfind('{')?;
+    Some(inner[start + 1..].to_owned())
+}
+
+impl Codec {
+    /// The storage key of the session whose hash is `hash` (see [`key_hash`]).
+    pub(crate) fn storage_key_of_hash(&self, hash: &str) -> String {
+        format!("{}{{{hash}}}:s", self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +170,15 @@ mod tests {
         );
         assert_eq!(codec.open_bytes("k2", &blob), None);
         assert_ne!(codec.seal_bytes("k1", b"plain").expect("seal"), blob);
+    }
+
+    #[test]
+    fn a_storage_key_and_its_hash_name_each_other() {
+        let codec = Codec::new(&SecretKey::from_bytes([7; 32]), "t{x}:");
+        let id = SessionId::generate();
+        let key = codec.storage_key(&id);
+        assert_eq!(hash_of_key(&key), Some(key_hash(&id)));
+        assert_eq!(codec.storage_key_of_hash(&key_hash(&id)), key);
+        assert_eq!(hash_of_key(&codec.session_key(&id, "lock")), None);
     }
 }

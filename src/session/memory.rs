@@ -172,12 +172,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn delete_index(&self, index: &str) -> Result<usize, StoreError> {
+    async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let keys = self.index_lock()?.remove(index).unwrap_or_default();
         Ok(keys
-            .iter()
+            .into_iter()
             .filter(|k| self.cache.remove(k.as_str()).is_some())
-            .count())
+            .collect())
     }
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {

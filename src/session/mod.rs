@@ -6,7 +6,9 @@
 //! TTLs and index names. Sessions end at their absolute expiry, or after `idle_timeout`
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
-//! login transactions, one-time claims, refresh locks and grace records.
+//! login transactions, one-time claims, refresh locks and grace records. Every deletion of
+//! a session is announced on the revocation bus (`events`: the store's pub/sub channel,
+//! and in-process), so live connections of the session end on every instance.
 //! `admin` is what the admin API sees of sessions: a user's sessions by handle (the hash
 //! in the storage key), and deletion by handle.
 //! `rate` keeps the request-rate budgets of sessions and client addresses.
@@ -15,6 +17,7 @@ mod admin;
 mod codec;
 mod coordination;
 mod error;
+mod events;
 mod memory;
 mod rate;
 mod redis;
@@ -24,6 +27,7 @@ mod state;
 pub use self::redis::RedisStore;
 pub use admin::{is_handle, SessionInfo};
 pub use error::StoreError;
+pub use events::{Revocation, Revocations};
 pub use memory::MemoryStore;
 pub use rate::{gcra, Spender, Step, MAX_MEMORY_BUDGETS};
 pub use state::{now_secs, RouteToken, SessionId, Tokens, UserSession};
@@ -69,8 +73,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// Sets a present key's TTL.
     async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
-    /// Removes every key of an index, and the index; how many keys existed.
-    async fn delete_index(&self, index: &str) -> Result<usize, StoreError>;
+    /// Removes every key of an index, and the index; the keys that existed.
+    async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError>;
     /// The keys an index names (some may have expired since they joined it).
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError>;
     /// Stores a short-lived blob under `key` (no indexes).
@@ -91,7 +95,28 @@ pub trait Store: Send + Sync + 'static {
     fn session_count(&self) -> Option<u64> {
         None
     }
+    /// Which of `keys` still exist: one answer per key, in order.
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?.is_some());
+        }
+        Ok(out)
+    }
+    /// Sends `message` to every subscriber of `channel` on a shared server; a no-op for an
+    /// in-process store (its one process hears announcements directly).
+    async fn publish(&self, _channel: &str, _message: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Subscribes to `channel`: its messages until the subscription is lost (the stream
+    /// ends). `None` for an in-process store, which has no other instances to hear.
+    async fn subscribe(&self, _channel: &str) -> Result<Option<Messages>, StoreError> {
+        Ok(None)
+    }
 }
+
+/// The messages of a pub/sub subscription.
+pub type Messages = futures_util::stream::BoxStream<'static, Vec<u8>>;
 
 /// Sessions over a backend: sealing, naming, expiry, sliding idle timeout, metrics.
 #[derive(Clone)]
@@ -100,6 +125,7 @@ pub struct SessionStore {
     codec: Arc<Codec>,
     lifetimes: Arc<arc_swap::ArcSwap<Lifetimes>>,
     op_timeout: Duration,
+    revocations: Revocations,
 }
 
 /// Session lifetimes, swappable on configuration reload.
@@ -177,7 +203,44 @@ impl SessionStore {
                 idle: config.idle_timeout,
                 absolute: config.absolute_timeout,
             })),
+            revocations: Revocations::new(events::channel_name(prefix)),
         }
+    }
+
+    /// The bus on which every deletion of a session is announced.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Relays other instances' revocations into [`Self::revocations`] until `stop`
+    /// resolves; returns at once on an in-process store.
+    pub async fn relay_revocations(&self, stop: impl std::future::Future<Output = ()>) {
+        self.revocations
+            .listen(Arc::clone(&self.backend), stop)
+            .await;
+    }
+
+    /// The hash that names a session on the revocation bus (its storage key's).
+    pub fn key_hash(&self, id: &SessionId) -> String {
+        codec::key_hash(id)
+    }
+
+    /// Which of the sessions named by `hashes` still exist (one answer each, in order).
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn exist(&self, hashes: &[String]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<String> = hashes
+            .iter()
+            .map(|h| self.codec.storage_key_of_hash(h))
+            .collect();
+        timed("exist", self.backend.exist(&keys)).await
+    }
+
+    /// Announces deleted storage keys on the revocation bus.
+    async fn announce_keys(&self, keys: &[String]) {
+        let hashes = keys.iter().filter_map(|k| codec::hash_of_key(k)).collect();
+        self.revocations.announce(&*self.backend, hashes).await;
     }
 
     /// The absolute session timeout now in force.
@@ -251,7 +314,9 @@ impl SessionStore {
         };
         // The sliding TTL may run past the absolute end; the end is checked here.
         if session.expires_at <= now_secs() {
-            let _ = timed("delete", self.backend.delete(&key)).await;
+            if let Ok(true) = timed("delete", self.backend.delete(&key)).await {
+                self.announce_keys(&[key]).await;
+            }
             return Ok(None);
         }
         Ok(Some(session))
@@ -277,38 +342,49 @@ impl SessionStore {
         timed("touch", self.backend.touch(&key, self.ttl(s))).await
     }
 
-    /// Deletes a session; false if it was already gone.
+    /// Deletes a session; false if it was already gone. Its end is announced on the
+    /// revocation bus either way (another instance may hold connections of a session that
+    /// expired).
     ///
     /// # Errors
     /// The backend failed.
     pub async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        timed("delete", self.backend.delete(&self.codec.storage_key(id))).await
+        let key = self.codec.storage_key(id);
+        let existed = timed("delete", self.backend.delete(&key)).await?;
+        self.announce_keys(&[key]).await;
+        Ok(existed)
     }
 
-    /// Deletes every session of a provider session (`sid`); how many there were.
+    /// Deletes every session of a provider session (`sid`); how many there were. Each is
+    /// announced on the revocation bus.
     ///
     /// # Errors
     /// The backend failed.
     pub async fn delete_by_sid(&self, sid: &str) -> Result<usize, StoreError> {
-        timed(
+        let keys = timed(
             "delete_index",
             self.backend
                 .delete_index(&self.codec.index_name("sid", sid)),
         )
-        .await
+        .await?;
+        self.announce_keys(&keys).await;
+        Ok(keys.len())
     }
 
-    /// Deletes every session of a user (`sub`); how many there were.
+    /// Deletes every session of a user (`sub`); how many there were. Each is announced on
+    /// the revocation bus.
     ///
     /// # Errors
     /// The backend failed.
     pub async fn delete_by_sub(&self, sub: &str) -> Result<usize, StoreError> {
-        timed(
+        let keys = timed(
             "delete_index",
             self.backend
                 .delete_index(&self.codec.index_name("sub", sub)),
         )
-        .await
+        .await?;
+        self.announce_keys(&keys).await;
+        Ok(keys.len())
     }
 
     /// How many sessions an in-process backend holds (`None` for Redis).

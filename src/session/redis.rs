@@ -8,8 +8,10 @@
 //! connection, or a master that became a replica (`READONLY`), is dropped and the next
 //! operation asks the sentinels for the current master.
 
+mod pubsub;
+
 use super::redis_sentinel::sentinel_client;
-use super::{Record, Store, StoreError};
+use super::{Messages, Record, Store, StoreError};
 use crate::config::{Rate, RedisMode};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -37,6 +39,9 @@ enum Connector {
     Cluster {
         client: ClusterClient,
         conn: tokio::sync::OnceCell<ClusterConnection>,
+        /// One client per configured node, for subscriptions (a Cluster relays `PUBLISH`
+        /// to every node, so any node will do).
+        nodes: Vec<Client>,
     },
     Sentinel {
         sentinel: tokio::sync::Mutex<SentinelClient>,
@@ -132,9 +137,18 @@ impl RedisStore {
                 if ca_pem.is_some() {
                     builder = builder.certs(certs());
                 }
+                let nodes = nodes
+                    .iter()
+                    .map(|url| match ca_pem {
+                        Some(_) => Client::build_with_tls(url.as_str(), certs()),
+                        None => Client::open(url.as_str()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad_url(&e))?;
                 Connector::Cluster {
                     client: builder.build().map_err(|e| bad_url(&e))?,
                     conn: tokio::sync::OnceCell::new(),
+                    nodes,
                 }
             }
             RedisMode::Sentinel {
@@ -174,7 +188,7 @@ impl RedisStore {
                     self.bounded(conn.get_or_try_init(open)).await?.clone(),
                 ))
             }
-            Connector::Cluster { client, conn } => {
+            Connector::Cluster { client, conn, .. } => {
                 let open = || client.get_async_connection();
                 Ok(Conn::Cluster(
                     self.bounded(conn.get_or_try_init(open)).await?.clone(),
@@ -333,14 +347,16 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn delete_index(&self, index: &str) -> Result<usize, StoreError> {
+    async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let mut conn = self.connection().await?;
         let keys: Vec<String> = self.run(conn.smembers(index)).await?;
-        let mut deleted = 0;
+        let mut deleted = Vec::with_capacity(keys.len());
         // One DEL per key: members live in different Cluster slots.
-        for key in &keys {
-            let n: u64 = self.run(conn.del(key)).await?;
-            deleted += usize::from(n > 0);
+        for key in keys {
+            let n: u64 = self.run(conn.del(&key)).await?;
+            if n > 0 {
+                deleted.push(key);
+            }
         }
         let _: u64 = self.run(conn.del(index)).await?;
         Ok(deleted)
@@ -349,6 +365,20 @@ impl Store for RedisStore {
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
         let mut conn = self.connection().await?;
         self.run(conn.smembers(index)).await
+    }
+
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        self.exist_each(keys).await
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = self.run(conn.publish(channel, message)).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Option<Messages>, StoreError> {
+        self.subscription(channel).await.map(Some)
     }
 
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {

@@ -28,6 +28,7 @@ async fn discovery_naming_another_issuer_is_refused() {
         &echo.url(),
         None,
         &oidc,
+        &[],
     ))
     .await;
     let http = client();
@@ -132,7 +133,7 @@ async fn gateway_started_before_the_provider_discovers_it_in_the_background() {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let oidc = OidcBlock::new(&issuer, "bffgate", "bffgate-test-secret");
-    let gw = Gateway::start(&gateway_template(&issuer, &echo.url(), None, &oidc)).await;
+    let gw = Gateway::start(&gateway_template(&issuer, &echo.url(), None, &oidc, &[])).await;
     let http = client();
 
     expect_error(

@@ -30,6 +30,7 @@ pub mod scrape;
 pub mod sentinel;
 pub mod sessions;
 pub mod streams;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

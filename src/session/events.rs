@@ -1,0 +1,172 @@
+//! The revocation bus: every session deletion is announced, on every instance, so live
+//! connections of an ended session can be closed.
+//!
+//! An announcement names sessions by the hash in their storage key (`sha256(id)` as hex),
+//! never by id. It goes to this process's subscribers at once (a `tokio` broadcast) and,
+//! on a shared store, to every instance through the store's pub/sub channel
+//! (`<key_prefix>revoked`), which [`Revocations::listen`] relays into the local broadcast.
+//! A relay that lost its subscription announces [`Revocation::Recheck`] once it is back:
+//! announcements made in between may be lost, so subscribers re-check what they hold.
+
+use super::Store;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// What subscribers of the bus hear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// These sessions (storage-key hashes) ended.
+    Sessions(Arc<[String]>),
+    /// Announcements may have been missed: check every held session against the store.
+    Recheck,
+}
+
+/// How many announcements a slow subscriber may fall behind before it hears `Recheck`.
+const LOCAL_CAPACITY: usize = 1024;
+/// At most this many hashes are read from one pub/sub message.
+const MAX_PER_MESSAGE: usize = 4096;
+/// The longest wait between two attempts to subscribe.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The first wait after a lost or failed subscription.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The bus of one session store.
+#[derive(Clone)]
+pub struct Revocations {
+    local: broadcast::Sender<Revocation>,
+    channel: Arc<str>,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pub/sub channel of a key prefix.
+pub(crate) fn channel_name(prefix: &str) -> String {
+    format!("{prefix}revoked")
+}
+
+/// Whether `s` looks like a storage-key hash (64 lower-case hex digits).
+fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The hashes of one pub/sub message; anything that is not a hash is ignored.
+fn parse(message: &[u8]) -> Vec<String> {
+    std::str::from_utf8(message)
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| is_hash(s))
+        .take(MAX_PER_MESSAGE)
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Revocations {
+    /// A bus announcing on `channel`.
+    pub(crate) fn new(channel: String) -> Self {
+        Revocations {
+            local: broadcast::channel(LOCAL_CAPACITY).0,
+            channel: channel.into(),
+        }
+    }
+
+    /// Hears every announcement from now on (this process's and, once [`Self::listen`]
+    /// runs, other instances').
+    pub fn subscribe(&self) -> broadcast::Receiver<Revocation> {
+        self.local.subscribe()
+    }
+
+    /// Announces ended sessions here at once and to every instance through `store`. A
+    /// failure to publish is logged: the deletion stands, other instances' connections then
+    /// end at their next idle check.
+    pub(crate) async fn announce(&self, store: &dyn Store, hashes: Vec<String>) {
+        if hashes.is_empty() {
+            return;
+        }
+        let message = hashes.join(" ");
+        // No subscriber yet (no proxy in this process) is not an error.
+        let _ = self.local.send(Revocation::Sessions(hashes.into()));
+        if let Err(e) = store.publish(&self.channel, message.as_bytes()).await {
+            tracing::warn!(error = %e, "could not announce a revocation to other instances");
+        }
+    }
+
+    /// Relays other instances' announcements from the store's channel into this process
+    /// until the store says it has none (the memory store) or `stop` resolves. A lost
+    /// subscription is reopened with backoff and followed by [`Revocation::Recheck`].
+    pub async fn listen(&self, store: Arc<dyn Store>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let opened = tokio::select! {
+                () = &mut stop => return,
+                r = store.subscribe(&self.channel) => r,
+            };
+            match opened {
+                Ok(None) => return,
+                Ok(Some(mut messages)) => {
+                    tracing::debug!(channel = %self.channel, "listening for revocations");
+                    backoff = MIN_BACKOFF;
+                    let _ = self.local.send(Revocation::Recheck);
+                    loop {
+                        let next = tokio::select! {
+                            () = &mut stop => return,
+                            m = messages.next() => m,
+                        };
+                        let Some(message) = next else { break };
+                        let hashes = parse(&message);
+                        if !hashes.is_empty() {
+                            let _ = self.local.send(Revocation::Sessions(hashes.into()));
+                        }
+                    }
+                    tracing::warn!("the revocation subscription was lost; reopening it");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not subscribe to revocations; retrying");
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hashes_are_read_from_a_message() {
+        let a = "a".repeat(64);
+        let b = "0123456789abcdef".repeat(4);
+        let msg = format!("{a} nothex {b} {} {}", "A".repeat(64), "a".repeat(63));
+        assert_eq!(parse(msg.as_bytes()), vec![a, b]);
+        assert!(parse(&[0xff, 0xfe]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn local_subscribers_hear_announcements() {
+        let bus = Revocations::new(channel_name("t:"));
+        let store = crate::session::MemoryStore::new(10);
+        let mut rx = bus.subscribe();
+        bus.announce(&store, vec!["b".repeat(64)]).await;
+        assert_eq!(
+            rx.recv().await.expect("announcement"),
+            Revocation::Sessions(vec!["b".repeat(64)].into())
+        );
+        bus.announce(&store, Vec::new()).await;
+        assert!(rx.try_recv().is_err());
+    }
+}
