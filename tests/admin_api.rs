@@ -11,6 +11,8 @@ use crate::common::admin::{AdminBlock, TOKEN};
 use crate::common::agent::{cookie_value, set_cookie_for, OidcBlock};
 use crate::common::process::run_bounded;
 use crate::common::provider::{OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
+use crate::common::streams::{SseServer, WsEcho};
+use crate::common::watch;
 use crate::common::{
     bffgate_command, check_config, client, expect_error, route, session_cookie, EchoServer,
     Gateway, GatewayConfig, RedisProcess, COOKIE,
@@ -28,6 +30,8 @@ struct Pair {
     admin_a: AdminBlock,
     admin_b: AdminBlock,
     _echo: EchoServer,
+    _ws: WsEcho,
+    _sse: SseServer,
     _redis: RedisProcess,
     _dir: tempfile::TempDir,
 }
@@ -36,11 +40,18 @@ impl Pair {
     async fn start() -> Pair {
         let redis = RedisProcess::start();
         let echo = EchoServer::start().await;
+        let ws = WsEcho::start().await;
+        // An event every 100 ms for far longer than a test runs.
+        let sse = SseServer::start(100_000, Duration::from_millis(100)).await;
         let mut provider = Provider::start(ProviderSettings::default()).await;
         let dir = tempfile::tempdir().unwrap();
-        let base = GatewayConfig::new(vec![route("api", "/api", &echo.url(), "required", "")])
-            .redis(redis.url())
-            .yaml();
+        let base = GatewayConfig::new(vec![
+            route("api", "/api", &echo.url(), "required", ""),
+            route("ws", "/ws", &ws.url(), "required", ""),
+            route("events", "/events", &sse.url(), "required", ""),
+        ])
+        .redis(redis.url())
+        .yaml();
         let oidc = OidcBlock::new(
             &provider.base_url(),
             provider.client_id(),
@@ -66,6 +77,8 @@ impl Pair {
             admin_a,
             admin_b,
             _echo: echo,
+            _ws: ws,
+            _sse: sse,
             _redis: redis,
             _dir: dir,
         }
@@ -192,7 +205,28 @@ async fn a_user_revoked_by_sub_is_logged_out_on_both_instances() {
     handles_b.sort_by_key(ToString::to_string);
     assert_eq!(handles_a, handles_b);
 
+    // Live connections of the user on both instances: a WebSocket through a, an event
+    // stream through b.
+    let ws = watch::websocket(pair.a.addr(), "/ws/chat", &s1).await;
+    let events = watch::event_stream(pair.b.addr(), "/events/feed", &s2).await;
+    let requested = std::time::Instant::now();
     assert_eq!(pair.admin_a.revoke(json!({ "sub": sub })).await, 3);
+    for stream in [&ws, &events] {
+        let ended = stream
+            .wait_end(Duration::from_secs(3))
+            .await
+            .unwrap_or_else(|| panic!("{} still open 3 s after the revocation", stream.what()));
+        let took = ended.saturating_duration_since(requested);
+        eprintln!(
+            "{} closed {took:?} after the admin revocation was sent",
+            stream.what()
+        );
+        assert!(
+            took <= Duration::from_secs(1),
+            "{} closed after {took:?}",
+            stream.what()
+        );
+    }
     pair.assert_all(&[&s1, &s2, &s3], 401).await;
     assert!(pair.admin_b.list(&sub).await.is_empty());
     assert_eq!(pair.admin_b.revoke(json!({ "sub": sub })).await, 0);
