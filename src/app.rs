@@ -8,7 +8,9 @@ use crate::http::AgentEndpoints;
 use crate::live::LiveConfig;
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::EdgeProxy;
-use crate::service::{ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, TraceExporter};
+use crate::service::{
+    ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, KeyCensusService, TraceExporter,
+};
 use crate::session::SessionStore;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{Opt, Server};
@@ -102,6 +104,10 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.add_service(background_service(
         "gauges",
         GaugePublisher::new(Arc::clone(&live), store.clone()),
+    ));
+    server.add_service(background_service(
+        "key census",
+        KeyCensusService::new(store.clone(), config.session.key_census_interval),
     ));
     let reloader = ConfigReloader::new(
         config.clone(),

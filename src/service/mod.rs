@@ -1,13 +1,15 @@
 //! Background services that run beside the proxy: configuration hot reload, active
-//! upstream health checks, state gauges for the metrics, starting the trace exporter, and
+//! upstream health checks, state gauges for the metrics, the at-rest key census, starting the trace exporter, and
 //! draining keep-alive connections during a graceful upgrade.
 
+mod census;
 mod drain;
 mod gauges;
 mod health;
 mod reload;
 mod traces;
 
+pub use census::KeyCensusService;
 pub use drain::DrainWatcher;
 pub use gauges::GaugePublisher;
 pub use health::HealthChecker;

@@ -103,6 +103,7 @@ impl ConfigReloader {
             tracing::warn!(route = %route.name, "tls_verify is false: upstream certificates are not checked");
         }
         self.live.store(Arc::new(LiveConfig::new(&new)));
+        self.store.set_at_rest_keys(&new.session.at_rest_keys);
         self.store.set_lifetimes(Lifetimes {
             idle: new.session.idle_timeout,
             absolute: new.session.absolute_timeout,
@@ -148,6 +149,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if format!("{:?}", old.session.store) != format!("{:?}", new.session.store) {
         out.push("session.store");
+    }
+    if old.session.key_census_interval != new.session.key_census_interval {
+        out.push("session.key_census_interval");
     }
     let provider = |c: &Config| {
         c.oidc.as_ref().map(|o| {
