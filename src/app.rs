@@ -70,7 +70,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     server.bootstrap();
 
     let store = SessionStore::from_config(&config.session)?;
-    let (guard, agent) = match &config.oidc {
+    let (guard, agent, oidc_client) = match &config.oidc {
         Some(oidc) => {
             let client = Arc::new(
                 OidcClient::new(oidc.clone()).map_err(|e| AppError::Server(e.to_string()))?,
@@ -86,10 +86,11 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
                 config.session.refresh_lock_wait,
             );
             let guard = Arc::new(Guard::new(store.clone(), Some(refresher)));
-            let agent: Arc<dyn AgentEndpoints> = Arc::new(Agent::new(client, Arc::clone(&guard)));
-            (guard, Some(agent))
+            let agent: Arc<dyn AgentEndpoints> =
+                Arc::new(Agent::new(Arc::clone(&client), Arc::clone(&guard)));
+            (guard, Some(agent), Some(client))
         }
-        None => (Arc::new(Guard::new(store.clone(), None)), None),
+        None => (Arc::new(Guard::new(store.clone(), None)), None, None),
     };
     let live = LiveConfig::handle(config);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -109,13 +110,16 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         "key census",
         KeyCensusService::new(store.clone(), config.session.key_census_interval),
     ));
-    let reloader = ConfigReloader::new(
+    let mut reloader = ConfigReloader::new(
         config.clone(),
         opts.listen_override.clone(),
         Arc::clone(&live),
         store,
     )
     .with_guard(Arc::clone(&guard));
+    if let Some(client) = oidc_client {
+        reloader = reloader.with_oidc(client);
+    }
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,

@@ -3,14 +3,19 @@
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
-//! the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
-//! `server.path_params` reload; listeners, the metrics listener, the other server settings,
-//! the store and the provider need a restart, and a change to them is reported as such.
+//! the cookie key ring (`cookie.keys`), the at-rest key ring (`session.at_rest_keys` or
+//! `session.at_rest_key`), `oidc.client_secret`, session lifetimes, the refresh timings,
+//! `server.hosts` and `server.path_params` reload, secrets re-read from their files or
+//! environment; listeners, the metrics listener, the other server settings, the store
+//! (`session.store`), `session.key_census_interval` and the rest of the provider (issuer,
+//! client id, redirect URI, client authentication, PAR, the `private_key_jwt` signing key)
+//! need a restart, and a change to them is reported as such.
 
 use crate::config::{self, Config};
 use crate::guard::Guard;
 use crate::live::{LiveConfig, LiveHandle};
 use crate::metrics;
+use crate::oidc::OidcClient;
 use crate::session::{now_secs, Lifetimes, SessionStore};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -41,6 +46,7 @@ pub struct ConfigReloader {
     live: LiveHandle,
     store: SessionStore,
     guard: Option<Arc<Guard>>,
+    oidc: Option<Arc<OidcClient>>,
     running: Mutex<Config>,
 }
 
@@ -65,6 +71,7 @@ impl ConfigReloader {
             live,
             store,
             guard: None,
+            oidc: None,
             running: Mutex::new(running),
         }
     }
@@ -73,6 +80,12 @@ impl ConfigReloader {
     /// `session.refresh_lock_wait`) to `guard`'s refresher on every reload.
     pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
         self.guard = Some(guard);
+        self
+    }
+
+    /// Also applies `oidc.client_secret` to `client` on every reload.
+    pub fn with_oidc(mut self, client: Arc<OidcClient>) -> Self {
+        self.oidc = Some(client);
         self
     }
 
@@ -108,6 +121,14 @@ impl ConfigReloader {
             idle: new.session.idle_timeout,
             absolute: new.session.absolute_timeout,
         });
+        if let (Some(client), Some(oidc)) = (&self.oidc, &new.oidc) {
+            if client.set_client_secret(&oidc.client_secret) {
+                tracing::info!(
+                    trigger = why,
+                    "oidc.client_secret changed: in use from now on"
+                );
+            }
+        }
         if let Some(guard) = &self.guard {
             guard.set_refresh_timings(
                 new.session.refresh_before_expiry,
@@ -241,5 +262,18 @@ mod tests {
         ] {
             assert_eq!(restart_needed(&base, &config(extra)), ["oidc"], "{extra}");
         }
+    }
+
+    /// Secrets and key rings reload: changing them is not reported as needing a restart.
+    #[test]
+    fn keys_and_the_client_secret_reload() {
+        let base = config("");
+        let mut changed = config("");
+        changed.session.at_rest_keys[0].secret = crate::config::SecretKey::from_bytes([3; 32]);
+        changed.cookie.keys[0].secret = crate::config::SecretKey::from_bytes([4; 32]);
+        if let Some(o) = changed.oidc.as_mut() {
+            o.client_secret = crate::config::SecretString("other".into());
+        }
+        assert!(restart_needed(&base, &changed).is_empty());
     }
 }
