@@ -1,16 +1,20 @@
 //! Rotating the cookie key and the at-rest key by reload on two instances sharing one
 //! Redis, while fifty clients with sessions keep making requests: nobody is logged out, the
 //! old-key gauge falls to zero once every session has been used, and the old keys can
-//! then leave the rings.
+//! then leave the rings. And the OIDC client secret changes by reload.
 
 use std::time::Duration;
 
+use serde_json::json;
+
+use crate::common::agent::{cookie_value, set_cookie_for, OidcBlock};
 use crate::common::load::Load;
+use crate::common::provider::{OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
 use crate::common::redis::RedisProcess;
 use crate::common::scrape::{metric, scrape_url, time_until_metric};
 use crate::common::sessions::Sessions;
 use crate::common::{
-    at_rest_key, client, key, route, session_cookie, EchoServer, Gateway, GatewayConfig,
+    at_rest_key, client, key, route, session_cookie, EchoServer, Gateway, GatewayConfig, COOKIE,
 };
 
 const CLIENTS: usize = 50;
@@ -193,4 +197,78 @@ async fn rotating_both_keys_by_reload_logs_nobody_out() {
             assert_eq!(status, want, "session {i} on {}", gw.base_url());
         }
     }
+}
+
+/// One login of alice through the provider's form: the callback's status and the session
+/// cookie it set, if any.
+async fn try_login(gw: &Gateway, provider: &Provider) -> (u16, Option<String>) {
+    let http = client();
+    let pending = OpBrowser::new()
+        .login_until_callback(
+            &http,
+            &gw.url("/bff/login?return_to=/after"),
+            USER,
+            PASSWORD,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()));
+    let resp = pending.send(&http).await.expect("callback");
+    let set = set_cookie_for(resp.headers(), COOKIE).map(|s| cookie_value(&s));
+    (resp.status().as_u16(), set.filter(|v| !v.is_empty()))
+}
+
+/// `oidc.client_secret` read from a file changes by reload (SIGHUP): the provider refuses
+/// the code exchange under the old secret and accepts it under the new one, with no
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_secret_changes_by_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("client_secret");
+    std::fs::write(&secret_file, "an-old-secret").unwrap();
+    let echo = EchoServer::start().await;
+    let settings = ProviderSettings::default();
+    let right_secret = settings.client_secret.clone();
+    let mut provider = Provider::start(settings).await;
+    let base = GatewayConfig::new(vec![route("api", "/api", &echo.url(), "required", "")]);
+    let oidc = OidcBlock::new(
+        &provider.base_url(),
+        provider.client_id(),
+        &format!("file:{}", secret_file.display()),
+    );
+    let mut gw = Gateway::start(&oidc.append_to(&base.yaml())).await;
+    provider
+        .update_client(json!({ "redirect_uris": [gw.url("/bff/callback")] }))
+        .await;
+    gw.wait_ready(Duration::from_secs(10)).await;
+
+    let (status, cookie) = try_login(&gw, &provider).await;
+    assert!(
+        cookie.is_none(),
+        "a login with a secret the provider does not know made a session ({status})"
+    );
+
+    std::fs::write(&secret_file, &right_secret).unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(
+        time_until_metric(&gw.metrics_url(), RELOAD_OK, 1.0, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "SIGHUP reload not applied; log:\n{}",
+        gw.log()
+    );
+    assert!(
+        !gw.log().contains("oidc changed"),
+        "a secret change is not a restart:\n{}",
+        gw.log()
+    );
+    let (status, cookie) = try_login(&gw, &provider).await;
+    assert_eq!(status, 302, "callback after the reload; log:\n{}", gw.log());
+    let cookie = cookie.expect("the callback sets the session cookie");
+    let resp = client()
+        .get(gw.url("/api/me"))
+        .header("cookie", session_cookie(&cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
