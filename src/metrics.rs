@@ -248,11 +248,11 @@ pub static SESSION_RECORDS_UNDER_OLD_KEYS: Lazy<IntGauge> = Lazy::new(|| {
     ))
 });
 
-/// Creates `bff_session_records_by_key` at zero for every key id of the at-rest ring, and
-/// for `(other)`, removing series of ids no longer in it.
+/// Creates `bff_session_records_by_key` at zero for each of `ids` (the key ids of the
+/// at-rest ring and `(other)`), removing every other series.
 pub fn init_key_ids<'a>(ids: impl Iterator<Item = &'a str>) {
     SESSION_RECORDS_BY_KEY.reset();
-    for id in ids.chain(std::iter::once(crate::session::OTHER_KEY)) {
+    for id in ids {
         SESSION_RECORDS_BY_KEY.with_label_values(&[id]).set(0);
     }
 }

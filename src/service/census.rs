@@ -11,7 +11,7 @@
 //! whose keys one SCAN cannot walk) sets the old-key gauge to -1: unknown.
 
 use crate::metrics;
-use crate::session::SessionStore;
+use crate::session::{SessionStore, OTHER_KEY};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -54,7 +54,12 @@ impl KeyCensusService {
 impl BackgroundService for KeyCensusService {
     /// Counts every interval until shutdown.
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        metrics::init_key_ids(self.store.at_rest_key_ids().iter().map(String::as_str));
+        let ids = self.store.at_rest_key_ids();
+        metrics::init_key_ids(
+            ids.iter()
+                .map(String::as_str)
+                .chain(std::iter::once(OTHER_KEY)),
+        );
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while super::next_tick(&mut tick, &mut shutdown).await {
