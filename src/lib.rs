@@ -25,8 +25,8 @@
 //! Beneath:
 //! - [`oidc`]: the OpenID Connect client: discovery and keys, the code flow, token calls,
 //!   logout-token validation.
-//! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores, and
-//!   refresh coordination primitives (locks, grace records).
+//! - [`session`]: sessions, their at-rest encryption under a rotating key ring, the Redis
+//!   and in-memory stores, and refresh coordination primitives (locks, grace records).
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
@@ -34,7 +34,8 @@
 //!
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
-//! - [`service`]: background services: config reload, upstream health checks, drain.
+//! - [`service`]: background services: config reload, upstream health checks, gauges, the
+//!   at-rest key census, drain.
 //! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
 //!   exporter, trace-context propagation, a request's spans).
 

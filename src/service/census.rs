@@ -15,18 +15,25 @@ use crate::session::{SessionStore, OTHER_KEY};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Counts the store by at-rest key on a fixed interval.
 pub struct KeyCensusService {
     store: SessionStore,
     interval: Duration,
+    /// Whether the last census failed (its warning is logged once).
+    failing: AtomicBool,
 }
 
 impl KeyCensusService {
     /// A census of `store` every `interval`.
     pub fn new(store: SessionStore, interval: Duration) -> Self {
-        KeyCensusService { store, interval }
+        KeyCensusService {
+            store,
+            interval,
+            failing: AtomicBool::new(false),
+        }
     }
 
     /// Runs one census and publishes it.
@@ -41,9 +48,15 @@ impl KeyCensusService {
                 }
                 metrics::SESSION_RECORDS_UNDER_OLD_KEYS
                     .set(i64::try_from(census.under_old_keys).unwrap_or(i64::MAX));
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("key census works again");
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "key census failed: records under old at-rest keys unknown");
+                // Once per run of failures, not every interval.
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "key census failed: records under old at-rest keys unknown");
+                }
                 metrics::SESSION_RECORDS_UNDER_OLD_KEYS.set(-1);
             }
         }
