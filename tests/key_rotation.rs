@@ -272,3 +272,49 @@ async fn the_client_secret_changes_by_reload() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// `--check` names the file, the key and the reason for every at-rest ring mistake.
+#[test]
+fn check_refuses_a_bad_at_rest_key_ring() {
+    use crate::common::check_config;
+    let yaml = |session: &str| {
+        GatewayConfig::new(vec![route(
+            "api",
+            "/api",
+            "http://127.0.0.1:3002",
+            "none",
+            "",
+        )])
+        .yaml()
+        .replace("{LISTEN}", "127.0.0.1:18080")
+        .replace("{METRICS}", "127.0.0.1:19090")
+        .replace("{DIR}", "/tmp")
+        .replace(&format!("  at_rest_key: \"{}\"\n", at_rest_key()), session)
+    };
+    let (a, b) = (key("a1").1, key("a2").1);
+    let ok = format!("  at_rest_keys:\n    - {{ id: a2, secret: \"{b}\" }}\n    - {{ id: a1, secret: \"{a}\" }}\n");
+    let (status, out) = check_config(&yaml(&ok), &[]);
+    assert!(status.success(), "{out}");
+    for (session, needles) in [
+        (
+            format!("  at_rest_keys:\n    - {{ id: a1, secret: \"{a}\" }}\n    - {{ id: a1, secret: \"{b}\" }}\n"),
+            vec!["session.at_rest_keys[1].id", "`a1` appears twice"],
+        ),
+        (
+            format!("  at_rest_keys:\n    - {{ id: a1, secret: \"c2hvcnQ=\" }}\n"),
+            vec!["session.at_rest_keys[0].secret", "32 bytes"],
+        ),
+        (
+            format!("  at_rest_key: \"{a}\"\n  at_rest_keys:\n    - {{ id: a1, secret: \"{a}\" }}\n"),
+            vec!["session.at_rest_keys", "not both"],
+        ),
+        ("  at_rest_keys: []\n".to_owned(), vec!["session.at_rest_keys", "at least one key"]),
+    ] {
+        let (status, out) = check_config(&yaml(&session), &[]);
+        assert!(!status.success(), "accepted:\n{session}\n{out}");
+        for needle in needles {
+            assert!(out.contains(needle), "output lacks {needle:?}:\n{out}");
+        }
+        assert!(out.contains(".yaml"), "the file is named:\n{out}");
+    }
+}
