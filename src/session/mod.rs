@@ -1,8 +1,9 @@
 //! Server-side sessions: what they hold, where they are kept, and how long they live.
 //!
 //! [`SessionStore`] is what the rest of the process uses. It seals each session for rest
-//! (`codec`) under the current key of the at-rest key ring, names it by a hash of its id, and keeps it in a [`Store`] backend: Redis
-//! ([`RedisStore`]) or the embedded [`MemoryStore`]. Backends only see opaque keys, blobs,
+//! (`codec`) under the current key of the at-rest key ring, names it by a hash of its id,
+//! and keeps it in a [`Store`] backend: Redis ([`RedisStore`]) or the embedded
+//! [`MemoryStore`]. Backends only see opaque keys, blobs,
 //! TTLs and index names. Sessions end at their absolute expiry, or after `idle_timeout`
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
@@ -268,7 +269,7 @@ impl SessionStore {
         };
         let Some((session, current)) = codec.open(&key, id, &blob) else {
             tracing::warn!(
-                "a stored session failed to open (at-rest key changed?); treating it as ended"
+                "a stored session failed to open (sealed by a key not in the at-rest ring?); treating it as ended"
             );
             return Ok(None);
         };
