@@ -301,7 +301,7 @@ fn check_refuses_a_bad_at_rest_key_ring() {
             vec!["session.at_rest_keys[1].id", "`a1` appears twice"],
         ),
         (
-            format!("  at_rest_keys:\n    - {{ id: a1, secret: \"c2hvcnQ=\" }}\n"),
+            "  at_rest_keys:\n    - { id: a1, secret: \"c2hvcnQ=\" }\n".to_owned(),
             vec!["session.at_rest_keys[0].secret", "32 bytes"],
         ),
         (
