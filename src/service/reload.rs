@@ -5,8 +5,8 @@
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
 //! the cookie key ring (`cookie.keys`), the at-rest key ring (`session.at_rest_keys` or
 //! `session.at_rest_key`), `oidc.client_secret`, session lifetimes, the refresh timings,
-//! `server.hosts` and `server.path_params` reload, secrets re-read from their files or
-//! environment; listeners, the metrics listener, the other server settings, the store
+//! `server.hosts` and `server.path_params` reload, `file:` secrets re-read (`${ENV}` is the
+//! process's environment, fixed at start); listeners, the metrics listener, the other server settings, the store
 //! (`session.store`), `session.key_census_interval` and the rest of the provider (issuer,
 //! client id, redirect URI, client authentication, PAR, the `private_key_jwt` signing key)
 //! need a restart, and a change to them is reported as such.
