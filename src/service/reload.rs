@@ -1,15 +1,16 @@
 //! Configuration hot reload: on `SIGHUP`, and when the config file's content changes.
 //!
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
-//! file changes nothing: the reason is logged and counted. Requests in flight keep the
-//! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
-//! the cookie key ring (`cookie.keys`), the at-rest key ring (`session.at_rest_keys` or
-//! `session.at_rest_key`), `oidc.client_secret`, session lifetimes, the refresh timings,
-//! `server.hosts` and `server.path_params` reload, `file:` secrets re-read (`${ENV}` is the
-//! process's environment, fixed at start); listeners, the metrics listener, the other server settings, the store
-//! (`session.store`), `session.key_census_interval` and the rest of the provider (issuer,
-//! client id, redirect URI, client authentication, PAR, the `private_key_jwt` signing key)
-//! need a restart, and a change to them is reported as such.
+//! file changes nothing: the reason is logged and counted. Requests in flight keep the live
+//! configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS
+//! origins, the cookie key ring (`cookie.keys`), the at-rest key ring
+//! (`session.at_rest_keys` or `session.at_rest_key`), `oidc.client_secret`, session
+//! lifetimes, the refresh timings, `server.hosts` and `server.path_params` reload, `file:`
+//! secrets re-read (`${ENV}` is the process's environment, fixed at start); listeners, the
+//! metrics listener, the other server settings, the store (`session.store`),
+//! `session.key_census_interval` and the rest of the provider (issuer, client id, redirect
+//! URI, client authentication, PAR, the `private_key_jwt` signing key) need a restart, and a
+//! change to them is reported as such.
 
 use crate::config::{self, Config};
 use crate::guard::Guard;
