@@ -57,7 +57,11 @@ async fn main() {
         store: StoreConfig::Memory {
             max_sessions: n + 1000,
         },
-        at_rest_key: SecretKey::from_bytes([7; 32]),
+        at_rest_keys: vec![bffgate::config::RingKey {
+            id: "k".into(),
+            secret: SecretKey::from_bytes([7; 32]),
+        }],
+        key_census_interval: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(1800),
         absolute_timeout: Duration::from_secs(12 * 3600),
         refresh_before_expiry: Duration::from_secs(30),

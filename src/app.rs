@@ -9,7 +9,8 @@ use crate::live::{LiveConfig, LiveConnections};
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::EdgeProxy;
 use crate::service::{
-    ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, RevocationService, TraceExporter,
+    ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, KeyCensusService,
+    RevocationService, TraceExporter,
 };
 use crate::session::SessionStore;
 use pingora::listeners::tls::TlsSettings;
@@ -80,7 +81,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         ));
         access
     });
-    let (guard, agent) = match &config.oidc {
+    let (guard, agent, oidc_client) = match &config.oidc {
         Some(oidc) => {
             let client = Arc::new(
                 OidcClient::new(oidc.clone()).map_err(|e| AppError::Server(e.to_string()))?,
@@ -96,10 +97,11 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
                 config.session.refresh_lock_wait,
             );
             let guard = Arc::new(Guard::new(store.clone(), Some(refresher)));
-            let agent: Arc<dyn AgentEndpoints> = Arc::new(Agent::new(client, Arc::clone(&guard)));
-            (guard, Some(agent))
+            let agent: Arc<dyn AgentEndpoints> =
+                Arc::new(Agent::new(Arc::clone(&client), Arc::clone(&guard)));
+            (guard, Some(agent), Some(client))
         }
-        None => (Arc::new(Guard::new(store.clone(), None)), None),
+        None => (Arc::new(Guard::new(store.clone(), None)), None, None),
     };
     let live = LiveConfig::handle(config);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -120,7 +122,11 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
         "revocations",
         RevocationService::new(store.clone(), Arc::clone(&conns), Arc::clone(&live)),
     ));
-    let reloader = ConfigReloader::new(
+    server.add_service(background_service(
+        "key census",
+        KeyCensusService::new(store.clone(), config.session.key_census_interval),
+    ));
+    let mut reloader = ConfigReloader::new(
         config.clone(),
         opts.listen_override.clone(),
         Arc::clone(&live),
@@ -128,6 +134,9 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     )
     .with_guard(Arc::clone(&guard))
     .with_admin(admin_access);
+    if let Some(client) = oidc_client {
+        reloader = reloader.with_oidc(client);
+    }
     server.add_service(background_service("config reloader", reloader));
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,

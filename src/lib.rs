@@ -27,9 +27,9 @@
 //! Beneath:
 //! - [`oidc`]: the OpenID Connect client: discovery and keys, the code flow, token calls,
 //!   logout-token validation.
-//! - [`session`]: sessions, their at-rest encryption, the Redis and in-memory stores,
-//!   refresh coordination primitives (locks, grace records), rate budgets (GCRA), and the
-//!   revocation bus that announces every deletion to every instance.
+//! - [`session`]: sessions, their at-rest encryption under a rotating key ring, the Redis
+//!   and in-memory stores, refresh coordination primitives (locks, grace records), rate
+//!   budgets (GCRA), and the revocation bus that announces every deletion to every instance.
 //! - [`cookie`]: every cookie bffgate owns, names and attributes in one place; sealing.
 //! - [`config`]: the YAML schema, loading, one checker per section, every default.
 //! - [`metrics`]: every Prometheus metric.
@@ -40,8 +40,8 @@
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
 //! - [`admin`]: the admin API on its own listener (list and revoke a user's sessions, an
 //!   audit line per call) and the `bffgate admin` client.
-//! - [`service`]: background services: config reload, upstream health checks, drain,
-//!   closing live connections of revoked or expired sessions.
+//! - [`service`]: background services: config reload, upstream health checks, gauges, the
+//!   at-rest key census, drain, closing live connections of revoked or expired sessions.
 //! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
 //!   exporter, trace-context propagation, a request's spans).
 

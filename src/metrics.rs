@@ -268,6 +268,34 @@ pub static LIVE_CLOSED: Lazy<IntCounterVec> = Lazy::new(|| {
     ))
 });
 
+/// Session records in the store by the at-rest key that sealed them (`(other)`: a key no
+/// longer in the ring, or a record from before key rings), from the last key census.
+pub static SESSION_RECORDS_BY_KEY: Lazy<IntGaugeVec> = Lazy::new(|| {
+    fixed(register_int_gauge_vec!(
+        "bff_session_records_by_key",
+        "Session records in the store by the at-rest key that sealed them, at the last key census",
+        &["key_id"]
+    ))
+});
+
+/// Session records not sealed under the current at-rest key, from the last key census: an
+/// old key can be removed once this is 0. -1 when the census failed (unknown).
+pub static SESSION_RECORDS_UNDER_OLD_KEYS: Lazy<IntGauge> = Lazy::new(|| {
+    fixed(register_int_gauge!(
+        "bff_session_records_under_old_keys",
+        "Session records not sealed under the current at-rest key (-1: unknown), at the last key census"
+    ))
+});
+
+/// Creates `bff_session_records_by_key` at zero for each of `ids` (the key ids of the
+/// at-rest ring and `(other)`), removing every other series.
+pub fn init_key_ids<'a>(ids: impl Iterator<Item = &'a str>) {
+    SESSION_RECORDS_BY_KEY.reset();
+    for id in ids {
+        SESSION_RECORDS_BY_KEY.with_label_values(&[id]).set(0);
+    }
+}
+
 /// `bff_session_lookups_total{result="ok"}`, looked up once: it is on every API request.
 pub(crate) static LOOKUP_OK: Lazy<IntCounter> =
     Lazy::new(|| SESSION_LOOKUPS.with_label_values(&["ok"]));
@@ -374,6 +402,8 @@ pub fn init() {
     Lazy::force(&UPSTREAM_HEALTHY);
     Lazy::force(&MEMORY_SESSIONS);
     Lazy::force(&LIVE_CONNECTIONS);
+    Lazy::force(&SESSION_RECORDS_BY_KEY);
+    Lazy::force(&SESSION_RECORDS_UNDER_OLD_KEYS);
     Lazy::force(&BUILD_INFO);
     Lazy::force(&ROUTE_TOKENS);
     BUILD_INFO.with_label_values(&[VERSION, COMMIT]).set(1);

@@ -27,6 +27,7 @@ mod edge_trust;
 mod error_pages;
 mod harness;
 mod identity;
+mod key_rotation;
 mod metrics;
 mod metrics_catalogue;
 mod operations;

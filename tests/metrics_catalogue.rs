@@ -351,6 +351,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     let always = [
         "bff_memory_sessions",
         "bff_live_connections",
+        "bff_session_records_under_old_keys",
         "bff_refresh_duration_seconds",
         "bff_refresh_lock_wait_seconds",
         "bff_config_last_reload_success_timestamp_seconds",
@@ -368,6 +369,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         "bff_logouts_total",
         "bff_config_reloads_total",
         "bff_live_connections_closed_total",
+        "bff_session_records_by_key",
     ];
     let mut covered: BTreeSet<&str> = BTreeSet::new();
     covered.extend(driven);
@@ -534,6 +536,20 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     );
     // No session was created in the gateway's memory store.
     expect_series(&samples, "bff_memory_sessions", &[("", 0.0)], &text);
+    // The key census: one series per at-rest key id (the one `at_rest_key`: `default`)
+    // and `(other)`, all zero in an empty store, and nothing under an old key.
+    expect_series(
+        &samples,
+        "bff_session_records_by_key",
+        &[("key_id=(other)", 0.0), ("key_id=default", 0.0)],
+        &text,
+    );
+    expect_series(
+        &samples,
+        "bff_session_records_under_old_keys",
+        &[("", 0.0)],
+        &text,
+    );
     // Upstream health: the echo upstream in rotation for both routes; the refusing one
     // taken out by its failed connect (for 5 s; the gauge is refreshed every second).
     let echo_addr = up.trim_start_matches("http://").to_string();

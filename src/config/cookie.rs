@@ -3,7 +3,7 @@
 
 use super::file::CookieFile;
 use super::load::Problems;
-use super::{defaults, resolve, CookieConfig, CookieKey, SameSite};
+use super::{defaults, keyring, CookieConfig, SameSite};
 use std::path::Path;
 
 /// Whether `s` is a cookie name: an RFC 6265 token.
@@ -65,33 +65,7 @@ pub(super) fn build(f: CookieFile, base_dir: &Path, p: &mut Problems) -> CookieC
             p.add("cookie.domain", format!("`{d}` is not a domain"));
         }
     }
-    if f.keys.is_empty() {
-        p.add("cookie.keys", "at least one key is needed");
-    }
-    let mut keys: Vec<CookieKey> = Vec::new();
-    for (i, k) in f.keys.iter().enumerate() {
-        let valid_id = (1..=32).contains(&k.id.len())
-            && k.id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_id {
-            p.add(
-                format!("cookie.keys[{i}].id"),
-                "must be 1 to 32 of A-Z a-z 0-9 _ -",
-            );
-        } else if keys.iter().any(|o| o.id == k.id) {
-            p.add(
-                format!("cookie.keys[{i}].id"),
-                format!("`{}` appears twice", k.id),
-            );
-        }
-        let secret =
-            resolve::secret_key(&k.secret, &format!("cookie.keys[{i}].secret"), base_dir, p);
-        keys.push(CookieKey {
-            id: k.id.clone(),
-            secret,
-        });
-    }
+    let keys = keyring::build(&f.keys, "cookie.keys", base_dir, p);
     CookieConfig {
         name,
         domain: f.domain,

@@ -106,6 +106,12 @@ pub(super) const IDLE_TIMEOUT: &str = "30m";
 /// `session.absolute_timeout`: hard limit from login.
 pub(super) const ABSOLUTE_TIMEOUT: &str = "12h";
 
+/// The id `session.at_rest_key` (a one-key ring) is known by in stored records and metrics.
+pub(super) const AT_REST_KEY_ID: &str = "default";
+
+/// `session.key_census_interval`: how often the store is counted by at-rest key.
+pub(super) const KEY_CENSUS_INTERVAL: &str = "30s";
+
 /// `session.refresh_before_expiry`.
 pub(super) const REFRESH_BEFORE_EXPIRY: &str = "30s";
 
@@ -196,6 +202,10 @@ pub(super) fn cookie_secure() -> bool {
 
 pub(super) fn idle_timeout() -> String {
     IDLE_TIMEOUT.into()
+}
+
+pub(super) fn key_census_interval() -> String {
+    KEY_CENSUS_INTERVAL.into()
 }
 
 pub(super) fn absolute_timeout() -> String {

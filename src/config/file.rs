@@ -245,7 +245,7 @@ pub struct CookieFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
-    /// Short identifier carried in the cookie (1–32 of `A-Za-z0-9_-`).
+    /// Short identifier carried in what the key seals (1–32 of `A-Za-z0-9_-`).
     pub id: String,
     /// 32 bytes, base64-encoded; `${ENV}` or `file:/path`.
     pub secret: String,
@@ -258,8 +258,16 @@ pub struct SessionFile {
     /// Omit for the embedded in-memory store.
     #[serde(default)]
     pub store: Option<StoreFile>,
-    /// 32 bytes, base64-encoded, encrypting tokens inside stored sessions.
-    pub at_rest_key: String,
+    /// One key, 32 bytes, base64-encoded, encrypting stored sessions: a one-key ring
+    /// whose id is `default`. Not together with `at_rest_keys`.
+    #[serde(default)]
+    pub at_rest_key: Option<String>,
+    /// The at-rest key ring: the first key seals, the others still open older records.
+    #[serde(default)]
+    pub at_rest_keys: Option<Vec<KeyFile>>,
+    /// How often the store is counted by at-rest key (default `30s`).
+    #[serde(default = "defaults::key_census_interval")]
+    pub key_census_interval: String,
     /// A session unused for this long ends (default `30m`).
     #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: String,

@@ -62,6 +62,8 @@ const KEYS: &[&str] = &[
     "memory",
     "max_sessions",
     "at_rest_key",
+    "at_rest_keys",
+    "key_census_interval",
     "idle_timeout",
     "absolute_timeout",
     "refresh_before_expiry",

@@ -12,6 +12,7 @@
 //! - one checker per section: `server.rs` (listen, metrics, server), `agent.rs`,
 //!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `identity.rs`, `token.rs` and
 //!   `rate.rs` for a route's identity, token and rate-limit policies), `otel.rs`, `admin.rs`;
+//! - `keyring.rs`: key rings (`cookie.keys`, `session.at_rest_keys`);
 //! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
@@ -26,6 +27,7 @@ mod fixtures;
 #[cfg(test)]
 mod fuzz;
 mod identity;
+mod keyring;
 mod load;
 mod oidc;
 mod otel;
@@ -328,14 +330,18 @@ impl Drop for SecretKey {
     }
 }
 
-/// One key of the cookie key ring.
+/// One key of a key ring (`cookie.keys`, `session.at_rest_keys`): the first key of a
+/// ring seals, the others still open what they sealed.
 #[derive(Debug, Clone)]
-pub struct CookieKey {
-    /// Identifier carried in sealed cookies.
+pub struct RingKey {
+    /// Identifier carried in what the key seals.
     pub id: String,
     /// Key material.
     pub secret: SecretKey,
 }
+
+/// One key of the cookie key ring.
+pub type CookieKey = RingKey;
 
 /// The session cookie's name, attributes and key ring.
 #[derive(Debug, Clone)]
@@ -403,8 +409,10 @@ pub enum RedisMode {
 pub struct SessionConfig {
     /// The store.
     pub store: StoreConfig,
-    /// Key encrypting tokens inside stored sessions.
-    pub at_rest_key: SecretKey,
+    /// Key ring encrypting stored sessions and coordination records; the first seals.
+    pub at_rest_keys: Vec<RingKey>,
+    /// How often the store is counted by at-rest key (`bff_session_records_by_key`).
+    pub key_census_interval: Duration,
     /// Sliding inactivity limit.
     pub idle_timeout: Duration,
     /// Hard limit from login.

@@ -1,15 +1,18 @@
-//! The `session` section: the at-rest key, session lifetimes and refresh timing, and the
+//! The `session` section: the at-rest key ring, session lifetimes and refresh timing, and the
 //! store (embedded memory, or Redis as one server, a cluster or behind sentinels).
 
 use super::file::{RedisFile, SessionFile, StoreFile};
 use super::load::Problems;
 use super::values::{duration, duration_or_zero};
-use super::{defaults, resolve, RedisMode, SecretString, SessionConfig, StoreConfig};
+use super::{
+    defaults, keyring, resolve, RedisMode, RingKey, SecretString, SessionConfig, StoreConfig,
+};
 use std::path::Path;
 
-/// Checks the session section and reads the at-rest key.
+/// Checks the session section and reads the at-rest key ring.
 pub(super) fn build(f: SessionFile, base_dir: &Path, p: &mut Problems) -> SessionConfig {
-    let at_rest_key = resolve::secret_key(&f.at_rest_key, "session.at_rest_key", base_dir, p);
+    let at_rest_keys = at_rest_keys(&f, base_dir, p);
+    let key_census_interval = duration(&f.key_census_interval, "session.key_census_interval", p);
     let idle_timeout = duration(&f.idle_timeout, "session.idle_timeout", p);
     let absolute_timeout = duration(&f.absolute_timeout, "session.absolute_timeout", p);
     if idle_timeout > absolute_timeout {
@@ -24,11 +27,38 @@ pub(super) fn build(f: SessionFile, base_dir: &Path, p: &mut Problems) -> Sessio
     let refresh_lock_wait = duration(&f.refresh_lock_wait, "session.refresh_lock_wait", p);
     SessionConfig {
         store,
-        at_rest_key,
+        at_rest_keys,
+        key_census_interval,
         idle_timeout,
         absolute_timeout,
         refresh_before_expiry,
         refresh_lock_wait,
+    }
+}
+
+/// `session.at_rest_keys`, or `session.at_rest_key` as a one-key ring named
+/// [`defaults::AT_REST_KEY_ID`]; exactly one of the two.
+fn at_rest_keys(f: &SessionFile, base_dir: &Path, p: &mut Problems) -> Vec<RingKey> {
+    match (&f.at_rest_key, &f.at_rest_keys) {
+        (Some(_), Some(_)) => {
+            p.add(
+                "session.at_rest_keys",
+                "set `at_rest_keys` or `at_rest_key`, not both",
+            );
+            Vec::new()
+        }
+        (None, Some(ring)) => keyring::build(ring, "session.at_rest_keys", base_dir, p),
+        (Some(one), None) => vec![RingKey {
+            id: defaults::AT_REST_KEY_ID.into(),
+            secret: resolve::secret_key(one, "session.at_rest_key", base_dir, p),
+        }],
+        (None, None) => {
+            p.add(
+                "session.at_rest_keys",
+                "an at-rest key is needed (`at_rest_keys`, or one `at_rest_key`)",
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -171,7 +201,7 @@ fn uses_tls(mode: &RedisMode) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{base, problems};
+    use super::super::fixtures::{base, env, problems, KEY};
 
     fn keys(store: &str) -> Vec<String> {
         let text = base().replace(
@@ -195,5 +225,67 @@ mod tests {
             ]
         );
         assert!(keys("{sentinel: {master_name: m, nodes: [\"rediss://u:p@h:26379\"], username: bff, password: pw, tls: true}}").is_empty());
+    }
+
+    fn with_session(keys: &str) -> String {
+        base().replace(&format!("at_rest_key: \"{KEY}\""), keys)
+    }
+
+    #[test]
+    fn the_at_rest_key_ring_is_checked() {
+        let problem_keys = |keys: &str| -> Vec<String> {
+            problems(&with_session(keys))
+                .into_iter()
+                .map(|p| p.key)
+                .collect()
+        };
+        let ring = |entries: &[(&str, &str)]| {
+            let items: Vec<String> = entries
+                .iter()
+                .map(|(id, secret)| format!("{{id: {id}, secret: \"{secret}\"}}"))
+                .collect();
+            format!("at_rest_keys: [{}]", items.join(", "))
+        };
+        assert!(problem_keys(&ring(&[("new", KEY), ("old", "${KEY}")])).is_empty());
+        assert_eq!(
+            problem_keys(&format!("at_rest_key: \"{KEY}\", {}", ring(&[("a", KEY)]))),
+            ["session.at_rest_keys"]
+        );
+        assert_eq!(
+            problem_keys(&ring(&[("a", KEY), ("a", KEY)])),
+            ["session.at_rest_keys[1].id"]
+        );
+        assert_eq!(
+            problem_keys(&ring(&[("a", KEY), ("b", "c2hvcnQ=")])),
+            ["session.at_rest_keys[1].secret"]
+        );
+        assert_eq!(
+            problem_keys(&ring(&[("bad id", KEY)])),
+            ["session.at_rest_keys[0].id"]
+        );
+        assert_eq!(problem_keys("at_rest_keys: []"), ["session.at_rest_keys"]);
+        assert_eq!(problem_keys("idle_timeout: 1m"), ["session.at_rest_keys"]);
+    }
+
+    #[test]
+    fn one_at_rest_key_is_a_ring_named_default() {
+        let parse = |text: &str| {
+            super::super::parse(std::path::Path::new("t.yaml"), text, &env).expect("valid")
+        };
+        let ids = |text: &str| -> Vec<String> {
+            parse(text)
+                .session
+                .at_rest_keys
+                .into_iter()
+                .map(|k| k.id)
+                .collect()
+        };
+        assert_eq!(ids(&base()), ["default"]);
+        assert_eq!(
+            ids(&with_session(&format!(
+                "at_rest_keys: [{{id: k2, secret: \"{KEY}\"}}, {{id: default, secret: \"{KEY}\"}}]"
+            ))),
+            ["k2", "default"]
+        );
     }
 }

@@ -181,11 +181,21 @@ impl OidcClient {
             .map_err(discovery_error)
     }
 
+    /// Rebuilds the provider client from the metadata it holds (the client secret changed),
+    /// keeping when it was fetched.
+    pub(super) fn rebuild_provider(&self) {
+        if let Some(current) = self.provider.load_full() {
+            let mut fresh = self.build(current.metadata.clone());
+            fresh.fetched = current.fetched;
+            self.provider.store(Some(Arc::new(fresh)));
+        }
+    }
+
     fn build(&self, metadata: Metadata) -> Provider {
         // private_key_jwt sends no secret: the client id goes in the body, next to the
         // assertion each request adds.
         let secret = (self.config.client_auth != ClientAuth::PrivateKeyJwt)
-            .then(|| ClientSecret::new(self.config.client_secret.expose().to_string()));
+            .then(|| ClientSecret::new(self.client_secret().expose().to_string()));
         let mut client = Client::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.config.client_id.clone()),

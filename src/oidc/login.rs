@@ -124,7 +124,7 @@ impl OidcClient {
         if self.config.client_auth == crate::config::ClientAuth::Basic {
             req = req.basic_auth(
                 super::form_encode(&self.config.client_id),
-                Some(super::form_encode(self.config.client_secret.expose())),
+                Some(super::form_encode(self.client_secret().expose())),
             );
         }
         let resp = timed("par", req.send())

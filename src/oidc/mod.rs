@@ -38,15 +38,18 @@ pub use login::{Grant, LoginStart};
 pub use logout_token::LogoutClaims;
 use tokens::form_encode;
 
-use crate::config::{ClientAuth, OidcConfig};
-use arc_swap::ArcSwapOption;
+use crate::config::{ClientAuth, OidcConfig, SecretString};
+use arc_swap::{ArcSwap, ArcSwapOption};
 use discovery::Metadata;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The OpenID Connect client.
 pub struct OidcClient {
     config: OidcConfig,
+    /// `oidc.client_secret`, which a configuration reload may change.
+    client_secret: ArcSwap<SecretString>,
     http: reqwest::Client,
     provider: ArcSwapOption<Provider>,
     /// When discovery was last tried, and how it failed.
@@ -94,6 +97,7 @@ impl OidcClient {
             .build()
             .map_err(|e| OidcError::Unavailable(format!("http client: {e}")))?;
         Ok(OidcClient {
+            client_secret: ArcSwap::from_pointee(config.client_secret.clone()),
             config,
             http,
             provider: ArcSwapOption::empty(),
@@ -107,6 +111,23 @@ impl OidcClient {
     /// The configuration.
     pub fn config(&self) -> &OidcConfig {
         &self.config
+    }
+
+    /// The client secret now in force (`oidc.client_secret`, reloadable).
+    pub(crate) fn client_secret(&self) -> Arc<SecretString> {
+        self.client_secret.load_full()
+    }
+
+    /// Uses `secret` as the client secret from now on (configuration reload): in every
+    /// request to the provider, and in the provider client, rebuilt from the metadata it
+    /// holds. True when it differed.
+    pub fn set_client_secret(&self, secret: &SecretString) -> bool {
+        if *self.client_secret.load_full() == *secret {
+            return false;
+        }
+        self.client_secret.store(Arc::new(secret.clone()));
+        self.rebuild_provider();
+        true
     }
 
     /// Whether discovery has succeeded.
@@ -156,10 +177,7 @@ impl OidcClient {
             // RFC 6749 §2.3.1: credentials in the form body, never in the URL.
             ClientAuth::Post => vec![
                 ("client_id", self.config.client_id.clone()),
-                (
-                    "client_secret",
-                    self.config.client_secret.expose().to_string(),
-                ),
+                ("client_secret", self.client_secret().expose().to_string()),
             ],
             ClientAuth::PrivateKeyJwt => {
                 let mut form = vec![("client_id", self.config.client_id.clone())];

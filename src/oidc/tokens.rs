@@ -149,7 +149,7 @@ impl OidcClient {
         if self.config.client_auth == ClientAuth::Basic {
             req = req.basic_auth(
                 form_encode(&self.config.client_id),
-                Some(form_encode(self.config.client_secret.expose())),
+                Some(form_encode(self.client_secret().expose())),
             );
         }
         match timed("revoke", req.send()).await {

@@ -1,8 +1,9 @@
 //! Background services that run beside the proxy: configuration hot reload, active
-//! upstream health checks, state gauges for the metrics, starting the trace exporter,
-//! draining keep-alive connections during a graceful upgrade, and ending long-lived
-//! connections whose session was revoked or expired.
+//! upstream health checks, state gauges for the metrics, the at-rest key census, starting
+//! the trace exporter, draining keep-alive connections during a graceful upgrade, and ending
+//! long-lived connections whose session was revoked or expired.
 
+mod census;
 mod drain;
 mod gauges;
 mod health;
@@ -10,6 +11,7 @@ mod reload;
 mod revocation;
 mod traces;
 
+pub use census::KeyCensusService;
 pub use drain::DrainWatcher;
 pub use gauges::GaugePublisher;
 pub use health::HealthChecker;

@@ -1,20 +1,25 @@
 //! Configuration hot reload: on `SIGHUP`, and when the config file's content changes.
 //!
 //! A reload is load → validate → compile → one atomic swap of the [`LiveConfig`]. An invalid
-//! file changes nothing: the reason is logged and counted. Requests in flight keep the
-//! live configuration they started with. Routes, upstreams, headers, timeouts, rate limits
+//! file changes nothing: the reason is logged and counted. Requests in flight keep the live
+//! configuration they started with. Routes, upstreams, headers, timeouts, rate limits
 //! (`routes[].rate_limit`, `agent.rate_limit`: what was spent carries over, capped at the
 //! new burst and refilling at the new rate), route token policies, CSRF and CORS origins,
-//! the cookie key ring, session lifetimes, the refresh timings, `server.hosts`,
-//! `server.path_params` and the admin API's token and networks reload; listeners, the
-//! metrics and admin listeners, the other server settings, the store and the provider need
-//! a restart, and a change to them is reported as such.
+//! the cookie key ring (`cookie.keys`), the at-rest key ring (`session.at_rest_keys` or
+//! `session.at_rest_key`), `oidc.client_secret`, session lifetimes, the refresh timings,
+//! `server.hosts`, `server.path_params` and the admin API's token and networks reload,
+//! `file:` secrets re-read (`${ENV}` is the process's environment, fixed at start);
+//! listeners, the metrics and admin listeners, the other server settings, the store
+//! (`session.store`), `session.key_census_interval` and the rest of the provider (issuer,
+//! client id, redirect URI, client authentication, PAR, DPoP, the `private_key_jwt` signing
+//! key) need a restart, and a change to them is reported as such.
 
 use crate::admin::{AccessHandle, AdminAccess};
 use crate::config::{self, Config};
 use crate::guard::Guard;
 use crate::live::{LiveConfig, LiveHandle};
 use crate::metrics;
+use crate::oidc::OidcClient;
 use crate::session::{now_secs, Lifetimes, SessionStore};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -46,6 +51,7 @@ pub struct ConfigReloader {
     store: SessionStore,
     guard: Option<Arc<Guard>>,
     admin: Option<AccessHandle>,
+    oidc: Option<Arc<OidcClient>>,
     running: Mutex<Config>,
 }
 
@@ -71,6 +77,7 @@ impl ConfigReloader {
             store,
             guard: None,
             admin: None,
+            oidc: None,
             running: Mutex::new(running),
         }
     }
@@ -86,6 +93,12 @@ impl ConfigReloader {
     /// on every reload.
     pub fn with_admin(mut self, access: Option<AccessHandle>) -> Self {
         self.admin = access;
+        self
+    }
+
+    /// Also applies `oidc.client_secret` to `client` on every reload.
+    pub fn with_oidc(mut self, client: Arc<OidcClient>) -> Self {
+        self.oidc = Some(client);
         self
     }
 
@@ -116,10 +129,19 @@ impl ConfigReloader {
             tracing::warn!(route = %route.name, "tls_verify is false: upstream certificates are not checked");
         }
         self.live.store(Arc::new(LiveConfig::new(&new)));
+        self.store.set_at_rest_keys(&new.session.at_rest_keys);
         self.store.set_lifetimes(Lifetimes {
             idle: new.session.idle_timeout,
             absolute: new.session.absolute_timeout,
         });
+        if let (Some(client), Some(oidc)) = (&self.oidc, &new.oidc) {
+            if client.set_client_secret(&oidc.client_secret) {
+                tracing::info!(
+                    trigger = why,
+                    "oidc.client_secret changed: in use from now on"
+                );
+            }
+        }
         if let Some(guard) = &self.guard {
             guard.set_refresh_timings(
                 new.session.refresh_before_expiry,
@@ -168,6 +190,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if format!("{:?}", old.session.store) != format!("{:?}", new.session.store) {
         out.push("session.store");
+    }
+    if old.session.key_census_interval != new.session.key_census_interval {
+        out.push("session.key_census_interval");
     }
     let provider = |c: &Config| {
         c.oidc.as_ref().map(|o| {
@@ -257,5 +282,18 @@ mod tests {
         ] {
             assert_eq!(restart_needed(&base, &config(extra)), ["oidc"], "{extra}");
         }
+    }
+
+    /// Secrets and key rings reload: changing them is not reported as needing a restart.
+    #[test]
+    fn keys_and_the_client_secret_reload() {
+        let base = config("");
+        let mut changed = config("");
+        changed.session.at_rest_keys[0].secret = crate::config::SecretKey::from_bytes([3; 32]);
+        changed.cookie.keys[0].secret = crate::config::SecretKey::from_bytes([4; 32]);
+        if let Some(o) = changed.oidc.as_mut() {
+            o.client_secret = crate::config::SecretString("other".into());
+        }
+        assert!(restart_needed(&base, &changed).is_empty());
     }
 }

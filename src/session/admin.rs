@@ -67,18 +67,23 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn sessions_of(&self, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        let index = self.codec.index_name("sub", sub);
-        let keys = timed("index_members", self.backend.index_members(&index)).await?;
+        let codec = self.codec.load_full();
+        // Sessions from before a key rotation are indexed under an older key's name.
+        let mut keys = Vec::new();
+        for index in codec.index_names("sub", sub) {
+            keys.extend(timed("index_members", self.backend.index_members(&index)).await?);
+        }
+        keys.sort_unstable();
+        keys.dedup();
         let idle = self.lifetimes.load().idle;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let Some((blob, left)) = timed("get", self.backend.get(&key)).await? else {
                 continue;
             };
-            let Some(stored) = self
-                .codec
+            let Some(stored) = codec
                 .open_bytes(&key, &blob)
-                .and_then(|plain| serde_json::from_slice::<Stored>(&plain).ok())
+                .and_then(|opened| serde_json::from_slice::<Stored>(&opened.plain).ok())
             else {
                 continue;
             };
@@ -112,7 +117,7 @@ impl SessionStore {
         if !is_handle(handle) {
             return Ok(false);
         }
-        let key = self.codec.key_of_handle(handle);
+        let key = self.codec.load().storage_key_of_hash(handle);
         let deleted = timed("delete", self.backend.delete(&key)).await?;
         if deleted {
             // Its live connections end too, on every instance.
@@ -125,18 +130,11 @@ impl SessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{SecretKey, SessionConfig, StoreConfig};
+    use crate::config::SessionConfig;
     use crate::session::{Tokens, UserSession};
 
     fn config() -> SessionConfig {
-        SessionConfig {
-            store: StoreConfig::Memory { max_sessions: 10 },
-            at_rest_key: SecretKey::from_bytes([3; 32]),
-            idle_timeout: Duration::from_secs(60),
-            absolute_timeout: Duration::from_secs(3600),
-            refresh_before_expiry: Duration::from_secs(30),
-            refresh_lock_wait: Duration::from_secs(5),
-        }
+        crate::session::test_support::config(&[("k", 3)], 10)
     }
 
     fn session(sub: &str, ua: &str) -> UserSession {

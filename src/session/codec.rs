@@ -1,24 +1,55 @@
-//! At-rest encryption of stored sessions, and the names they are stored under.
+//! At-rest encryption of stored records under a key ring, and the names they are stored under.
 //!
-//! A record is `nonce(12) ‖ AES-256-GCM(json, aad = storage key)`: the whole session is
-//! sealed (tokens, but also the user's claims), and binding it to its key means a record
-//! copied under another key does not open. Storage keys and index names are HMACs under the
-//! at-rest key, so a store dump names neither sessions nor users.
+//! A record is `header ‖ nonce(12) ‖ AES-256-GCM(plain, aad = header ‖ storage key)`, the
+//! header being `VERSION ‖ id_len ‖ key id` in clear, so a record says which key of the
+//! ring sealed it (and the store can be counted by key without opening anything) while a
+//! changed header does not open. The whole session is sealed (tokens, but also the user's
+//! claims), and binding it to its storage key means a record copied under another key does
+//! not open. The first key of the ring seals; every key opens. Records written before key
+//! rings (`nonce ‖ ciphertext`, aad = storage key) still open, under any key of the ring,
+//! and count as under an old key.
+//!
+//! Storage keys are hashes of the session id (independent of the keys). Index names and the
+//! names of coordination records are HMACs under a key derived from an at-rest key, so a
+//! store dump names neither sessions nor users; they are written under the current key's
+//! name and looked up under every key's name, so rotation loses none of them.
 
 use super::state::Stored;
 use super::{SessionId, StoreError, UserSession};
-use crate::config::SecretKey;
+use crate::config::RingKey;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+/// First byte of a record with a key-id header.
+const VERSION: u8 = 0xB1;
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Longest key id (`config::keyring`).
+const MAX_ID_LEN: usize = 32;
+/// How many leading bytes of a record always hold its whole header.
+pub(crate) const HEADER_MAX: usize = 2 + MAX_ID_LEN;
 
-pub(crate) struct Codec {
+/// One key of the ring, ready to use.
+struct RingEntry {
+    id: String,
     cipher: Aes256Gcm,
     index_key: [u8; 32],
+}
+
+/// Seals, opens and names records for one key ring and one key prefix.
+pub(crate) struct Codec {
+    keys: Vec<RingEntry>,
     prefix: String,
+}
+
+/// What opening a record gave.
+pub(crate) struct Opened {
+    /// The plaintext.
+    pub plain: Vec<u8>,
+    /// True when the current key sealed it in the current format: nothing to re-seal.
+    pub current: bool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -31,30 +62,60 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The key id a record's header names, reading only its first [`HEADER_MAX`] bytes; `None`
+/// for a record without a header (written before key rings) or a damaged one.
+pub(crate) fn key_id_of(head: &[u8]) -> Option<&str> {
+    let (&version, rest) = head.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let len = usize::from(len);
+    if version != VERSION || len == 0 || len > MAX_ID_LEN {
+        return None;
+    }
+    std::str::from_utf8(rest.get(..len)?).ok()
+}
+
 impl Codec {
-    pub(crate) fn new(key: &SecretKey, prefix: &str) -> Self {
-        // A separate key for index names, derived so one secret serves both purposes.
-        let mut h = Sha256::new();
-        h.update(b"bffgate index key v1\0");
-        h.update(key.expose());
+    /// A codec for `keys` (the first seals) naming records under `prefix`.
+    pub(crate) fn new(keys: &[RingKey], prefix: &str) -> Self {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                // A separate key for names, derived so one secret serves both purposes.
+                let mut h = Sha256::new();
+                h.update(b"bffgate index key v1\0");
+                h.update(k.secret.expose());
+                RingEntry {
+                    id: k.id.clone(),
+                    cipher: Aes256Gcm::new(k.secret.expose().into()),
+                    index_key: h.finalize().into(),
+                }
+            })
+            .collect();
         Codec {
-            cipher: Aes256Gcm::new(key.expose().into()),
-            index_key: h.finalize().into(),
+            keys,
             prefix: prefix.to_string(),
         }
+    }
+
+    /// The prefix every name starts with.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The id of the key that seals (`None` only for an empty ring, which config refuses).
+    pub(crate) fn current_id(&self) -> Option<&str> {
+        self.keys.first().map(|k| k.id.as_str())
+    }
+
+    /// Every key id of the ring, the current one first.
+    pub(crate) fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.id.as_str())
     }
 
     /// The key a session is stored under. The hash tag (`{…}`) keeps every key of one
     /// session in one Redis Cluster slot.
     pub(crate) fn storage_key(&self, id: &SessionId) -> String {
-        let digest = Sha256::digest(id.as_bytes());
-        format!("{}{{{}}}:s", self.prefix, hex(&digest))
-    }
-
-    /// The storage key of the session whose handle (the hex SHA-256 of its id, as the
-    /// admin API shows it) is `handle`.
-    pub(crate) fn key_of_handle(&self, handle: &str) -> String {
-        format!("{}{{{handle}}}:s", self.prefix)
+        self.session_key(id, "s")
     }
 
     /// A companion key of a session (lock, grace record) in the same Cluster slot.
@@ -63,9 +124,8 @@ impl Codec {
         format!("{}{{{}}}:{suffix}", self.prefix, hex(&digest))
     }
 
-    /// The name of the index of sessions sharing a claim value (`sid` or `sub`).
-    pub(crate) fn index_name(&self, kind: &str, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key)
+    fn name_under(&self, entry: &RingEntry, kind: &str, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&entry.index_key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(kind.as_bytes());
         mac.update(b"\0");
@@ -78,49 +138,87 @@ impl Codec {
         )
     }
 
-    /// Seals `plain` under a fresh nonce, bound to the storage `key`.
+    /// The name written now for a `kind` of record keyed by `value` (a session index by
+    /// `sid` or `sub`, a login transaction, a claim): the current key's.
+    pub(crate) fn index_name(&self, kind: &str, value: &str) -> String {
+        self.index_names(kind, value)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// The names a `kind` of record keyed by `value` may be under: one per key of the ring,
+    /// the current key's first.
+    pub(crate) fn index_names(&self, kind: &str, value: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| self.name_under(k, kind, value))
+            .collect()
+    }
+
+    /// Seals `plain` under the current key and a fresh nonce, bound to the storage `key`.
     ///
     /// # Errors
-    /// [`StoreError::Seal`] when encryption fails (AES-GCM refuses only messages beyond
-    /// 64 GiB); nothing half-sealed is ever returned.
+    /// [`StoreError::Seal`] when the ring is empty or encryption fails (AES-GCM refuses
+    /// only messages beyond 64 GiB); nothing half-sealed is ever returned.
     pub(crate) fn seal_bytes(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let entry = self
+            .keys
+            .first()
+            .ok_or(StoreError::Seal("no at-rest key"))?;
+        let mut out = Vec::with_capacity(2 + entry.id.len() + NONCE_LEN + plain.len() + TAG_LEN);
+        out.push(VERSION);
+        out.push(u8::try_from(entry.id.len()).map_err(|_| StoreError::Seal("key id too long"))?);
+        out.extend_from_slice(entry.id.as_bytes());
+        let mut aad = out.clone();
+        aad.extend_from_slice(key.as_bytes());
         let nonce: [u8; NONCE_LEN] = crate::random::os_bytes();
-        let sealed = self
+        let sealed = entry
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: plain,
-                    aad: key.as_bytes(),
+                    aad: &aad,
                 },
             )
             .map_err(|_| StoreError::Seal("encryption failed"))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         Ok(out)
     }
 
-    pub(crate) fn open_bytes(&self, key: &str, blob: &[u8]) -> Option<Vec<u8>> {
-        if blob.len() < NONCE_LEN {
-            return None;
+    /// Opens a record stored under `key`; `None` when it does not authenticate under any key
+    /// of the ring (an unknown key id, a changed header, another storage key, damage).
+    pub(crate) fn open_bytes(&self, key: &str, blob: &[u8]) -> Option<Opened> {
+        if let Some(id) = key_id_of(blob) {
+            let header_len = 2 + id.len();
+            if let Some((i, entry)) = self.keys.iter().enumerate().find(|(_, k)| k.id == id) {
+                let mut aad = blob[..header_len].to_vec();
+                aad.extend_from_slice(key.as_bytes());
+                if let Some(plain) = decrypt(&entry.cipher, &blob[header_len..], &aad) {
+                    return Some(Opened {
+                        plain,
+                        current: i == 0,
+                    });
+                }
+            }
         }
-        let (nonce, sealed) = blob.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: key.as_bytes(),
-                },
-            )
-            .ok()
+        // A record from before key rings: no header, the storage key alone as aad. (A
+        // headed record whose header was changed fails here too: its nonce is not where a
+        // record without a header has it, and the aad differs.)
+        self.keys.iter().find_map(|k| {
+            decrypt(&k.cipher, blob, key.as_bytes()).map(|plain| Opened {
+                plain,
+                current: false,
+            })
+        })
     }
 
     /// Seals a session for storage under `key`.
     ///
     /// # Errors
-    /// [`StoreError::Seal`] when the session does not serialize or encryption fails.
+    /// [`StoreError::Seal`] when the session does not serialize or cannot be sealed.
     pub(crate) fn seal(&self, key: &str, s: &UserSession) -> Result<Vec<u8>, StoreError> {
         let stored = Stored::of(s);
         let plain = serde_json::to_vec(&stored)
@@ -128,11 +226,17 @@ impl Codec {
         self.seal_bytes(key, &plain)
     }
 
-    /// Opens a record; `None` when it does not authenticate (another at-rest key, or damage).
-    pub(crate) fn open(&self, key: &str, id: &SessionId, blob: &[u8]) -> Option<UserSession> {
-        let plain = self.open_bytes(key, blob)?;
-        let s: Stored = serde_json::from_slice(&plain).ok()?;
-        Some(s.into_session(id.clone()))
+    /// Opens a session record, and whether it is sealed under the current key; `None` when
+    /// it does not authenticate (see [`Self::open_bytes`]).
+    pub(crate) fn open(
+        &self,
+        key: &str,
+        id: &SessionId,
+        blob: &[u8],
+    ) -> Option<(UserSession, bool)> {
+        let opened = self.open_bytes(key, blob)?;
+        let s: Stored = serde_json::from_slice(&opened.plain).ok()?;
+        Some((s.into_session(id.clone()), opened.current))
     }
 }
 
@@ -149,36 +253,24 @@ pub(crate) fn hash_of_key(key: &str) -> Option<String> {
 }
 
 impl Codec {
-    /// The storage key of the session whose hash is `hash` (see [`key_hash`]).
+    /// The storage key of the session whose hash is `hash` (see [`key_hash`]; the admin
+    /// API calls it the session's handle).
     pub(crate) fn storage_key_of_hash(&self, hash: &str) -> String {
         format!("{}{{{hash}}}:s", self.prefix)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_bytes_open_only_under_their_key() {
-        let codec = Codec::new(&SecretKey::from_bytes([7; 32]), "t:");
-        let blob = codec.seal_bytes("k1", b"plain").expect("seal");
-        assert_eq!(blob.len(), NONCE_LEN + b"plain".len() + 16);
-        assert_eq!(
-            codec.open_bytes("k1", &blob).as_deref(),
-            Some(&b"plain"[..])
-        );
-        assert_eq!(codec.open_bytes("k2", &blob), None);
-        assert_ne!(codec.seal_bytes("k1", b"plain").expect("seal"), blob);
+/// `nonce ‖ ciphertext ‖ tag` opened with `cipher` and `aad`.
+fn decrypt(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
     }
-
-    #[test]
-    fn a_storage_key_and_its_hash_name_each_other() {
-        let codec = Codec::new(&SecretKey::from_bytes([7; 32]), "t{x}:");
-        let id = SessionId::generate();
-        let key = codec.storage_key(&id);
-        assert_eq!(hash_of_key(&key), Some(key_hash(&id)));
-        assert_eq!(codec.storage_key_of_hash(&key_hash(&id)), key);
-        assert_eq!(hash_of_key(&codec.session_key(&id, "lock")), None);
-    }
+    let (nonce, msg) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+        .ok()
 }
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

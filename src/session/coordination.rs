@@ -2,7 +2,12 @@
 //! themselves: login transactions (transient, taken once), one-time claims (replay
 //! detection), the per-session refresh lock shared by every instance, and grace records
 //! that map a rotated refresh token to the tokens that replaced it.
+//!
+//! Records are sealed, and named, under the current at-rest key; they are looked up under
+//! the name of every key of the ring, so one written before a key rotation is still found
+//! (and opened) after it.
 
+use super::codec::Codec;
 use super::{timed, SessionId, SessionStore, StoreError, Tokens};
 use std::time::Duration;
 
@@ -18,8 +23,9 @@ impl SessionStore {
         plain: &[u8],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.codec.index_name("t", name);
-        let blob = self.codec.seal_bytes(&key, plain)?;
+        let codec = self.codec.load();
+        let key = codec.index_name("t", name);
+        let blob = codec.seal_bytes(&key, plain)?;
         timed("put", self.backend.put(&key, &blob, ttl)).await
     }
 
@@ -28,9 +34,13 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn get_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.codec.index_name("t", name);
-        let blob = timed("get", self.backend.get(&key)).await?;
-        Ok(blob.and_then(|(b, _)| self.codec.open_bytes(&key, &b)))
+        let codec = self.codec.load_full();
+        for key in codec.index_names("t", name) {
+            if let Some((blob, _)) = timed("get", self.backend.get(&key)).await? {
+                return Ok(codec.open_bytes(&key, &blob).map(|o| o.plain));
+            }
+        }
+        Ok(None)
     }
 
     /// Takes (reads and deletes, once) what [`Self::put_transient`] kept under `name`.
@@ -38,9 +48,13 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.codec.index_name("t", name);
-        let blob = timed("take", self.backend.take(&key)).await?;
-        Ok(blob.and_then(|b| self.codec.open_bytes(&key, &b)))
+        let codec = self.codec.load_full();
+        for key in codec.index_names("t", name) {
+            if let Some(blob) = timed("take", self.backend.take(&key)).await? {
+                return Ok(codec.open_bytes(&key, &blob).map(|o| o.plain));
+            }
+        }
+        Ok(None)
     }
 
     /// True the first time `name` is claimed within `ttl` (replay detection).
@@ -48,8 +62,17 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn claim_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let key = self.codec.index_name("once", name);
-        timed("claim", self.backend.lock(&key, b"1", ttl)).await
+        let names = self.codec.load().index_names("once", name);
+        let Some((current, older)) = names.split_first() else {
+            return Err(StoreError::Seal("no at-rest key"));
+        };
+        // A claim taken under an older key's name, before a rotation, still counts.
+        for key in older {
+            if timed("get", self.backend.get(key)).await?.is_some() {
+                return Ok(false);
+            }
+        }
+        timed("claim", self.backend.lock(current, b"1", ttl)).await
     }
 
     /// Takes the session's refresh lock (shared by every instance on this store).
@@ -62,7 +85,7 @@ impl SessionStore {
         token: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let key = self.codec.session_key(id, "lock");
+        let key = self.codec.load().session_key(id, "lock");
         timed("lock", self.backend.lock(&key, token, ttl)).await
     }
 
@@ -71,14 +94,20 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn unlock_session(&self, id: &SessionId, token: &[u8]) -> Result<(), StoreError> {
-        let key = self.codec.session_key(id, "lock");
+        let key = self.codec.load().session_key(id, "lock");
         timed("unlock", self.backend.unlock(&key, token)).await
     }
 
-    fn grace_key(&self, id: &SessionId, old_refresh_token: &str) -> String {
-        let tag = self.codec.index_name("rt", old_refresh_token);
-        let short = tag.rsplit(':').next().unwrap_or_default();
-        self.codec.session_key(id, &format!("grace:{short}"))
+    /// The names a grace record may be under, the current key's first.
+    fn grace_keys(codec: &Codec, id: &SessionId, old_refresh_token: &str) -> Vec<String> {
+        codec
+            .index_names("rt", old_refresh_token)
+            .iter()
+            .map(|tag| {
+                let short = tag.rsplit(':').next().unwrap_or_default();
+                codec.session_key(id, &format!("grace:{short}"))
+            })
+            .collect()
     }
 
     /// Remembers, for `ttl`, which tokens replaced a refresh token, so a request that read
@@ -95,10 +124,14 @@ impl SessionStore {
         tokens: &Tokens,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.grace_key(id, old_refresh_token);
+        let codec = self.codec.load_full();
+        let key = Self::grace_keys(&codec, id, old_refresh_token)
+            .into_iter()
+            .next()
+            .ok_or(StoreError::Seal("no at-rest key"))?;
         let plain = serde_json::to_vec(tokens)
             .map_err(|_| StoreError::Seal("the tokens do not serialize"))?;
-        let blob = self.codec.seal_bytes(&key, &plain)?;
+        let blob = codec.seal_bytes(&key, &plain)?;
         timed("put", self.backend.put(&key, &blob, ttl)).await
     }
 
@@ -111,13 +144,14 @@ impl SessionStore {
         id: &SessionId,
         old_refresh_token: &str,
     ) -> Result<Option<Tokens>, StoreError> {
-        let key = self.grace_key(id, old_refresh_token);
-        let Some((blob, _)) = timed("get", self.backend.get(&key)).await? else {
-            return Ok(None);
-        };
-        Ok(self
-            .codec
-            .open_bytes(&key, &blob)
-            .and_then(|plain| serde_json::from_slice(&plain).ok()))
+        let codec = self.codec.load_full();
+        for key in Self::grace_keys(&codec, id, old_refresh_token) {
+            if let Some((blob, _)) = timed("get", self.backend.get(&key)).await? {
+                return Ok(codec
+                    .open_bytes(&key, &blob)
+                    .and_then(|o| serde_json::from_slice(&o.plain).ok()));
+            }
+        }
+        Ok(None)
     }
 }

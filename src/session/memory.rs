@@ -151,6 +151,76 @@ impl Store for MemoryStore {
         Ok(updated)
     }
 
+    async fn reseal(&self, key: &str, expected: &[u8], blob: &[u8]) -> Result<bool, StoreError> {
+        let mut replaced = false;
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) if &*e.value().blob == expected => {
+                        replaced = true;
+                        let mut e = e.into_value();
+                        e.blob = blob.into();
+                        Op::Put(e)
+                    }
+                    _ => Op::Nop,
+                }
+            });
+        Ok(replaced)
+    }
+
+    async fn join_indexes(
+        &self,
+        key: &str,
+        indexes: &[String],
+        _index_ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut present = false;
+        self.cache
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                use moka::ops::compute::Op;
+                match current {
+                    Some(e) => {
+                        present = true;
+                        let mut e = e.into_value();
+                        let mut names = e.indexes.to_vec();
+                        names.extend(indexes.iter().filter(|n| !e.indexes.contains(n)).cloned());
+                        e.indexes = names.into();
+                        Op::Put(e)
+                    }
+                    None => Op::Nop,
+                }
+            });
+        if present {
+            let mut idx = self.index_lock()?;
+            for name in indexes {
+                idx.entry(name.clone()).or_default().insert(key.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    async fn scan_heads(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        _cursor: u64,
+        _count: usize,
+        head: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        // In process, one step walks everything: no round trips to bound.
+        let now = Instant::now();
+        let heads = self
+            .cache
+            .iter()
+            .filter(|(k, e)| k.starts_with(prefix) && k.ends_with(suffix) && e.expires > now)
+            .map(|(_, e)| e.blob[..head.min(e.blob.len())].to_vec())
+            .collect();
+        Ok((0, heads))
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.cache.remove(key).is_some())
     }

@@ -1,8 +1,9 @@
 //! Server-side sessions: what they hold, where they are kept, and how long they live.
 //!
 //! [`SessionStore`] is what the rest of the process uses. It seals each session for rest
-//! (`codec`), names it by a hash of its id, and keeps it in a [`Store`] backend: Redis
-//! ([`RedisStore`]) or the embedded [`MemoryStore`]. Backends only see opaque keys, blobs,
+//! (`codec`) under the current key of the at-rest key ring, names it by a hash of its id,
+//! and keeps it in a [`Store`] backend: Redis ([`RedisStore`]) or the embedded
+//! [`MemoryStore`]. Backends only see opaque keys, blobs,
 //! TTLs and index names. Sessions end at their absolute expiry, or after `idle_timeout`
 //! without use (the backend's TTL, slid forward as the session is used).
 //! Beside sessions, `coordination` keeps the short-lived records that coordinate work:
@@ -12,6 +13,8 @@
 //! `admin` is what the admin API sees of sessions: a user's sessions by handle (the hash
 //! in the storage key), and deletion by handle.
 //! `rate` keeps the request-rate budgets of sessions and client addresses.
+//! `rotation` is what a key-ring change needs: swapping the ring on reload, re-sealing a
+//! record read under an older key, and counting the store by key.
 
 mod admin;
 mod codec;
@@ -21,8 +24,12 @@ mod events;
 mod memory;
 mod rate;
 mod redis;
+mod redis_rotation;
 mod redis_sentinel;
+mod rotation;
 mod state;
+#[cfg(test)]
+mod test_support;
 
 pub use self::redis::RedisStore;
 pub use admin::{is_handle, SessionInfo};
@@ -30,6 +37,7 @@ pub use error::StoreError;
 pub use events::{Revocation, Revocations};
 pub use memory::MemoryStore;
 pub use rate::{gcra, Spender, Step, MAX_MEMORY_BUDGETS};
+pub use rotation::{KeyCensus, OTHER_KEY};
 pub use state::{now_secs, RouteToken, SessionId, Tokens, UserSession};
 
 use crate::config::{Rate, SessionConfig, StoreConfig};
@@ -69,6 +77,29 @@ pub trait Store: Send + Sync + 'static {
     async fn get_sliding(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces the blob of an existing key, keeping its TTL; false if absent.
     async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError>;
+    /// Replaces the blob under `key` with `blob`, keeping its TTL, if it still is
+    /// `expected` (compare-and-set: a write in between wins); false when the blob changed
+    /// or is gone. Re-seals a record under a new key.
+    async fn reseal(&self, key: &str, expected: &[u8], blob: &[u8]) -> Result<bool, StoreError>;
+    /// Adds a present `key` to `indexes` (kept `index_ttl`), as [`Store::create`] does.
+    async fn join_indexes(
+        &self,
+        key: &str,
+        indexes: &[String],
+        index_ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// One step of a walk over the keys starting with `prefix` and ending with `suffix`:
+    /// from `cursor` (0 to start), about `count` keys, giving the first `head` bytes of each
+    /// value and the cursor to continue from, 0 when the walk is complete. A key present
+    /// for the whole walk is seen at least once.
+    async fn scan_heads(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        cursor: u64,
+        count: usize,
+        head: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError>;
     /// Removes a key; false if absent.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// Sets a present key's TTL.
@@ -122,7 +153,7 @@ pub type Messages = futures_util::stream::BoxStream<'static, Vec<u8>>;
 #[derive(Clone)]
 pub struct SessionStore {
     backend: Arc<dyn Store>,
-    codec: Arc<Codec>,
+    codec: Arc<arc_swap::ArcSwap<Codec>>,
     lifetimes: Arc<arc_swap::ArcSwap<Lifetimes>>,
     op_timeout: Duration,
     revocations: Revocations,
@@ -194,7 +225,10 @@ impl SessionStore {
     pub fn with_backend(backend: Arc<dyn Store>, config: &SessionConfig, prefix: &str) -> Self {
         SessionStore {
             backend,
-            codec: Arc::new(Codec::new(&config.at_rest_key, prefix)),
+            codec: Arc::new(arc_swap::ArcSwap::from_pointee(Codec::new(
+                &config.at_rest_keys,
+                prefix,
+            ))),
             op_timeout: match &config.store {
                 StoreConfig::Redis { timeout, .. } => *timeout,
                 StoreConfig::Memory { .. } => Duration::ZERO,
@@ -232,7 +266,7 @@ impl SessionStore {
     pub async fn exist(&self, hashes: &[String]) -> Result<Vec<bool>, StoreError> {
         let keys: Vec<String> = hashes
             .iter()
-            .map(|h| self.codec.storage_key_of_hash(h))
+            .map(|h| self.codec.load().storage_key_of_hash(h))
             .collect();
         timed("exist", self.backend.exist(&keys)).await
     }
@@ -263,10 +297,11 @@ impl SessionStore {
             .max(Duration::from_secs(1))
     }
 
-    fn indexes(&self, s: &UserSession) -> Vec<String> {
-        let mut v = vec![self.codec.index_name("sub", &s.sub)];
+    /// The indexes a session joins, named under the current key.
+    fn indexes(codec: &Codec, s: &UserSession) -> Vec<String> {
+        let mut v = vec![codec.index_name("sub", &s.sub)];
         if let Some(sid) = &s.sid {
-            v.push(self.codec.index_name("sid", sid));
+            v.push(codec.index_name("sid", sid));
         }
         v
     }
@@ -283,11 +318,12 @@ impl SessionStore {
     /// The backend failed, or what was to be stored could not be sealed
     /// ([`StoreError::Seal`]).
     pub async fn create(&self, s: &UserSession) -> Result<(), StoreError> {
-        let key = self.codec.storage_key(&s.id);
+        let codec = self.codec.load();
+        let key = codec.storage_key(&s.id);
         let record = Record {
-            blob: self.codec.seal(&key, s)?,
+            blob: codec.seal(&key, s)?,
             ttl: self.ttl(s),
-            indexes: self.indexes(s),
+            indexes: Self::indexes(&codec, s),
             index_ttl: self.lifetimes.load().absolute,
             key,
         };
@@ -295,20 +331,22 @@ impl SessionStore {
     }
 
     /// Loads a live session and restarts its idle timeout. `None` when it does not exist,
-    /// has reached its absolute end (it is then deleted), or cannot be opened.
+    /// has reached its absolute end (it is then deleted), or cannot be opened. A session
+    /// sealed under an older key is re-sealed under the current one (see `rotation`).
     ///
     /// # Errors
     /// The backend failed.
     pub async fn get(&self, id: &SessionId) -> Result<Option<UserSession>, StoreError> {
-        let key = self.codec.storage_key(id);
+        let codec = self.codec.load_full();
+        let key = codec.storage_key(id);
         let idle = self.lifetimes.load().idle;
         // Reading a session is using it: its idle timeout restarts in the same command.
         let Some(blob) = timed("get", self.backend.get_sliding(&key, idle)).await? else {
             return Ok(None);
         };
-        let Some(session) = self.codec.open(&key, id, &blob) else {
+        let Some((session, current)) = codec.open(&key, id, &blob) else {
             tracing::warn!(
-                "a stored session failed to open (at-rest key changed?); treating it as ended"
+                "a stored session failed to open (sealed by a key not in the at-rest ring?); treating it as ended"
             );
             return Ok(None);
         };
@@ -319,6 +357,9 @@ impl SessionStore {
             }
             return Ok(None);
         }
+        if !current {
+            self.reseal(&codec, key, &session, &blob).await;
+        }
         Ok(Some(session))
     }
 
@@ -328,9 +369,15 @@ impl SessionStore {
     /// The backend failed, or what was to be stored could not be sealed
     /// ([`StoreError::Seal`]).
     pub async fn update(&self, s: &UserSession) -> Result<bool, StoreError> {
-        let key = self.codec.storage_key(&s.id);
-        let blob = self.codec.seal(&key, s)?;
-        timed("update", self.backend.update(&key, &blob)).await
+        let codec = self.codec.load_full();
+        let key = codec.storage_key(&s.id);
+        let blob = codec.seal(&key, s)?;
+        let updated = timed("update", self.backend.update(&key, &blob)).await?;
+        if updated && codec.key_ids().nth(1).is_some() {
+            // During a rotation: the session may be indexed under an older key's names only.
+            self.join_current_indexes(&codec, &key, s).await;
+        }
+        Ok(updated)
     }
 
     /// Resets a session's idle timeout now.
@@ -338,7 +385,7 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn touch(&self, s: &UserSession) -> Result<(), StoreError> {
-        let key = self.codec.storage_key(&s.id);
+        let key = self.codec.load().storage_key(&s.id);
         timed("touch", self.backend.touch(&key, self.ttl(s))).await
     }
 
@@ -349,7 +396,7 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let key = self.codec.storage_key(id);
+        let key = self.codec.load().storage_key(id);
         let existed = timed("delete", self.backend.delete(&key)).await?;
         self.announce_keys(&[key]).await;
         Ok(existed)
@@ -361,14 +408,7 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn delete_by_sid(&self, sid: &str) -> Result<usize, StoreError> {
-        let keys = timed(
-            "delete_index",
-            self.backend
-                .delete_index(&self.codec.index_name("sid", sid)),
-        )
-        .await?;
-        self.announce_keys(&keys).await;
-        Ok(keys.len())
+        self.delete_indexed("sid", sid).await
     }
 
     /// Deletes every session of a user (`sub`); how many there were. Each is announced on
@@ -377,14 +417,20 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn delete_by_sub(&self, sub: &str) -> Result<usize, StoreError> {
-        let keys = timed(
-            "delete_index",
-            self.backend
-                .delete_index(&self.codec.index_name("sub", sub)),
-        )
-        .await?;
-        self.announce_keys(&keys).await;
-        Ok(keys.len())
+        self.delete_indexed("sub", sub).await
+    }
+
+    /// Deletes the sessions of the `kind` index of `value` under the name of every key of
+    /// the ring (sessions created before a rotation are indexed under an older key's name),
+    /// announcing each one deleted.
+    async fn delete_indexed(&self, kind: &str, value: &str) -> Result<usize, StoreError> {
+        let names = self.codec.load().index_names(kind, value);
+        let mut deleted = Vec::new();
+        for name in &names {
+            deleted.extend(timed("delete_index", self.backend.delete_index(name)).await?);
+        }
+        self.announce_keys(&deleted).await;
+        Ok(deleted.len())
     }
 
     /// How many sessions an in-process backend holds (`None` for Redis).
@@ -404,17 +450,9 @@ impl SessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SecretKey;
 
     fn config() -> SessionConfig {
-        SessionConfig {
-            store: StoreConfig::Memory { max_sessions: 10 },
-            at_rest_key: SecretKey::from_bytes([9; 32]),
-            idle_timeout: Duration::from_secs(60),
-            absolute_timeout: Duration::from_secs(3600),
-            refresh_before_expiry: Duration::from_secs(30),
-            refresh_lock_wait: Duration::from_secs(5),
-        }
+        test_support::config(&[("k", 9)], 10)
     }
 
     fn session(sub: &str, sid: Option<&str>) -> UserSession {

@@ -172,11 +172,13 @@ impl SessionStore {
         rate: Rate,
     ) -> Result<Option<Duration>, StoreError> {
         let key = match spender {
-            Spender::Session(id) => self.codec.session_key(id, &format!("rl:{scope}")),
+            Spender::Session(id) => self.codec.load().session_key(id, &format!("rl:{scope}")),
             // Addresses are keyed through the index HMAC: the store never holds them.
             Spender::Client(ip) => {
                 let ip = ip.map_or_else(|| "unix".to_string(), |ip| ip.to_string());
-                self.codec.index_name("rl", &format!("{scope}\0{ip}"))
+                self.codec
+                    .load()
+                    .index_name("rl", &format!("{scope}\0{ip}"))
             }
         };
         timed("rate", self.backend.rate(&key, rate)).await

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How the store reaches Redis.
-enum Connector {
+pub(super) enum Connector {
     Single {
         client: Client,
         config: ConnectionManagerConfig,
@@ -52,7 +52,7 @@ enum Connector {
 
 /// One connection of whichever kind; cheap to clone, multiplexed.
 #[derive(Clone)]
-enum Conn {
+pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
     Plain(MultiplexedConnection),
@@ -91,7 +91,7 @@ impl ConnectionLike for Conn {
 
 /// A Redis-backed store.
 pub struct RedisStore {
-    connector: Connector,
+    pub(super) connector: Connector,
     timeout: Duration,
 }
 
@@ -176,7 +176,7 @@ impl RedisStore {
     }
 
     /// The shared connection, opening it if needed.
-    async fn connection(&self) -> Result<Conn, StoreError> {
+    pub(super) async fn connection(&self) -> Result<Conn, StoreError> {
         match &self.connector {
             Connector::Single {
                 client,
@@ -256,7 +256,7 @@ impl RedisStore {
 
     /// Runs one operation. Its time is bounded by the connection's own response timeout
     /// (set to the store timeout), so no extra timer is armed per request.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         op: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
@@ -280,7 +280,7 @@ fn describe(e: &redis::RedisError) -> String {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
@@ -291,18 +291,7 @@ impl Store for RedisStore {
         let mut set = redis::cmd("SET");
         set.arg(&r.key).arg(&r.blob).arg("PX").arg(millis(r.ttl));
         self.run(set.query_async::<()>(&mut conn)).await?;
-        // Indexes live in other Cluster slots than the session: one pipeline per index key.
-        for index in &r.indexes {
-            let mut pipe = redis::pipe();
-            pipe.cmd("SADD").arg(index).arg(&r.key).ignore();
-            // An index outlives its longest possible member; each login extends it.
-            pipe.cmd("PEXPIRE")
-                .arg(index)
-                .arg(millis(r.index_ttl))
-                .ignore();
-            self.run(pipe.query_async::<()>(&mut conn)).await?;
-        }
-        Ok(())
+        self.add_to_indexes(&r.key, &r.indexes, r.index_ttl).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Duration)>, StoreError> {
@@ -333,6 +322,31 @@ impl Store for RedisStore {
             )
             .await?;
         Ok(done.is_some())
+    }
+
+    async fn reseal(&self, key: &str, expected: &[u8], blob: &[u8]) -> Result<bool, StoreError> {
+        self.compare_and_set(key, expected, blob).await
+    }
+
+    async fn join_indexes(
+        &self,
+        key: &str,
+        indexes: &[String],
+        index_ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.add_to_indexes(key, indexes, index_ttl).await
+    }
+
+    async fn scan_heads(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        cursor: u64,
+        count: usize,
+        head: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        self.scan_record_heads(prefix, suffix, cursor, count, head)
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {

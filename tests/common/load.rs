@@ -1,5 +1,6 @@
 //! Bounded HTTP load against a gateway, for the operations tests (a reload or an upgrade
-//! must drop nothing): [`Load`] runs tasks that count what succeeded and what failed.
+//! must drop nothing, a key rotation must log nobody out): [`Load`] runs tasks that count
+//! what succeeded and what failed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,14 @@ pub struct Load {
     tasks: Vec<tokio::task::JoinHandle<LoadStats>>,
 }
 
+/// What one load task does: its client, where it sends requests, and the session cookie
+/// it presents (kept up to date from `Set-Cookie`, as a browser would), if any.
+struct Task {
+    client: reqwest::Client,
+    bases: Vec<String>,
+    cookie: Option<String>,
+}
+
 impl Load {
     pub fn start(
         base: String,
@@ -64,18 +73,64 @@ impl Load {
         hard_cap: Duration,
         pause: Duration,
     ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mark = Arc::new(AtomicBool::new(false));
         let shared = client();
-        let load_started = Instant::now();
-        let handles = (0..tasks)
-            .map(|t| {
-                let client = if t % 5 == 0 {
+        let specs = (0..tasks)
+            .map(|t| Task {
+                client: if t % 5 == 0 {
                     fresh_connection_client()
                 } else {
                     shared.clone()
-                };
-                let (stop, mark, base) = (Arc::clone(&stop), Arc::clone(&mark), base.clone());
+                },
+                bases: vec![base.clone()],
+                cookie: None,
+            })
+            .collect();
+        Self::run(specs, paths, max_per_task, hard_cap, pause)
+    }
+
+    /// As [`Load::start`], one task per session cookie in `cookies`, each sending its
+    /// requests to the `bases` in turn (several instances) with its cookie, replaced by the
+    /// one a response's `Set-Cookie` hands back (a re-sealed cookie after a key rotation).
+    pub fn start_sessions(
+        bases: &[String],
+        cookies: Vec<String>,
+        paths: &'static [&'static str],
+        max_per_task: u64,
+        hard_cap: Duration,
+        pause: Duration,
+    ) -> Load {
+        let shared = client();
+        let specs = cookies
+            .into_iter()
+            .enumerate()
+            .map(|(t, cookie)| Task {
+                client: if t % 5 == 0 {
+                    fresh_connection_client()
+                } else {
+                    shared.clone()
+                },
+                bases: bases.to_vec(),
+                cookie: Some(cookie),
+            })
+            .collect();
+        Self::run(specs, paths, max_per_task, hard_cap, pause)
+    }
+
+    fn run(
+        specs: Vec<Task>,
+        paths: &'static [&'static str],
+        max_per_task: u64,
+        hard_cap: Duration,
+        pause: Duration,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mark = Arc::new(AtomicBool::new(false));
+        let load_started = Instant::now();
+        let handles = specs
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut task)| {
+                let (stop, mark) = (Arc::clone(&stop), Arc::clone(&mark));
                 tokio::spawn(async move {
                     let mut stats = LoadStats::default();
                     let started = Instant::now();
@@ -85,15 +140,23 @@ impl Load {
                         && started.elapsed() < hard_cap
                     {
                         let path = paths[(i as usize + t) % paths.len()];
+                        let base = &task.bases[(i as usize + t) % task.bases.len()];
                         let url = format!("{base}{path}/t{t}/r{i}");
                         let after = mark.load(Ordering::Relaxed);
                         let at = load_started.elapsed();
                         if after {
                             stats.after_mark += 1;
                         }
-                        match client.get(&url).send().await {
+                        let mut req = task.client.get(&url);
+                        if let Some(c) = &task.cookie {
+                            req = req.header("cookie", super::session_cookie(c));
+                        }
+                        match req.send().await {
                             Ok(resp) => {
                                 let status = resp.status();
+                                if let Some(fresh) = task.cookie.as_ref().and(set_cookie(&resp)) {
+                                    task.cookie = Some(fresh);
+                                }
                                 match resp.bytes().await {
                                     Ok(b) if status == 200 && !b.is_empty() => stats.ok += 1,
                                     Ok(b) => stats.fail(
@@ -139,4 +202,17 @@ impl Load {
         }
         total
     }
+}
+
+/// The value of the session cookie a response sets, if it sets one.
+fn set_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=')?;
+            (name.trim() == super::COOKIE && !value.is_empty()).then(|| value.trim().to_owned())
+        })
 }

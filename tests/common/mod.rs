@@ -158,6 +158,11 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// Route entries, each a YAML flow mapping (see [`route`]).
     pub routes: Vec<String>,
+    /// `session.at_rest_keys`, `(id, base64 secret)`; `None` for the one `at_rest_key`
+    /// ([`at_rest_key`]).
+    pub at_rest_keys: Option<Vec<(String, String)>>,
+    /// `session.key_census_interval`, when set.
+    pub key_census_interval: Option<String>,
 }
 
 impl GatewayConfig {
@@ -169,6 +174,8 @@ impl GatewayConfig {
             store_timeout: "500ms".into(),
             allowed_origins: vec![APP_ORIGIN.into()],
             routes,
+            at_rest_keys: None,
+            key_census_interval: None,
         }
     }
 
@@ -181,6 +188,18 @@ impl GatewayConfig {
     /// Replace the key ring.
     pub fn keys(mut self, ids: &[&str]) -> GatewayConfig {
         self.keys = ids.iter().map(|id| key(id)).collect();
+        self
+    }
+
+    /// Use this at-rest key ring, `(id, base64 secret)`, instead of the one `at_rest_key`.
+    pub fn at_rest_ring(mut self, ring: Vec<(String, String)>) -> GatewayConfig {
+        self.at_rest_keys = Some(ring);
+        self
+    }
+
+    /// Count the store by at-rest key every `interval` (`session.key_census_interval`).
+    pub fn key_census(mut self, interval: &str) -> GatewayConfig {
+        self.key_census_interval = Some(interval.into());
         self
     }
 
@@ -198,6 +217,21 @@ impl GatewayConfig {
             ),
             None => String::new(),
         };
+        let at_rest = match &self.at_rest_keys {
+            None => format!("  at_rest_key: \"{}\"\n", at_rest_key()),
+            Some(ring) => {
+                let keys: String = ring
+                    .iter()
+                    .map(|(id, secret)| format!("    - {{ id: {id}, secret: \"{secret}\" }}\n"))
+                    .collect();
+                format!("  at_rest_keys:\n{keys}")
+            }
+        };
+        let census = self
+            .key_census_interval
+            .as_ref()
+            .map(|c| format!("  key_census_interval: {c}\n"))
+            .unwrap_or_default();
         let origins = self.allowed_origins.join(", ");
         let routes: String = self.routes.iter().map(|r| format!("  - {r}\n")).collect();
         format!(
@@ -207,10 +241,9 @@ impl GatewayConfig {
              pid_file: \"{{DIR}}/bffgate.pid\"\n  upgrade_sock: \"{{DIR}}/upgrade.sock\"\n\
              agent:\n  base_path: /bff\n  allowed_origins: [{origins}]\n  csrf_header: {CSRF_HEADER}\n\
              cookie:\n  name: {COOKIE}\n  path: /\n  same_site: strict\n  secure: false\n  keys:\n{keys}\
-             session:\n{store}  at_rest_key: \"{}\"\n  idle_timeout: 30m\n  absolute_timeout: 12h\n\
+             session:\n{store}{at_rest}{census}  idle_timeout: 30m\n  absolute_timeout: 12h\n\
              access_log: false\n\
-             routes:\n{routes}",
-            at_rest_key()
+             routes:\n{routes}"
         )
     }
 }
@@ -406,6 +439,16 @@ impl Gateway {
     /// `http://127.0.0.1:METRICS_PORT/metrics`.
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr)
+    }
+
+    /// Replaces the config file with `template`, rendered with this gateway's ports and
+    /// folder, the way Kubernetes does (a temp file renamed into place): the gateway
+    /// reloads it by itself.
+    pub fn rewrite_config(&self, template: &str) {
+        let tmp = self.config_path.with_extension("yaml.tmp");
+        let text = render(template, self.addr, self.metrics_addr, self.dir.path());
+        std::fs::write(&tmp, text).expect("write temp config");
+        std::fs::rename(&tmp, &self.config_path).expect("rename config into place");
     }
 
     /// The rendered config file the gateway runs with.
