@@ -8,7 +8,9 @@ use crate::http::AgentEndpoints;
 use crate::live::LiveConfig;
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::EdgeProxy;
-use crate::service::{ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, TraceExporter};
+use crate::service::{
+    ConfigReloader, DnsRefresher, DrainWatcher, GaugePublisher, HealthChecker, TraceExporter,
+};
 use crate::session::SessionStore;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{Opt, Server};
@@ -99,6 +101,10 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
             TraceExporter(otel.clone()),
         ));
     }
+    server.add_service(background_service(
+        "upstream dns",
+        DnsRefresher::new(Arc::clone(&live), config.server.dns.clone()),
+    ));
     server.add_service(background_service(
         "gauges",
         GaugePublisher::new(Arc::clone(&live), store.clone()),

@@ -17,8 +17,8 @@
 //!   request helpers, and the seam through which the proxy hands requests to the agent.
 //! - [`guard`]: who is this, may it go on: CSRF and Origin rules, cookie → session, token
 //!   freshness and refresh over a trait the provider client implements.
-//! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health,
-//!   cookie policy, agent settings) behind one atomic swap.
+//! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health
+//!   and current addresses, cookie policy, agent settings) behind one atomic swap.
 //! - [`path`]: path rules: segment prefixes and the normalisation lenient upstreams apply.
 //! - [`host`]: host names in the one form requests, routes and `server.hosts` compare.
 //!
@@ -34,7 +34,8 @@
 //!
 //! Around them:
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
-//! - [`service`]: background services: config reload, upstream health checks, drain.
+//! - [`service`]: background services: config reload, upstream name resolution, upstream
+//!   health checks, drain.
 //! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
 //!   exporter, trace-context propagation, a request's spans).
 

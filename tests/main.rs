@@ -37,3 +37,4 @@ mod readme;
 mod refresh;
 mod session_store;
 mod store_outage;
+mod upstream_dns;

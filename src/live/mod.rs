@@ -4,6 +4,7 @@
 //! A request takes one [`LiveConfig`] when it starts (`LiveHandle::load_full`) and keeps it
 //! to its end, so a reload mid-request changes nothing for it.
 
+pub mod addrs;
 #[cfg(test)]
 mod path_props;
 mod routes;

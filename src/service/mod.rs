@@ -1,13 +1,15 @@
-//! Background services that run beside the proxy: configuration hot reload, active
-//! upstream health checks, state gauges for the metrics, starting the trace exporter, and
+//! Background services that run beside the proxy: configuration hot reload, resolving
+//! upstream host names, active upstream health checks, state gauges for the metrics, starting the trace exporter, and
 //! draining keep-alive connections during a graceful upgrade.
 
+mod dns;
 mod drain;
 mod gauges;
 mod health;
 mod reload;
 mod traces;
 
+pub use dns::{check_names, DnsRefresher};
 pub use drain::DrainWatcher;
 pub use gauges::GaugePublisher;
 pub use health::HealthChecker;

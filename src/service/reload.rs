@@ -4,8 +4,11 @@
 //! file changes nothing: the reason is logged and counted. Requests in flight keep the
 //! live configuration they started with. Routes, upstreams, headers, timeouts, CSRF and CORS origins,
 //! the cookie key ring, session lifetimes, the refresh timings, `server.hosts` and
-//! `server.path_params` reload; listeners, the metrics listener, the other server settings,
-//! the store and the provider need a restart, and a change to them is reported as such.
+//! `server.path_params` reload; listeners, the metrics listener, the other server settings
+//! (`server.dns` among them), the store and the provider need a restart, and a change to
+//! them is reported as such. A reload never resolves upstream names: a name it adds is
+//! looked up by the background resolver (`service/dns.rs`), and one that does not resolve
+//! yet is accepted.
 
 use crate::config::{self, Config};
 use crate::guard::Guard;
