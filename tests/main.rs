@@ -34,6 +34,7 @@ mod provider_tls;
 mod proxy_auth;
 mod proxy_paths;
 mod readme;
+mod redis_causes;
 mod refresh;
 mod session_store;
 mod store_outage;

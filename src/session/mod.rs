@@ -13,6 +13,7 @@ mod coordination;
 mod error;
 mod memory;
 mod redis;
+mod redis_error;
 mod redis_sentinel;
 mod state;
 
