@@ -3,7 +3,8 @@
 //! 502 `upstream_unavailable`, `/readyz` naming it and `bff_upstream_healthy` at 0; once
 //! the name resolves, requests reach that address; when its address changes, they follow;
 //! when it stops resolving, the last good address is kept. `--check` reports resolution
-//! apart from the config's validity, and `--no-resolve` skips it.
+//! apart from the config's validity, and `--no-resolve` skips it. A reload adding a route
+//! whose name does not resolve is applied, and the route serves once it resolves.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -223,4 +224,59 @@ async fn check_reports_resolution_apart_and_no_resolve_skips_it() {
     assert!(status.success(), "{out}");
     assert!(!out.contains("resolve "), "{out}");
     assert_eq!(dns.queries(), asked, "--no-resolve asked the DNS server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adding_a_name_that_does_not_resolve_is_applied() {
+    let dns = DnsServer::start().await;
+    let (a, _b, port) = two_upstreams().await;
+    let routes = vec![route("ip", "/ip", &a.url(), "none", "")];
+    let yaml = GatewayConfig::new(routes).yaml().replace(
+        "server:\n",
+        &format!(
+            "server:\n  dns: {{nameservers: [\"{}\"], refresh_min: 200ms, refresh_max: 1s}}\n",
+            dns.addr()
+        ),
+    );
+    let gw = Gateway::start(&yaml).await;
+    let resp = client().get(gw.url("/api/x")).send().await.unwrap();
+    expect_error(resp, 404, "route_not_found").await;
+
+    // Add a route whose name does not resolve (yet): the reload is applied, not refused.
+    let mut text = std::fs::read_to_string(gw.config_path()).unwrap();
+    text.push_str(&format!(
+        "  - {}\n",
+        route(
+            "api",
+            "/api",
+            &format!("http://late.bffgate.test:{port}"),
+            "none",
+            ""
+        )
+    ));
+    let tmp = gw.dir().join("next.yaml");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, gw.config_path()).unwrap();
+    let status = || async {
+        client()
+            .get(gw.url("/api/x"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async { status().await == 502 }).await,
+        "the reload with an unresolvable upstream was not applied; log:\n{}",
+        gw.log()
+    );
+    assert!(gw.log().contains("configuration reloaded"), "{}", gw.log());
+
+    // The name starts resolving: the new route serves.
+    dns.set("late.bffgate.test", &[Ipv4Addr::new(127, 0, 0, 2)]);
+    assert!(
+        eventually(Duration::from_secs(5), || async { status().await == 200 }).await,
+        "the reloaded route never served; log:\n{}",
+        gw.log()
+    );
 }
