@@ -74,8 +74,13 @@ impl DnsRefresher {
         state.retain(|name, _| names.contains_key(name));
         let now = Instant::now();
         let mut lookups = tokio::task::JoinSet::new();
-        for name in names.keys() {
-            if state.get(name).is_some_and(|s| s.due > now) {
+        for (name, slots) in &names {
+            // A slot still empty after a good answer (a route compiled since) is filled now.
+            let unfilled = slots.iter().any(|s| !s.is_resolved());
+            let fresh = state
+                .get(name)
+                .is_some_and(|s| s.due > now && !(unfilled && s.ok == Some(true)));
+            if fresh {
                 continue;
             }
             let resolver = resolver.clone();
