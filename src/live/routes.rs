@@ -281,6 +281,38 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_without_an_address_is_out_of_rotation() {
+        let mut config = route("r", "/r", None, None);
+        for (host, ip) in [
+            ("127.0.0.1", Some("127.0.0.1")),
+            ("never.routes.test", None),
+        ] {
+            config.upstreams.push(UpstreamConfig {
+                host: host.into(),
+                port: 8080,
+                ip: ip.map(|i| i.parse().unwrap()),
+                tls: false,
+            });
+        }
+        let table = RouteTable::new(&[config]);
+        let r = &table.routes()[0];
+        for _ in 0..4 {
+            let (i, _, addr) = r.next_upstream().unwrap();
+            assert_eq!((i, addr), (0, Some("127.0.0.1:8080".parse().unwrap())));
+        }
+        assert!(r.in_rotation(0) && !r.in_rotation(1));
+        let missing: Vec<_> = r.unresolved().map(|u| u.host.as_str()).collect();
+        assert_eq!(missing, ["never.routes.test"]);
+        // Once resolved, it takes its turn.
+        r.host_addrs(1)
+            .unwrap()
+            .set(vec!["10.1.2.3".parse().unwrap()]);
+        let picked: Vec<_> = (0..2).map(|_| r.next_upstream().unwrap().0).collect();
+        assert!(picked.contains(&1), "{picked:?}");
+        assert_eq!(r.unresolved().count(), 0);
+    }
+
+    #[test]
     fn paths_that_would_reroute_are_refused() {
         let t = table();
         let get = |p: &str| name(t.find_checked(None, &Method::GET, p, PathParams::default()));
