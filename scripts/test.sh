@@ -15,9 +15,9 @@ section() { printf '\n==== %s ====\n' "$*"; }
 # ---------------------------------------------------------------------------
 # System packages
 # ---------------------------------------------------------------------------
-APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential chromium)
+APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential chromium python3 python3-pip)
 # Commands checked besides dpkg, so a machine with the tools from elsewhere passes too.
-NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make chromium)
+NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make chromium python3)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -98,6 +98,26 @@ npm_ci() {
 npm_ci tests/provider
 npm_ci tests/browser
 chromium --version 2>/dev/null || { echo "error: chromium does not run" >&2; exit 1; }
+
+# Helm's template engine for the Helm chart test (tests/deploy/helm.rs): no helm binary is
+# packaged for apt, PyPI or npm, but PyPI's helm-python-sdk ships Helm v4's Go SDK as a
+# shared library; scripts/helm-template.py drives it like `helm template`. Installed with
+# `pip --target` into a cache folder outside the checkout, once per version.
+section "helm engine (helm-python-sdk)"
+HELM_SDK_VERSION=0.2.2
+export BFFGATE_HELM_SDK="${XDG_CACHE_HOME:-$HOME/.cache}/bffgate/helm-sdk-$HELM_SDK_VERSION"
+if PYTHONPATH="$BFFGATE_HELM_SDK" python3 -c 'import helm_python' 2>/dev/null; then
+    echo "present: $BFFGATE_HELM_SDK"
+else
+    rm -rf "$BFFGATE_HELM_SDK.tmp"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+        --target "$BFFGATE_HELM_SDK.tmp" "helm-python-sdk==$HELM_SDK_VERSION"
+    rm -rf "$BFFGATE_HELM_SDK"
+    mv "$BFFGATE_HELM_SDK.tmp" "$BFFGATE_HELM_SDK"
+    PYTHONPATH="$BFFGATE_HELM_SDK" python3 -c 'import helm_python' \
+        || { echo "error: helm-python-sdk does not import" >&2; exit 1; }
+    echo "installed: $BFFGATE_HELM_SDK"
+fi
 
 section "toolchain"
 cargo --version

@@ -9,7 +9,7 @@ use crate::live::{LiveConfig, LiveConnections};
 use crate::oidc::{DiscoveryService, OidcClient};
 use crate::proxy::EdgeProxy;
 use crate::service::{
-    ConfigReloader, DrainWatcher, GaugePublisher, HealthChecker, KeyCensusService,
+    ConfigReloader, DnsRefresher, DrainWatcher, GaugePublisher, HealthChecker, KeyCensusService,
     RevocationService, TraceExporter,
 };
 use crate::session::SessionStore;
@@ -113,6 +113,10 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
             TraceExporter(otel.clone()),
         ));
     }
+    server.add_service(background_service(
+        "upstream dns",
+        DnsRefresher::new(Arc::clone(&live), config.server.dns.clone()),
+    ));
     server.add_service(background_service(
         "gauges",
         GaugePublisher::new(Arc::clone(&live), store.clone()),

@@ -18,9 +18,9 @@
 //! - [`guard`]: who is this, may it go on: CSRF and Origin rules, cookie → session, token
 //!   freshness and refresh over a trait the provider client implements, request-rate limits
 //!   per session and per client address.
-//! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health,
-//!   cookie policy, agent settings) behind one atomic swap, and the registry of this
-//!   process's long-lived connections (WebSockets, event streams) by session.
+//! - [`live`]: the reloadable runtime configuration (compiled routes with upstream health
+//!   and current addresses, cookie policy, agent settings) behind one atomic swap, and the
+//!   registry of this process's long-lived connections (WebSockets, event streams) by session.
 //! - [`path`]: path rules: segment prefixes and the normalisation lenient upstreams apply.
 //! - [`host`]: host names in the one form requests, routes and `server.hosts` compare.
 //!
@@ -40,8 +40,9 @@
 //! - [`app`]: wiring only: assembles the Pingora server; used by `main` and tests.
 //! - [`admin`]: the admin API on its own listener (list and revoke a user's sessions, an
 //!   audit line per call) and the `bffgate admin` client.
-//! - [`service`]: background services: config reload, upstream health checks, gauges, the
-//!   at-rest key census, drain, closing live connections of revoked or expired sessions.
+//! - [`service`]: background services: config reload, upstream name resolution, upstream
+//!   health checks, gauges, the at-rest key census, drain, closing live connections of
+//!   revoked or expired sessions.
 //! - [`logging`]: process logging set-up; [`telemetry`]: OpenTelemetry traces (the OTLP
 //!   exporter, trace-context propagation, a request's spans).
 

@@ -29,9 +29,16 @@ struct Cli {
     )]
     config: PathBuf,
 
-    /// Validate the configuration, print a summary, and exit (0 valid, 2 invalid).
+    /// Validate the configuration, print a summary, and exit (0 valid, 2 invalid). Then
+    /// look up each upstream host name once and report it (a name that does not resolve is
+    /// a warning, not a config error: bffgate resolves in the background).
     #[arg(long)]
     check: bool,
+
+    /// With --check: skip the upstream name lookups (no network; e.g. a cluster's config
+    /// checked outside the cluster).
+    #[arg(long, requires = "check")]
+    no_resolve: bool,
 
     /// Listen address(es), replacing the file's `listen` (comma-separated ip:port).
     #[arg(long, env = "BFFGATE_LISTEN", value_delimiter = ',')]
@@ -106,6 +113,9 @@ fn main() -> ExitCode {
     }
     if cli.check {
         println!("{}: ok: {}", cli.config.display(), app::describe(&config));
+        if !cli.no_resolve {
+            report_resolution(&config);
+        }
         return ExitCode::SUCCESS;
     }
     // After the config, which says whether traces are exported (loading logs nothing: its
@@ -132,4 +142,30 @@ fn main() -> ExitCode {
         app::describe(&config)
     );
     server.run_forever()
+}
+
+/// `--check`'s second section: each upstream host name looked up once, printed with its
+/// addresses or as a warning saying why it does not resolve (the config stays valid).
+fn report_resolution(config: &config::Config) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warning: upstream names not looked up: {e}");
+            return;
+        }
+    };
+    for (name, answer) in runtime.block_on(bffgate::service::check_names(config)) {
+        match answer {
+            Ok(addrs) => {
+                let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                println!("resolve {name}: {}", addrs.join(", "));
+            }
+            Err(why) => eprintln!(
+                "warning: resolve {name}: {why} (bffgate keeps trying in the background; its routes answer 502 until it resolves)"
+            ),
+        }
+    }
 }

@@ -231,12 +231,13 @@ pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     ))
 });
 
-/// Whether each upstream is in rotation (1) or taken out by a failed connect or health
-/// check (0), by route and upstream address; refreshed every second.
+/// Whether each upstream is in rotation (1) or not (0: taken out by a failed connect or
+/// health check, or its host name has not resolved yet), by route and upstream `host:port`
+/// as configured; refreshed every second.
 pub static UPSTREAM_HEALTHY: Lazy<IntGaugeVec> = Lazy::new(|| {
     fixed(register_int_gauge_vec!(
         "bff_upstream_healthy",
-        "1 while an upstream is in rotation, 0 while it is taken out, by route and upstream",
+        "1 while an upstream is in rotation, 0 while it is taken out or unresolved, by route and upstream",
         &["route", "upstream"]
     ))
 });

@@ -3,6 +3,7 @@
 //! * every YAML file parses (Kubernetes files may hold several documents);
 //! * the Kubernetes manifests have the expected kinds and wiring (replicas, probes, the
 //!   ConfigMap mounted as a directory, secrets as env vars, Service → ServiceMonitor);
+//! * the Helm chart renders (Helm's own engine) to the same objects and wiring;
 //! * the configs embedded in the ConfigMap and in compose.yaml pass `bffgate --check`;
 //! * the Grafana dashboard only queries catalogued metrics (docs/metrics.md);
 //! * the systemd unit passes `systemd-analyze verify` (when installed) and parses as INI;
@@ -11,6 +12,7 @@
 mod compose;
 mod dockerfile;
 mod grafana;
+mod helm;
 mod kubernetes;
 mod systemd;
 
@@ -32,7 +34,8 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-/// Every `*.yaml` / `*.yml` under `dir`, sorted.
+/// Every `*.yaml` / `*.yml` under `dir`, sorted; a Helm chart's `templates` folder is left
+/// out (Go templates, checked by rendering them: `helm.rs`).
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -40,7 +43,13 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
         for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                stack.push(path);
+                let chart_templates = path.ends_with("templates")
+                    && path
+                        .parent()
+                        .is_some_and(|p| p.join("Chart.yaml").is_file());
+                if !chart_templates {
+                    stack.push(path);
+                }
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("yaml" | "yml")

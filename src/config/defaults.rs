@@ -36,6 +36,17 @@ pub(super) const PID_FILE_NAME: &str = "bffgate.pid";
 /// `server.upgrade_sock`: this name in the runtime directory.
 pub(super) const UPGRADE_SOCK_NAME: &str = "bffgate_upgrade.sock";
 
+/// `server.dns.refresh_min`: a name is looked up again no sooner than this, however short
+/// its TTL (and this long after a failed lookup).
+pub(super) const DNS_REFRESH_MIN: &str = "5s";
+
+/// `server.dns.refresh_max`: a name is looked up again no later than this, however long
+/// its TTL, so moved Pods are followed within a minute.
+pub(super) const DNS_REFRESH_MAX: &str = "60s";
+
+/// `server.dns.nameservers`: the port of a name server written without one.
+pub(super) const DNS_PORT: u16 = 53;
+
 /// `server.client_ip_header`: where a trusted proxy names the client.
 pub(super) const CLIENT_IP_HEADER: &str = "x-forwarded-for";
 

@@ -119,6 +119,21 @@ pub struct ServerFile {
     pub trusted_proxies: Vec<String>,
     /// The header in which a trusted proxy names the client (default `x-forwarded-for`).
     pub client_ip_header: Option<String>,
+    /// How upstream host names are looked up (default: the system's resolver settings).
+    #[serde(default)]
+    pub dns: DnsFile,
+}
+
+/// `server.dns`: the resolver for upstream host names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// `ip` or `ip:port` name servers (default: those of /etc/resolv.conf, plus /etc/hosts).
+    pub nameservers: Option<Vec<String>>,
+    /// Shortest time between two lookups of a name, whatever its TTL (default `5s`).
+    pub refresh_min: Option<String>,
+    /// Longest time between two lookups of a name, whatever its TTL (default `60s`).
+    pub refresh_max: Option<String>,
 }
 
 /// The OAuth agent and the browser-facing policy shared with API routes.

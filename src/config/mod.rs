@@ -13,13 +13,15 @@
 //!   `oidc.rs`, `cookie.rs`, `session.rs`, `routes.rs` (with `identity.rs`, `token.rs` and
 //!   `rate.rs` for a route's identity, token and rate-limit policies), `otel.rs`, `admin.rs`;
 //! - `keyring.rs`: key rings (`cookie.keys`, `session.at_rest_keys`);
-//! - `resolve.rs`: reading secret and certificate files, resolving upstream hosts;
+//! - `resolve.rs`: reading secret and certificate files; `dns.rs`: `server.dns` (upstream
+//!   names are not resolved here but by `service/dns.rs`, in the background);
 //! - `error.rs`: [`ConfigError`] and [`ConfigProblem`].
 
 mod admin;
 mod agent;
 mod cookie;
 mod defaults;
+mod dns;
 mod error;
 pub mod file;
 #[cfg(test)]
@@ -40,6 +42,7 @@ mod token;
 mod values;
 
 pub use defaults::ADMIN_CLI_URL;
+pub use dns::DnsSettings;
 pub use error::{ConfigError, ConfigProblem};
 pub use load::{load, parse};
 pub use rate::{parse_rate, Rate, RateLimit};
@@ -160,6 +163,8 @@ pub struct ServerSettings {
     pub upstream_ca_file: Option<String>,
     /// Which peers may tell bffgate the client's address.
     pub forwarding: Forwarding,
+    /// How upstream host names are looked up (`server.dns`).
+    pub dns: DnsSettings,
 }
 
 /// Which peers may tell bffgate the client's address, and in which header.
@@ -445,15 +450,29 @@ impl AuthMode {
     }
 }
 
-/// One upstream server of a route, resolved at load time.
+/// One upstream server of a route. A host name is resolved in the background
+/// (`service/dns.rs`), never at load time; an IP literal is its own address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
-    /// Resolved address.
-    pub addr: SocketAddr,
+    /// Host name or IP literal (no brackets), also used for SNI and certificate checks.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The address when `host` is an IP literal.
+    pub ip: Option<std::net::IpAddr>,
     /// Whether to speak TLS to it.
     pub tls: bool,
-    /// Host name for SNI and certificate checks.
-    pub host: String,
+}
+
+impl UpstreamConfig {
+    /// `host:port` as configured (IPv6 in brackets): how logs, metrics and `/readyz` name it.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// One API route.

@@ -1,13 +1,13 @@
 //! The checks that touch the outside world: reading files named by the config (secrets,
-//! certificates, CA bundles) and resolving upstream host names.
+//! certificates, CA bundles). Upstream host names are not resolved at load: see
+//! `service/dns.rs`.
 //!
 //! Relative paths are taken from the config file's folder. Everything that can fail here
-//! because of what the file says becomes a problem under the key that named the file or
-//! host; nothing is skipped silently.
+//! because of what the file says becomes a problem under the key that named the file;
+//! nothing is skipped silently.
 
 use super::load::Problems;
 use super::{values, SecretKey};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// The folder relative paths in the config are resolved against: the config file's.
@@ -60,20 +60,6 @@ pub(super) fn text_secret(raw: &str, key: &str, base_dir: &Path, p: &mut Problem
         Err(e) => {
             p.add(key, format!("cannot read secret file {file}: {e}"));
             String::new()
-        }
-    }
-}
-
-/// The first address `host` resolves to. Resolved once here, not per request: Pingora's
-/// peer constructor would otherwise do blocking DNS on the proxy's threads.
-pub(super) fn host_addr(host: &str, port: u16, key: &str, p: &mut Problems) -> Option<SocketAddr> {
-    match (host, port).to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(addr)) => Some(addr),
-        // Both are reported under the upstream's key. The resolver's own text (which varies
-        // with the platform and the network's state) is left out so the message is stable.
-        Ok(None) | Err(_) => {
-            p.add(key, format!("cannot resolve host `{host}`"));
-            None
         }
     }
 }

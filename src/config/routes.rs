@@ -1,5 +1,5 @@
 //! The `routes` section: each API route's match (path prefix, host, methods), upstreams
-//! (resolved now), prefix stripping, session policy, header changes and timeouts, and the
+//! (parsed, not looked up), prefix stripping, session policy, header changes and timeouts, and the
 //! checks across routes (unique names, no two routes that could take the same request).
 
 use super::file::RouteFile;
@@ -7,7 +7,7 @@ use super::identity;
 use super::load::Problems;
 use super::token;
 use super::values::duration;
-use super::{defaults, resolve, AgentConfig, AuthMode, RouteConfig, UpstreamConfig};
+use super::{defaults, AgentConfig, AuthMode, RouteConfig, UpstreamConfig};
 use crate::path::{is_clean_path, segment_prefix};
 use http::{HeaderName, HeaderValue, Method};
 
@@ -231,7 +231,8 @@ pub(super) fn build(
     out
 }
 
-/// One upstream: `http(s)://host[:port]` and nothing more, its host resolved now.
+/// One upstream: `http(s)://host[:port]` and nothing more. A host name is not looked up
+/// here: `service/dns.rs` resolves it in the background.
 fn upstream(s: &str, key: &str, p: &mut Problems) -> Option<UpstreamConfig> {
     let url = match url::Url::parse(s) {
         Ok(u) => u,
@@ -272,8 +273,13 @@ fn upstream(s: &str, key: &str, p: &mut Problems) -> Option<UpstreamConfig> {
     let port = url
         .port_or_known_default()
         .unwrap_or(if tls { 443 } else { 80 });
-    let addr = resolve::host_addr(&host, port, key, p)?;
-    Some(UpstreamConfig { addr, tls, host })
+    let ip = host.parse().ok();
+    Some(UpstreamConfig {
+        host,
+        port,
+        ip,
+        tls,
+    })
 }
 
 /// Request headers bffgate sets itself, which a route may not add.

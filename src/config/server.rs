@@ -91,6 +91,7 @@ pub(super) fn settings(
             .upstream_ca_file
             .map(|c| resolve::readable_file(&c, base_dir, "server.upstream_ca_file", p)),
         forwarding: forwarding(&f.trusted_proxies, f.client_ip_header.as_deref(), p),
+        dns: super::dns::settings(&f.dns, p),
     }
 }
 

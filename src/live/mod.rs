@@ -6,6 +6,7 @@
 //! this process's long-lived connections ([`LiveConnections`]), which both the proxy (that
 //! opens them) and the revocation service (that ends them) reach.
 
+pub mod addrs;
 mod connections;
 #[cfg(test)]
 mod path_props;

@@ -1,6 +1,7 @@
 //! The compiled route table: which route takes a request, whether its path is safe, and
-//! each route's upstream rotation and health state.
+//! each route's upstream rotation, addresses and health state.
 
+use super::addrs::{self, HostAddrs};
 use crate::config::{RouteConfig, UpstreamConfig};
 use crate::metrics;
 use crate::path::{
@@ -9,6 +10,7 @@ use crate::path::{
 };
 use http::Method;
 use pingora_prometheus::prometheus::Histogram;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ pub struct Route {
     down_until: Vec<AtomicU64>,
     /// Per upstream: the latest DPoP nonce it sent (RFC 9449 §9).
     dpop_nonces: Vec<arc_swap::ArcSwapOption<String>>,
+    /// Per upstream: the addresses its host resolves to now.
+    addrs: Vec<Arc<HostAddrs>>,
     /// This route's latency histogram, looked up once.
     pub duration: Histogram,
 }
@@ -36,6 +40,11 @@ impl Route {
                 .upstreams
                 .iter()
                 .map(|_| Default::default())
+                .collect(),
+            addrs: config
+                .upstreams
+                .iter()
+                .map(|u| addrs::for_host(&u.host, u.ip))
                 .collect(),
             config,
             next: AtomicUsize::new(0),
@@ -57,20 +66,42 @@ impl Route {
         }
     }
 
-    /// The next upstream in round-robin order, skipping those taken out of rotation (by a
-    /// failed connect or health check) unless every one is. Returns its index too.
-    pub fn next_upstream(&self) -> Option<(usize, &UpstreamConfig)> {
+    /// The next upstream in round-robin order, skipping those out of rotation (taken out
+    /// by a failed connect or health check, or without an address yet) unless every one
+    /// is. Returns its index and the address to connect to: the next of its host's
+    /// addresses, `None` while its name has never resolved.
+    pub fn next_upstream(&self) -> Option<(usize, &UpstreamConfig, Option<SocketAddr>)> {
         let ups = &self.config.upstreams;
         if ups.is_empty() {
             return None;
         }
-        let now = now_millis();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let healthy = (0..ups.len())
             .map(|k| (start + k) % ups.len())
-            .find(|&i| self.down_until[i].load(Ordering::Relaxed) <= now);
+            .find(|&i| self.in_rotation(i));
         let i = healthy.unwrap_or(start % ups.len());
-        Some((i, &ups[i]))
+        let addr = self.addrs.get(i).and_then(|a| a.pick(ups[i].port));
+        Some((i, &ups[i], addr))
+    }
+
+    /// The addresses upstream `i`'s host resolves to now (empty while it has none).
+    pub fn addresses(&self, i: usize) -> Arc<Vec<std::net::IpAddr>> {
+        self.addrs.get(i).map(|a| a.current()).unwrap_or_default()
+    }
+
+    /// Upstream `i`'s shared address slot, for the resolver to fill.
+    pub fn host_addrs(&self, i: usize) -> Option<&Arc<HostAddrs>> {
+        self.addrs.get(i)
+    }
+
+    /// The upstreams whose host name has not resolved yet.
+    pub fn unresolved(&self) -> impl Iterator<Item = &UpstreamConfig> {
+        self.config
+            .upstreams
+            .iter()
+            .zip(&self.addrs)
+            .filter(|(_, a)| !a.is_resolved())
+            .map(|(u, _)| u)
     }
 
     /// Takes upstream `i` out of rotation for (at least) `for_ms` milliseconds.
@@ -81,11 +112,14 @@ impl Route {
         }
     }
 
-    /// Whether upstream `i` is in rotation now (not taken out by a failed connect or check).
+    /// Whether upstream `i` is in rotation now: it has an address and is not taken out by
+    /// a failed connect or check.
     pub fn in_rotation(&self, i: usize) -> bool {
-        self.down_until
-            .get(i)
-            .is_some_and(|d| d.load(Ordering::Relaxed) <= now_millis())
+        self.addrs.get(i).is_some_and(|a| a.is_resolved())
+            && self
+                .down_until
+                .get(i)
+                .is_some_and(|d| d.load(Ordering::Relaxed) <= now_millis())
     }
 
     /// Puts upstream `i` back into rotation.
@@ -266,6 +300,38 @@ mod tests {
             name(only.find_checked(None, &Method::PUT, "/r", PathParams::default())),
             "405"
         );
+    }
+
+    #[test]
+    fn an_upstream_without_an_address_is_out_of_rotation() {
+        let mut config = route("r", "/r", None, None);
+        for (host, ip) in [
+            ("127.0.0.1", Some("127.0.0.1")),
+            ("never.routes.test", None),
+        ] {
+            config.upstreams.push(UpstreamConfig {
+                host: host.into(),
+                port: 8080,
+                ip: ip.map(|i| i.parse().unwrap()),
+                tls: false,
+            });
+        }
+        let table = RouteTable::new(&[config]);
+        let r = &table.routes()[0];
+        for _ in 0..4 {
+            let (i, _, addr) = r.next_upstream().unwrap();
+            assert_eq!((i, addr), (0, Some("127.0.0.1:8080".parse().unwrap())));
+        }
+        assert!(r.in_rotation(0) && !r.in_rotation(1));
+        let missing: Vec<_> = r.unresolved().map(|u| u.host.as_str()).collect();
+        assert_eq!(missing, ["never.routes.test"]);
+        // Once resolved, it takes its turn.
+        r.host_addrs(1)
+            .unwrap()
+            .set(vec!["10.1.2.3".parse().unwrap()]);
+        let picked: Vec<_> = (0..2).map(|_| r.next_upstream().unwrap().0).collect();
+        assert!(picked.contains(&1), "{picked:?}");
+        assert_eq!(r.unresolved().count(), 0);
     }
 
     #[test]

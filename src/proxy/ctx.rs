@@ -27,6 +27,8 @@ pub struct RequestCtx {
     pub tries: usize,
     /// Index (in the route) of the upstream tried last.
     pub upstream_index: usize,
+    /// The address of the upstream tried last.
+    pub upstream_addr: Option<std::net::SocketAddr>,
     /// The request's `Origin` when trusted: CORS headers go on the response.
     pub cors_origin: Option<String>,
     /// When the request was sent upstream (for upstream latency).
@@ -72,6 +74,7 @@ impl RequestCtx {
             error_code: None,
             tries: 0,
             upstream_index: 0,
+            upstream_addr: None,
             cors_origin: None,
             upstream_started: None,
             span: tracing::Span::none(),

@@ -25,11 +25,9 @@ pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
     if ctx.live.access_log {
         let req = session.req_header();
         let upstream = ctx
-            .route
-            .as_ref()
+            .upstream_addr
             .filter(|_| ctx.tries > 0)
-            .and_then(|r| r.config.upstreams.get(ctx.upstream_index))
-            .map(|u| u.addr.to_string());
+            .map(|a| a.to_string());
         tracing::info!(
             target: "bffgate::access",
             client = %ctx.client_addr.map(|a| a.to_string()).unwrap_or_default(),

@@ -85,7 +85,7 @@ impl EdgeProxy {
         Ok(true)
     }
 
-    /// `/healthz` and `/readyz`.
+    /// `/healthz` and `/readyz` (whose body names the upstreams not resolved yet).
     async fn health(&self, probe: Probe) -> Result<LocalResponse, ApiError> {
         if probe == Probe::Alive {
             return Ok(LocalResponse::json(
@@ -104,10 +104,24 @@ impl EdgeProxy {
             tracing::warn!(error = %e, "readiness check: session store unavailable");
             return Err(ApiError::StoreUnavailable);
         }
-        Ok(LocalResponse::json(
-            200,
-            &serde_json::json!({"status": "ready"}),
-        ))
+        // Upstreams whose name has not resolved are named but leave bffgate ready: they fail
+        // only their own routes (502), and a not-ready pod would lose every other route too.
+        let live = self.live.load();
+        let unresolved: Vec<_> = live
+            .routes
+            .routes()
+            .iter()
+            .flat_map(|r| {
+                r.unresolved()
+                    .map(|u| serde_json::json!({"route": r.config.name, "upstream": u.authority()}))
+            })
+            .collect();
+        let body = if unresolved.is_empty() {
+            serde_json::json!({"status": "ready"})
+        } else {
+            serde_json::json!({"status": "ready", "unresolved_upstreams": unresolved})
+        };
+        Ok(LocalResponse::json(200, &body))
     }
 
     /// Requests under the agent's base path.

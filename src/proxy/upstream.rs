@@ -16,17 +16,28 @@ use pingora::{Error, ErrorType, Result};
 /// How long an upstream that failed a connect stays out of rotation.
 pub const PASSIVE_EJECT_MS: u64 = 5_000;
 
-/// The route's next upstream (round robin, skipping ejected ones) with its timeouts.
+/// The route's next upstream (round robin, skipping ejected and unresolved ones) at its
+/// host's current address, with its timeouts. Reads the resolver's snapshot only.
 ///
 /// # Errors
-/// The route has no upstream (validation prevents it).
+/// The route has no upstream (validation prevents it), or no upstream of it has an address
+/// yet (a connect error: answered as the upstream being unavailable).
 pub fn peer(route: &Route, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let (index, up) = route
+    let (index, up, addr) = route
         .next_upstream()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream"))?;
     ctx.tries += 1;
     ctx.upstream_index = index;
-    let mut peer = HttpPeer::new(up.addr, up.tls, up.host.clone());
+    ctx.upstream_addr = addr;
+    let Some(addr) = addr else {
+        let mut e = Error::explain(
+            ErrorType::ConnectError,
+            format!("upstream host `{}` has not resolved yet", up.host),
+        );
+        e.set_retry(false);
+        return Err(e);
+    };
+    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
     let c = &route.config;
     peer.options.verify_cert = c.tls_verify;
     peer.options.verify_hostname = c.tls_verify;
@@ -119,7 +130,7 @@ fn dpop_proof(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
-        .or_else(|| target.map(|u| u.addr.to_string()))
+        .or_else(|| target.map(|u| u.authority()))
         .unwrap_or_default();
     let path = String::from_utf8_lossy(upstream.raw_path());
     let url = format!("{scheme}://{host}{path}");

@@ -1,5 +1,6 @@
 //! Gauges that report state rather than count events, refreshed every second: each
-//! upstream's place in the rotation (`bff_upstream_healthy`) and the memory store's live
+//! upstream's place in the rotation (`bff_upstream_healthy`, 0 also while its name has not
+//! resolved) and the memory store's live
 //! sessions (`bff_memory_sessions`).
 
 use crate::live::LiveHandle;
@@ -33,7 +34,7 @@ impl GaugePublisher {
         let mut now = HashSet::new();
         for route in live.routes.routes() {
             for (i, up) in route.config.upstreams.iter().enumerate() {
-                let key = (route.config.name.clone(), up.addr.to_string());
+                let key = (route.config.name.clone(), up.authority());
                 metrics::UPSTREAM_HEALTHY
                     .with_label_values(&[key.0.as_str(), key.1.as_str()])
                     .set(i64::from(route.in_rotation(i)));

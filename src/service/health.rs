@@ -1,5 +1,6 @@
 //! Active upstream health checks: `pingora-load-balancing`'s TCP health check against each
-//! upstream of every route that asks for it, at the route's interval. A failed check takes the upstream out of rotation until
+//! upstream of every route that asks for it (at its host's first address now), at the
+//! route's interval. A failed check takes the upstream out of rotation until
 //! a check succeeds; passive ejection (a failed connect while proxying) is in the proxy.
 
 use crate::live::LiveHandle;
@@ -48,7 +49,12 @@ impl HealthChecker {
             for (i, up) in route.config.upstreams.iter().enumerate() {
                 let mut check = TcpHealthCheck::default();
                 check.peer_template.options.connection_timeout = Some(route.config.connect_timeout);
-                let ok = match Backend::new(&up.addr.to_string()) {
+                // A name not resolved yet is out of rotation already; nothing to check.
+                let Some(ip) = route.addresses(i).first().copied() else {
+                    continue;
+                };
+                let addr = std::net::SocketAddr::new(ip, up.port);
+                let ok = match Backend::new(&addr.to_string()) {
                     Ok(backend) => check.check(&backend).await.is_ok(),
                     Err(_) => false,
                 };
@@ -69,7 +75,7 @@ impl HealthChecker {
                     route.mark_down(i, hold);
                 }
                 if was_up != ok {
-                    tracing::warn!(route = %route.config.name, upstream = %up.addr, healthy = ok, "upstream health changed");
+                    tracing::warn!(route = %route.config.name, upstream = %up.authority(), address = %addr, healthy = ok, "upstream health changed");
                 }
             }
         }

@@ -1,9 +1,10 @@
-//! Background services that run beside the proxy: configuration hot reload, active
-//! upstream health checks, state gauges for the metrics, the at-rest key census, starting
-//! the trace exporter, draining keep-alive connections during a graceful upgrade, and ending
-//! long-lived connections whose session was revoked or expired.
+//! Background services that run beside the proxy: configuration hot reload, resolving
+//! upstream host names, active upstream health checks, state gauges for the metrics, the
+//! at-rest key census, starting the trace exporter, draining keep-alive connections during a
+//! graceful upgrade, and ending long-lived connections whose session was revoked or expired.
 
 mod census;
+mod dns;
 mod drain;
 mod gauges;
 mod health;
@@ -12,6 +13,7 @@ mod revocation;
 mod traces;
 
 pub use census::KeyCensusService;
+pub use dns::{check_names, DnsRefresher};
 pub use drain::DrainWatcher;
 pub use gauges::GaugePublisher;
 pub use health::HealthChecker;

@@ -9,10 +9,13 @@
 //! `session.at_rest_key`), `oidc.client_secret`, session lifetimes, the refresh timings,
 //! `server.hosts`, `server.path_params` and the admin API's token and networks reload,
 //! `file:` secrets re-read (`${ENV}` is the process's environment, fixed at start);
-//! listeners, the metrics and admin listeners, the other server settings, the store
+//! listeners, the metrics and admin listeners, the other server settings (`server.dns`
+//! among them), the store
 //! (`session.store`), `session.key_census_interval` and the rest of the provider (issuer,
 //! client id, redirect URI, client authentication, PAR, DPoP, the `private_key_jwt` signing
-//! key) need a restart, and a change to them is reported as such.
+//! key) need a restart, and a change to them is reported as such. A reload never resolves
+//! upstream names: a name it adds is looked up by the background resolver
+//! (`service/dns.rs`), and one that does not resolve yet is accepted.
 
 use crate::admin::{AccessHandle, AdminAccess};
 use crate::config::{self, Config};

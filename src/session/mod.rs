@@ -24,6 +24,7 @@ mod events;
 mod memory;
 mod rate;
 mod redis;
+mod redis_error;
 mod redis_rotation;
 mod redis_sentinel;
 mod rotation;

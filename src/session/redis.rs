@@ -7,9 +7,13 @@
 //! (standalone) and the cluster client follow their servers; in Sentinel mode a failed
 //! connection, or a master that became a replica (`READONLY`), is dropped and the next
 //! operation asks the sentinels for the current master.
+//!
+//! A connection failure is logged when it starts (with its cause, see `redis_error.rs`)
+//! and when Redis answers again; the failing operations in between are not logged here.
 
 mod pubsub;
 
+use super::redis_error::{describe, is_connection_failure};
 use super::redis_sentinel::sentinel_client;
 use super::{Messages, Record, Store, StoreError};
 use crate::config::{Rate, RedisMode};
@@ -26,6 +30,7 @@ use redis::{
     Value,
 };
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +98,8 @@ impl ConnectionLike for Conn {
 pub struct RedisStore {
     pub(super) connector: Connector,
     timeout: Duration,
+    /// Whether the last operation failed for want of a connection (logged once per outage).
+    failing: AtomicBool,
 }
 
 pub(super) fn bad_url(e: &redis::RedisError) -> StoreError {
@@ -172,7 +179,11 @@ impl RedisStore {
                 conn: ArcSwapOption::empty(),
             },
         };
-        Ok(RedisStore { connector, timeout })
+        Ok(RedisStore {
+            connector,
+            timeout,
+            failing: AtomicBool::new(false),
+        })
     }
 
     /// The shared connection, opening it if needed.
@@ -216,8 +227,37 @@ impl RedisStore {
         }
     }
 
+    /// Logs the start of a connection failure with its cause, once per outage.
+    fn note_failure(&self, cause: &str) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(cause, "session store: Redis connection failed");
+        }
+    }
+
+    /// Logs the end of an outage.
+    fn note_success(&self) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("session store: Redis answers again");
+        }
+    }
+
+    /// Records a failed operation: logged when it is the connection's, and a Sentinel-mode
+    /// connection forgotten after a failure that suggests a failover. Returns the error.
+    fn on_failure(&self, e: &redis::RedisError) -> StoreError {
+        let why = describe(e);
+        if is_connection_failure(e) {
+            self.note_failure(&why);
+        }
+        self.forget_on_failover(e);
+        if e.is_timeout() {
+            StoreError::Timeout
+        } else {
+            StoreError::Unavailable(why)
+        }
+    }
+
     /// Forgets a Sentinel-mode connection after a failure that suggests a failover.
-    fn on_failure(&self, e: &redis::RedisError) {
+    fn forget_on_failover(&self, e: &redis::RedisError) {
         if let Connector::Sentinel { conn, .. } = &self.connector {
             let readonly = e.to_string().contains("READONLY");
             if readonly
@@ -237,18 +277,15 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.on_failure(&e);
-                Err(if e.is_timeout() {
-                    StoreError::Timeout
-                } else {
-                    StoreError::Unavailable(describe(&e))
-                })
-            }
+            Ok(Err(e)) => Err(self.on_failure(&e)),
             Err(_) => {
                 if let Connector::Sentinel { conn, .. } = &self.connector {
                     conn.store(None);
                 }
+                self.note_failure(&format!(
+                    "timeout: no connection within {}ms",
+                    self.timeout.as_millis()
+                ));
                 Err(StoreError::Timeout)
             }
         }
@@ -260,23 +297,13 @@ impl RedisStore {
         &self,
         op: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        op.await.map_err(|e| {
-            self.on_failure(&e);
-            if e.is_timeout() {
-                StoreError::Timeout
-            } else {
-                StoreError::Unavailable(describe(&e))
+        match op.await {
+            Ok(v) => {
+                self.note_success();
+                Ok(v)
             }
-        })
-    }
-}
-
-/// A description of a Redis error without anything from the command (keys, values).
-fn describe(e: &redis::RedisError) -> String {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        "connection failed".into()
-    } else {
-        format!("{:?}", e.kind())
+            Err(e) => Err(self.on_failure(&e)),
+        }
     }
 }
 

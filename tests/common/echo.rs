@@ -4,7 +4,8 @@
 //! Body: `{"method": "GET", "path": "<raw request target, query included>",
 //! "headers": {"name": ["value", ...]}, "body": "<utf-8 body>"}`. Header names are
 //! lower-case (as hyper gives them); values keep their order. A path containing `/slow`
-//! waits 10 s before answering (for upstream timeout tests).
+//! waits 10 s before answering (for upstream timeout tests). The `x-echo-server` response
+//! header names the address the request arrived at (which upstream served it).
 //!
 //! Shared by the integration tests (`tests/common`) and `examples/echo_upstream.rs` (used
 //! by the benchmark and the demo), so it depends only on hyper, tokio and serde_json and
@@ -48,6 +49,15 @@ impl EchoServer {
         EchoServer { addr, task }
     }
 
+    /// Binds `addr` (e.g. `127.0.0.2:PORT`, so two upstreams share a port on different
+    /// loopback addresses) and serves in a background task.
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<EchoServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(serve(listener));
+        Ok(EchoServer { addr, task })
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -77,16 +87,23 @@ pub async fn serve(listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tokio::spawn(async move {
             let _ = http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service_fn(echo))
+                .serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| echo(req, local.clone())),
+                )
                 .await;
         });
     }
 }
 
-async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(req: Request<Incoming>, local: String) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     // The request target as it came on the wire: hyper keeps the bytes of an origin-form
     // target as they were (no decoding, no normalisation).
@@ -118,6 +135,7 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     let response = Response::builder()
         .status(200)
         .header("content-type", "application/json")
+        .header("x-echo-server", local)
         .body(Full::new(bytes))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
     Ok(response)

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod agent;
 pub mod cluster;
+pub mod dns;
 pub mod dpop_upstream;
 pub mod echo;
 pub mod load;
@@ -505,10 +506,19 @@ pub fn check_config(yaml: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
 /// # Panics
 /// If the check does not finish within 20 s.
 pub fn check_file(path: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    check_file_with(path, env, &[])
+}
+
+/// As [`check_file`], with more flags after `--check` (e.g. `--no-resolve`).
+///
+/// # Panics
+/// If the check does not finish within 20 s.
+pub fn check_file_with(path: &Path, env: &[(&str, &str)], flags: &[&str]) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = bffgate_command();
     cmd.envs(env.iter().copied())
         .arg("--check")
+        .args(flags)
         .arg("--config")
         .arg(path)
         .current_dir(dir.path());
