@@ -2,12 +2,14 @@
 //! prints its cookie as `NAME=VALUE` on stdout, ready for `wrk -H "Cookie: ..."`.
 //!
 //! ```text
-//! cargo run --release --example mksession -- /path/to/bench.yaml
+//! cargo run --release --example mksession -- /path/to/bench.yaml [--dpop]
 //! ```
 //!
 //! The session belongs to `bench-user` with access token `at-bench` (no refresh or ID
-//! token, no expiry), so the upstream sees `Authorization: Bearer at-bench`. A dev tool
-//! used by `bench/run.sh`: it stops at the first error.
+//! token, no expiry), so the upstream sees `Authorization: Bearer at-bench`. With `--dpop`
+//! the session has its own DPoP key, as a DPoP login gives it: the upstream then sees
+//! `Authorization: DPoP at-bench` and a fresh proof per request. A dev tool used by
+//! `bench/run.sh`: it stops at the first error.
 
 #![allow(
     clippy::expect_used,
@@ -35,13 +37,17 @@ async fn main() {
         access_expires_at: None,
         refresh_expires_at: None,
     };
-    let session = bffgate::session::UserSession::new(
+    let mut session = bffgate::session::UserSession::new(
         "bench-user".into(),
         None,
         serde_json::json!({}),
         tokens,
         &cfg.session,
     );
+    if std::env::args().nth(2).as_deref() == Some("--dpop") {
+        let (_, stored) = bffgate::dpop::DpopKey::generate().expect("a DPoP key");
+        session.dpop_key = Some(stored);
+    }
     store.create(&session).await.expect("store the session");
     let cookie = bffgate::cookie::CookieCipher::from_config(&cfg.cookie).seal(&session.id);
     println!("{}={}", cfg.cookie.name, cookie);

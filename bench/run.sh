@@ -8,6 +8,8 @@
 #   b  bffgate, `auth: required` route, real session in a real Redis (valid cookie)
 #   c  a bare Pingora passthrough proxy (bench/passthrough.rs) to the same upstream
 #   d  nginx (Debian's, one worker, proxy_pass with upstream keep-alive) to the same upstream
+#   e  as b, with a DPoP-bound session: `Authorization: DPoP` and a fresh ES256 proof signed
+#      per request (RFC 9449)
 # and prints requests/s, p50 and p99 latency and the proxy's CPU per request for each, with
 # every case's CPU per request as a ratio to the passthrough (c) and to nginx (d). Then an
 # open-loop run at a fixed rate (oha, half of b's capacity unless BENCH_OPEN_RATE is set)
@@ -64,7 +66,7 @@ fi
 if [ "$DURATION" -lt 1 ] || [ "$ROUNDS" -lt 1 ] || [ "$CONNS" -lt 1 ]; then
     echo "BENCH_DURATION, BENCH_ROUNDS and BENCH_CONNS must be at least 1" >&2; exit 2
 fi
-PLANNED=$(( ROUNDS * 4 * (DURATION + WARMUP) + 2 * OPEN_SECONDS ))
+PLANNED=$(( ROUNDS * 5 * (DURATION + WARMUP) + 2 * OPEN_SECONDS ))
 if [ "$PLANNED" -gt "$MAX_SECONDS" ]; then
     echo "plan is ${PLANNED}s of load (> BENCH_MAX_SECONDS=${MAX_SECONDS}); lower BENCH_DURATION/BENCH_ROUNDS or raise the cap" >&2
     exit 2
@@ -299,6 +301,9 @@ COOKIE="$("$BIN/examples/mksession" "$CONFIG" 2>"$WORK/mksession.log")" \
     || { cat "$WORK/mksession.log" >&2; die "mksession failed"; }
 COOKIE="$(printf '%s' "$COOKIE" | tail -n1 | tr -d '\r')"
 [[ "$COOKIE" == bff_session=* ]] || die "mksession printed '$COOKIE', expected bff_session=..."
+COOKIE_DPOP="$("$BIN/examples/mksession" "$CONFIG" --dpop 2>"$WORK/mksession-dpop.log")" \
+    || { cat "$WORK/mksession-dpop.log" >&2; die "mksession --dpop failed"; }
+COOKIE_DPOP="$(printf '%s' "$COOKIE_DPOP" | tail -n1 | tr -d '\r')"
 SESSIONS_IN_REDIS="$(redis-cli -p "$REDIS_PORT" --raw dbsize)"
 [ "$SESSIONS_IN_REDIS" -ge 1 ] || die "no key in the bench Redis after mksession"
 
@@ -318,11 +323,15 @@ s="$(status_of -H "Cookie: $COOKIE" "$URL_B")"
 [ "$s" = 200 ] || die "(b) $URL_B with the session cookie answered $s, expected 200"
 grep -qi 'bearer at-bench' "$WORK/sanity.body" \
     || die "(b) upstream did not receive 'Authorization: Bearer at-bench': $(head -c 400 "$WORK/sanity.body")"
+s="$(status_of -H "Cookie: $COOKIE_DPOP" "$URL_B")"
+[ "$s" = 200 ] || die "(e) $URL_B with the DPoP session's cookie answered $s, expected 200"
+grep -qi 'dpop at-bench' "$WORK/sanity.body" \
+    || die "(e) upstream did not receive 'Authorization: DPoP at-bench': $(head -c 400 "$WORK/sanity.body")"
 s="$(status_of "$URL_C")"
 [ "$s" = 200 ] || die "(c) $URL_C answered $s, expected 200"
 s="$(status_of "$URL_D")"
 [ "$s" = 200 ] || die "(d) $URL_D answered $s, expected 200"
-log "sanity ok: a=200, b=401 without cookie, b=200 with cookie (bearer forwarded), c=200, d=200"
+log "sanity ok: a=200, b=401 without cookie, b=200 with cookie (bearer forwarded), c=200, d=200, e=200 (DPoP forwarded)"
 
 # --------------------------------------------------------------------------- load
 LUA="$WORK/report.lua"
@@ -380,11 +389,14 @@ run_wrk() {
 }
 
 declare -A RES
-CASES=(a b c d)
-declare -A CASE_URL=([a]="$URL_A" [b]="$URL_B" [c]="$URL_C" [d]="$URL_D")
-declare -A CASE_PID=([a]="$BFF_PID" [b]="$BFF_PID" [c]="$PASS_PID" [d]="$NGINX_PID")
-declare -A CASE_NAME=([a]="a  bffgate auth:none" [b]="b  bffgate auth:required+redis" [c]="c  pingora passthrough" [d]="d  nginx proxy_pass")
-case_args() { if [ "$1" = b ]; then printf '%s\n' -H "Cookie: $COOKIE"; fi; }
+CASES=(a b c d e)
+declare -A CASE_URL=([a]="$URL_A" [b]="$URL_B" [c]="$URL_C" [d]="$URL_D" [e]="$URL_B")
+declare -A CASE_PID=([a]="$BFF_PID" [b]="$BFF_PID" [c]="$PASS_PID" [d]="$NGINX_PID" [e]="$BFF_PID")
+declare -A CASE_NAME=([a]="a  bffgate auth:none" [b]="b  bffgate auth:required+redis" [c]="c  pingora passthrough" [d]="d  nginx proxy_pass" [e]="e  as b, DPoP session")
+case_args() {
+    if [ "$1" = b ]; then printf '%s\n' -H "Cookie: $COOKIE"; fi
+    if [ "$1" = e ]; then printf '%s\n' -H "Cookie: $COOKIE_DPOP"; fi
+}
 
 log "load: ${CONNS} connections, ${THREADS} wrk thread(s), ${WARMUP}s warm-up + ${DURATION}s per case, ${ROUNDS} round(s) (~${PLANNED}s)"
 for (( r=1; r<=ROUNDS; r++ )); do
@@ -473,6 +485,9 @@ table() {
     printf -- '- b/a: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (the session: cookie unseal + Redis read + bearer)\n' \
         "$(ratio "${M[b,1]}" "${M[a,1]}")" "$(ratio "${M[b,2]}" "${M[a,2]}")" "$(ratio "${M[b,3]}" "${M[a,3]}")" \
         "$(ratio "${M[b,7]}" "${M[a,7]}")"
+    printf -- '- e/b: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (DPoP: a fresh ES256 proof per request, over bearer)\n' \
+        "$(ratio "${M[e,1]}" "${M[b,1]}")" "$(ratio "${M[e,2]}" "${M[b,2]}")" "$(ratio "${M[e,3]}" "${M[b,3]}")" \
+        "$(ratio "${M[e,7]}" "${M[b,7]}")"
     printf -- '- a/c: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (bffgate itself over bare Pingora)\n' \
         "$(ratio "${M[a,1]}" "${M[c,1]}")" "$(ratio "${M[a,2]}" "${M[c,2]}")" "$(ratio "${M[a,3]}" "${M[c,3]}")" \
         "$(ratio "${M[a,7]}" "${M[c,7]}")"

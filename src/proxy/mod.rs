@@ -7,6 +7,7 @@
 
 mod classify;
 mod ctx;
+mod dpop;
 mod failure;
 mod live_conns;
 mod log;
@@ -306,36 +307,7 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.dpop.is_none() {
-            return Ok(());
-        }
-        let Some(route) = &ctx.route else {
-            return Ok(());
-        };
-        if let Some(nonce) = resp
-            .headers
-            .get(crate::dpop::NONCE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|n| !n.is_empty() && n.len() <= 512)
-        {
-            route.set_dpop_nonce(ctx.upstream_index, nonce);
-            let challenged = resp.status.as_u16() == 401
-                && resp
-                    .headers
-                    .get_all(::http::header::WWW_AUTHENTICATE)
-                    .iter()
-                    .any(|v| crate::dpop::asks_for_nonce(v.as_bytes()));
-            if challenged && !ctx.dpop_retried {
-                ctx.dpop_retried = true;
-                let mut e = Error::explain(
-                    ErrorType::HTTPStatus(401),
-                    "the upstream asked for a DPoP nonce",
-                );
-                e.set_retry(true);
-                return Err(e);
-            }
-        }
-        Ok(())
+        dpop::answer_nonce_challenge(resp, ctx)
     }
 
     /// A DPoP nonce challenge is retried whatever the method (the request never reached

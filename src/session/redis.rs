@@ -11,7 +11,10 @@
 //! A connection failure is logged when it starts (with its cause, see `redis_error.rs`)
 //! and when Redis answers again; the failing operations in between are not logged here.
 
+mod conn;
 mod pubsub;
+
+pub(super) use conn::{Conn, Connector};
 
 use super::redis_error::{describe, is_connection_failure};
 use super::redis_sentinel::sentinel_client;
@@ -19,80 +22,13 @@ use super::{Messages, Record, Store, StoreError};
 use crate::config::{Rate, RedisMode};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::sentinel::SentinelClient;
-use redis::{
-    AsyncCommands, AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, TlsCertificates,
-    Value,
-};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, TlsCertificates};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How the store reaches Redis.
-pub(super) enum Connector {
-    Single {
-        client: Client,
-        config: ConnectionManagerConfig,
-        conn: tokio::sync::OnceCell<ConnectionManager>,
-    },
-    Cluster {
-        client: ClusterClient,
-        conn: tokio::sync::OnceCell<ClusterConnection>,
-        /// One client per configured node, for subscriptions (a Cluster relays `PUBLISH`
-        /// to every node, so any node will do).
-        nodes: Vec<Client>,
-    },
-    Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelClient>,
-        config: AsyncConnectionConfig,
-        conn: ArcSwapOption<MultiplexedConnection>,
-    },
-}
-
-/// One connection of whichever kind; cheap to clone, multiplexed.
-#[derive(Clone)]
-pub(super) enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-    Plain(MultiplexedConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Plain(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-            Conn::Plain(c) => c.get_db(),
-        }
-    }
-}
 
 /// A Redis-backed store.
 pub struct RedisStore {
