@@ -14,8 +14,8 @@ use crate::common::agent::{cookie_value, set_cookie_for, POST_LOGIN};
 use crate::common::provider::{stat, OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
 use crate::common::scrape::{metric, scrape};
 use crate::common::{
-    client, eventually, expect_echo, expect_error, route, session_cookie, EchoServer, Gateway,
-    GatewayConfig, APP_ORIGIN, COOKIE, CSRF_HEADER,
+    client, echo_get, eventually, expect_error, get_json, route, session_cookie, EchoServer,
+    Gateway, GatewayConfig, APP_ORIGIN, COOKIE, CSRF_HEADER,
 };
 
 /// How long a gateway may take to answer `/readyz` 200.
@@ -123,14 +123,7 @@ async fn private_key_jwt_login_refresh_and_logout_without_a_client_secret() {
     gw.wait_ready(READY).await;
 
     // The JWKS: one public EC key with the configured kid, nothing private.
-    let jwks: Value = client()
-        .get(gw.url("/bff/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = get_json(&gw.url("/bff/jwks.json")).await;
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1, "{jwks}");
     assert_eq!(keys[0]["kid"], "bff-ec-1");
@@ -144,15 +137,7 @@ async fn private_key_jwt_login_refresh_and_logout_without_a_client_secret() {
     // Login: the code exchange authenticates with an assertion the provider checked
     // against the key it fetched from bffgate.
     let (_, cookie) = login(&gw, &provider).await;
-    let echoed = expect_echo(
-        client()
-            .get(gw.url("/api/x"))
-            .header("cookie", session_cookie(&cookie))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let echoed = echo_get(&gw, "/api/x", &cookie).await;
     assert!(echoed
         .header("authorization")
         .is_some_and(|a| a.starts_with("Bearer ")));

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::agent::{cookie_value, set_cookie_for, POST_LOGIN};
+use crate::common::agent::OidcBlock;
 use crate::common::dpop_upstream::DpopUpstream;
-use crate::common::provider::{stat, OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
+use crate::common::provider::{stat, Provider, ProviderSettings, USER};
 use crate::common::{
-    client, expect_echo, route, session_cookie, EchoServer, Gateway, GatewayConfig, APP_ORIGIN,
-    COOKIE, CSRF_HEADER,
+    client, echo_get, login_alice, route, session_cookie, EchoServer, Gateway, GatewayConfig,
+    APP_ORIGIN, CSRF_HEADER,
 };
 
 fn template(provider: &Provider, api: &str, bearer: &str) -> String {
@@ -22,25 +22,7 @@ fn template(provider: &Provider, api: &str, bearer: &str) -> String {
         route("api", "/api", api, "required", ""),
         route("legacy", "/legacy", bearer, "required", "dpop: false"),
     ];
-    format!(
-        "{}oidc:\n  issuer: \"{}\"\n  client_id: \"{}\"\n  client_secret: \"{}\"\n  \
-         redirect_uri: \"http://{{LISTEN}}/bff/callback\"\n  post_login_redirect: \"{POST_LOGIN}\"\n  dpop: true\n",
-        GatewayConfig::new(routes).yaml(),
-        provider.base_url(),
-        provider.client_id(),
-        provider.client_secret(),
-    )
-}
-
-async fn login(gw: &Gateway, provider: &Provider) -> String {
-    let http = client();
-    let resp = OpBrowser::new()
-        .login(&http, &gw.url("/bff/login?return_to=/"), USER, PASSWORD)
-        .await
-        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()));
-    let status = resp.status();
-    assert_eq!(status, 302, "{}\n{}", gw.log(), provider.log());
-    cookie_value(&set_cookie_for(resp.headers(), COOKIE).expect("session cookie"))
+    OidcBlock::of(provider, "  dpop: true\n").append_to(&GatewayConfig::new(routes).yaml())
 }
 
 async fn call(gw: &Gateway, method: &str, path: &str, cookie: &str, body: &str) -> (u16, Value) {
@@ -72,7 +54,7 @@ async fn dpop_bound_sessions_prove_possession_to_the_provider_and_every_upstream
         .update_client(json!({ "redirect_uris": [gw.url("/bff/callback")] }))
         .await;
     gw.wait_ready(Duration::from_secs(10)).await;
-    let cookie = login(&gw, &provider).await;
+    let cookie = login_alice(&gw, &provider).await;
 
     // The code exchange carried a proof (after the provider's nonce challenge).
     let stats = provider.stats().await;
@@ -152,15 +134,7 @@ async fn dpop_bound_sessions_prove_possession_to_the_provider_and_every_upstream
     assert_eq!(stat(&provider.stats().await, &["dpop_grants"]), 2);
 
     // A route that asks for bearer gets the token as such, with no proof.
-    let echoed = expect_echo(
-        client()
-            .get(gw.url("/legacy/x"))
-            .header("cookie", session_cookie(&cookie))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let echoed = echo_get(&gw, "/legacy/x", &cookie).await;
     assert!(echoed
         .header("authorization")
         .is_some_and(|a| a.starts_with("Bearer ")));

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::agent::{cookie_value, jwt_payload, set_cookie_for, POST_LOGIN};
-use crate::common::provider::{stat, OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
+use crate::common::agent::{jwt_payload, OidcBlock};
+use crate::common::provider::{stat, Provider, ProviderSettings, USER};
 use crate::common::{
-    client, expect_echo, route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess,
-    COOKIE,
+    client, expect_echo, login_alice, route, session_cookie, EchoServer, Gateway, GatewayConfig,
+    RedisProcess,
 };
 
 const ORDERS: &str = "https://orders.test";
@@ -48,25 +48,8 @@ fn template(provider: &Provider, upstream: &str, redis: &str) -> String {
         route("user", "/api", upstream, "required", ""),
         route("anon", "/public", upstream, "none", "token: none"),
     ];
-    format!(
-        "{}oidc:\n  issuer: \"{}\"\n  client_id: \"{}\"\n  client_secret: \"{}\"\n  \
-         redirect_uri: \"http://{{LISTEN}}/bff/callback\"\n  post_login_redirect: \"{POST_LOGIN}\"\n",
-        GatewayConfig::new(routes).redis(redis.to_string()).yaml(),
-        provider.base_url(),
-        provider.client_id(),
-        provider.client_secret(),
-    )
-}
-
-/// Logs alice in through `gw` (a fresh provider browser each time: a new session).
-async fn login(gw: &Gateway, provider: &Provider) -> String {
-    let http = client();
-    let resp = OpBrowser::new()
-        .login(&http, &gw.url("/bff/login?return_to=/"), USER, PASSWORD)
-        .await
-        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()));
-    assert_eq!(resp.status(), 302, "{}", gw.log());
-    cookie_value(&set_cookie_for(resp.headers(), COOKIE).expect("session cookie"))
+    OidcBlock::of(provider, "")
+        .append_to(&GatewayConfig::new(routes).redis(redis.to_string()).yaml())
 }
 
 /// The bearer tokens the upstream saw for `n` concurrent requests to `path`, alternating
@@ -121,7 +104,7 @@ async fn routes_get_tokens_for_their_own_resource_once_per_storm() {
         .await;
     a.wait_ready(Duration::from_secs(10)).await;
     b.wait_ready(Duration::from_secs(10)).await;
-    let cookie = login(&a, &provider).await;
+    let cookie = login_alice(&a, &provider).await;
     let both = [&a, &b];
 
     // The user's own token on a plain route: opaque, as the login issued it.
@@ -155,7 +138,7 @@ async fn routes_get_tokens_for_their_own_resource_once_per_storm() {
     // A client-credentials route: the client's own token, at most one call per instance,
     // the same for another session.
     let reports = storm(&both, "/reports/1", &cookie, 20).await;
-    let other = login(&b, &provider).await;
+    let other = login_alice(&b, &provider).await;
     let reports_other = storm(&both, "/reports/1", &other, 20).await;
     let calls = grants(&provider.stats().await, "client_credentials", REPORTS);
     assert!(

@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::common::dns::DnsServer;
 use crate::common::scrape::{parse, scrape};
 use crate::common::{
-    bffgate_command, client, eventually, expect_error, free_port, route, EchoServer, Gateway,
-    GatewayConfig,
+    bffgate_command, client, eventually, expect_error, free_port, get_json, route, EchoServer,
+    Gateway, GatewayConfig,
 };
 
 const NAME: &str = "api.bffgate.test";
@@ -122,14 +122,7 @@ async fn an_upstream_name_that_resolves_later_and_moves_is_followed() {
         "requests never reached {first}; log:\n{}",
         gw.log()
     );
-    let body: serde_json::Value = client()
-        .get(gw.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(&gw.url("/readyz")).await;
     assert_eq!(body, serde_json::json!({"status": "ready"}));
     assert!(
         eventually(Duration::from_secs(3), || async {

@@ -39,6 +39,8 @@ pub struct OidcBlock {
     pub client_auth: Option<String>,
     /// `oidc.session_claims`; `None` keeps the default.
     pub session_claims: Option<Vec<String>>,
+    /// More `oidc` keys, each a line indented two spaces (e.g. `  dpop: true\n`).
+    pub extra: String,
 }
 
 impl OidcBlock {
@@ -49,6 +51,19 @@ impl OidcBlock {
             client_secret: client_secret.to_owned(),
             client_auth: None,
             session_claims: None,
+            extra: String::new(),
+        }
+    }
+
+    /// The block for `provider`'s issuer and client, with `extra` `oidc` lines.
+    pub fn of(provider: &super::provider::Provider, extra: &str) -> OidcBlock {
+        OidcBlock {
+            extra: extra.to_owned(),
+            ..OidcBlock::new(
+                &provider.base_url(),
+                provider.client_id(),
+                provider.client_secret(),
+            )
         }
     }
 
@@ -65,8 +80,8 @@ impl OidcBlock {
         format!(
             "oidc:\n  issuer: \"{}\"\n  client_id: \"{}\"\n  client_secret: \"{}\"\n  \
              redirect_uri: \"http://{{LISTEN}}/bff/callback\"\n  \
-             post_login_redirect: \"{POST_LOGIN}\"\n  post_logout_redirect: \"{POST_LOGOUT}\"\n{auth}{claims}",
-            self.issuer, self.client_id, self.client_secret
+             post_login_redirect: \"{POST_LOGIN}\"\n  post_logout_redirect: \"{POST_LOGOUT}\"\n{auth}{claims}{}",
+            self.issuer, self.client_id, self.client_secret, self.extra
         )
     }
 

@@ -606,6 +606,50 @@ impl Echoed {
     }
 }
 
+/// `GET url`'s JSON body (whatever the status).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
+/// `GET path` on `gw` with the session cookie `cookie`: what the echo upstream saw.
+pub async fn echo_get(gw: &Gateway, path: &str, cookie: &str) -> Echoed {
+    expect_echo(
+        client()
+            .get(gw.url(path))
+            .header("cookie", session_cookie(cookie))
+            .send()
+            .await
+            .expect("request through the gateway"),
+    )
+    .await
+}
+
+/// A whole login of alice at `gw` through `provider`'s form, with a fresh provider browser
+/// (so a new provider session): the session cookie's value. Panics with both logs unless
+/// the callback answers 302 with the cookie.
+pub async fn login_alice(gw: &Gateway, provider: &provider::Provider) -> String {
+    let http = client();
+    let resp = provider::OpBrowser::new()
+        .login(
+            &http,
+            &gw.url("/bff/login?return_to=/"),
+            provider::USER,
+            provider::PASSWORD,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()));
+    assert_eq!(resp.status(), 302, "{}\n{}", gw.log(), provider.log());
+    let set = agent::set_cookie_for(resp.headers(), COOKIE).expect("the session cookie");
+    agent::cookie_value(&set)
+}
+
 /// Asserts a response came from the echo upstream (200, JSON) and returns what it saw.
 pub async fn expect_echo(resp: reqwest::Response) -> Echoed {
     let status = resp.status();
