@@ -18,6 +18,30 @@ pub struct LoadStats {
     /// Requests that started after the `mark` flag was raised, and how many of them failed.
     pub after_mark: u64,
     pub failed_after_mark: u64,
+    /// Requests sent a second time because their connection closed before any answer, as
+    /// HTTP/1.1 lets a client do for idempotent requests (RFC 9112 §9.3.1) and browsers do.
+    pub retried: u64,
+}
+
+/// Whether `e` is a connection that closed (or was reset) before any of the answer came:
+/// the keep-alive race an idempotent request may be sent again after.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message())
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+            if matches!(io.kind(), ConnectionReset | BrokenPipe | UnexpectedEof) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl LoadStats {
@@ -36,6 +60,7 @@ impl LoadStats {
         self.failed += other.failed;
         self.after_mark += other.after_mark;
         self.failed_after_mark += other.failed_after_mark;
+        self.retried += other.retried;
         for f in other.failures {
             if self.failures.len() < 20 {
                 self.failures.push(f);
@@ -147,11 +172,19 @@ impl Load {
                         if after {
                             stats.after_mark += 1;
                         }
-                        let mut req = task.client.get(&url);
-                        if let Some(c) = &task.cookie {
-                            req = req.header("cookie", super::session_cookie(c));
+                        let send = || {
+                            let mut req = task.client.get(&url);
+                            if let Some(c) = &task.cookie {
+                                req = req.header("cookie", super::session_cookie(c));
+                            }
+                            req.send()
+                        };
+                        let mut sent = send().await;
+                        if sent.as_ref().is_err_and(closed_before_answer) {
+                            stats.retried += 1;
+                            sent = send().await;
                         }
-                        match req.send().await {
+                        match sent {
                             Ok(resp) => {
                                 let status = resp.status();
                                 if let Some(fresh) = task.cookie.as_ref().and(set_cookie(&resp)) {
