@@ -54,12 +54,26 @@ pub struct Admitted {
 pub struct Guard {
     store: SessionStore,
     refresher: Option<Refresher>,
+    /// Opened DPoP keys by session: opening one costs a scalar multiplication, and a
+    /// session's key never changes, so each is opened once while it is in use.
+    dpop_keys: moka::sync::Cache<SessionId, std::sync::Arc<crate::dpop::DpopKey>>,
 }
+
+/// How many sessions' opened DPoP keys are kept, and for how long unused.
+const DPOP_KEYS_KEPT: u64 = 10_000;
+const DPOP_KEY_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Guard {
     /// A guard over `store`; `refresher` is present when a provider can refresh tokens.
     pub fn new(store: SessionStore, refresher: Option<Refresher>) -> Self {
-        Guard { store, refresher }
+        Guard {
+            store,
+            refresher,
+            dpop_keys: moka::sync::Cache::builder()
+                .max_capacity(DPOP_KEYS_KEPT)
+                .time_to_idle(DPOP_KEY_IDLE)
+                .build(),
+        }
     }
 
     /// Applies new refresh timings (configuration reload); a no-op without a provider.
@@ -153,13 +167,7 @@ impl Guard {
         // Only the user's own token is bound to the session's key; route tokens and routes
         // that ask for bearer go without a proof.
         let dpop = match (&session.dpop_key, token) {
-            (Some(k), TokenPolicy::User) if config.dpop => crate::dpop::DpopKey::open(k)
-                .map(std::sync::Arc::new)
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "a session's DPoP key does not open");
-                    ApiError::Internal
-                })
-                .map(Some)?,
+            (Some(k), TokenPolicy::User) if config.dpop => Some(self.dpop_key(&id, k)?),
             _ => None,
         };
         let tokens = self.fresh(session, When::Due).await?;
@@ -182,6 +190,26 @@ impl Guard {
             claims,
             session: Some(tracked),
         })
+    }
+
+    /// The opened DPoP key of session `id`, whose stored form is `stored`.
+    fn dpop_key(
+        &self,
+        id: &SessionId,
+        stored: &crate::dpop::StoredKey,
+    ) -> Result<std::sync::Arc<crate::dpop::DpopKey>, ApiError> {
+        if let Some(key) = self.dpop_keys.get(id) {
+            return Ok(key);
+        }
+        let key = crate::dpop::DpopKey::open(stored)
+            .map(std::sync::Arc::new)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "a session's DPoP key does not open");
+                ApiError::Internal
+            })?;
+        self.dpop_keys
+            .insert(id.clone(), std::sync::Arc::clone(&key));
+        Ok(key)
     }
 
     /// The session's tokens, refreshed when `when` says so and a provider is configured.
