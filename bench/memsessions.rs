@@ -3,11 +3,13 @@
 //! token, a ~1 KB ID token, a few claims), through the same allocator bffgate uses.
 //!
 //! ```text
-//! cargo run --release --example memsessions -- [N]     # N defaults to 100000
+//! cargo run --release --example memsessions -- [N] [memory|cache [MAX_BYTES]]
 //! ```
 //!
-//! Prints the process's RSS before and after storing N sessions, and the difference per
-//! session. bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus
+//! `memory` (the default) stores N sessions in the embedded store; `cache` keeps N decoded
+//! sessions in the session cache of a Redis store (`session.store.redis.cache`, bounded by
+//! `max_entries` N and `MAX_BYTES`, default 64 MiB: it holds what fits). N defaults to
+//! 100000. Prints the process's RSS before and after, and the difference per session. bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus
 //! this difference is what a bffgate holding N sessions in memory needs.
 
 #![allow(
@@ -19,8 +21,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use bffgate::config::{SecretKey, SessionConfig, StoreConfig};
-use bffgate::session::{SessionStore, Tokens, UserSession};
+use bffgate::config::{SecretKey, SessionCacheConfig, SessionConfig, StoreConfig};
+use bffgate::session::{SessionCache, SessionStore, Tokens, UserSession};
 use std::time::Duration;
 
 /// Resident set size of this process, in KiB (`VmRSS` of /proc/self/status).
@@ -49,10 +51,16 @@ fn token(n: usize, seed: u64) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = args
+        .get(1)
         .map(|a| a.parse().expect("N is a whole number"))
         .unwrap_or(100_000);
+    let mode = args.get(2).map_or("memory", String::as_str);
+    let max_bytes: u64 = args
+        .get(3)
+        .map(|a| a.parse().expect("MAX_BYTES is a whole number"))
+        .unwrap_or(64 << 20);
     let config = SessionConfig {
         store: StoreConfig::Memory {
             max_sessions: n + 1000,
@@ -68,6 +76,13 @@ async fn main() {
         refresh_lock_wait: Duration::from_secs(5),
     };
     let store = SessionStore::from_config(&config).expect("memory store");
+    let cache = SessionCache::new(&SessionCacheConfig {
+        window: Duration::from_secs(3600),
+        max_entries: n,
+        max_bytes,
+    })
+    .expect("a cache");
+    cache.trust(true);
     let before = rss_kib();
     for i in 0..n {
         let tokens = Tokens {
@@ -89,13 +104,21 @@ async fn main() {
             tokens,
             &config,
         );
-        store.create(&s).await.expect("store");
+        if mode == "cache" {
+            cache.keep(format!("{i:064x}"), s, cache.read_starts());
+        } else {
+            store.create(&s).await.expect("store");
+        }
     }
-    let stored = store.local_session_count().unwrap_or(0);
+    let stored = if mode == "cache" {
+        cache.len()
+    } else {
+        store.local_session_count().unwrap_or(0)
+    };
     let after = rss_kib();
-    let per = (after.saturating_sub(before) as f64) * 1024.0 / n.max(1) as f64;
+    let per = (after.saturating_sub(before) as f64) * 1024.0 / stored.max(1) as f64;
     println!(
-        "sessions={n} counted={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}",
+        "mode={mode} sessions={n} held={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}",
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         after.saturating_sub(before) as f64 / 1024.0

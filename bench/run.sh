@@ -3,13 +3,15 @@
 #
 #   bash bench/run.sh [--record]
 #
-# Measures, in one run, through ONE bffgate process and ONE echo upstream:
+# Measures, in one run, through one bffgate process (two for case f) and ONE echo upstream:
 #   a  bffgate, `auth: none` route
 #   b  bffgate, `auth: required` route, real session in a real Redis (valid cookie)
 #   c  a bare Pingora passthrough proxy (bench/passthrough.rs) to the same upstream
 #   d  nginx (Debian's, one worker, proxy_pass with upstream keep-alive) to the same upstream
 #   e  as b, with a DPoP-bound session: `Authorization: DPoP` and a fresh ES256 proof signed
 #      per request (RFC 9449)
+#   f  as b, through a second bffgate process with the session cache off (one Redis round
+#      trip per request)
 # and prints requests/s, p50 and p99 latency and the proxy's CPU per request for each, with
 # every case's CPU per request as a ratio to the passthrough (c) and to nginx (d). Then an
 # open-loop run at a fixed rate (oha, half of b's capacity unless BENCH_OPEN_RATE is set)
@@ -66,7 +68,7 @@ fi
 if [ "$DURATION" -lt 1 ] || [ "$ROUNDS" -lt 1 ] || [ "$CONNS" -lt 1 ]; then
     echo "BENCH_DURATION, BENCH_ROUNDS and BENCH_CONNS must be at least 1" >&2; exit 2
 fi
-PLANNED=$(( ROUNDS * 5 * (DURATION + WARMUP) + 2 * OPEN_SECONDS ))
+PLANNED=$(( ROUNDS * 6 * (DURATION + WARMUP) + 2 * OPEN_SECONDS ))
 if [ "$PLANNED" -gt "$MAX_SECONDS" ]; then
     echo "plan is ${PLANNED}s of load (> BENCH_MAX_SECONDS=${MAX_SECONDS}); lower BENCH_DURATION/BENCH_ROUNDS or raise the cap" >&2
     exit 2
@@ -194,6 +196,8 @@ BFF_PORT="$(free_port)"
 METRICS_PORT="$(free_port)"
 PASS_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
+NOCACHE_PORT="$(free_port)"
+NOCACHE_METRICS_PORT="$(free_port)"
 
 gen_key() {
     if command -v openssl >/dev/null 2>&1; then openssl rand -base64 32
@@ -243,6 +247,15 @@ routes:
     upstreams: [http://127.0.0.1:$ECHO_PORT]
     auth: required
 YAML
+# Case f: the same sessions (same keys, prefix and Redis) with the session cache off.
+CONFIG_NOCACHE="$WORK/bench-nocache.yaml"
+sed -e "s/127.0.0.1:$BFF_PORT/127.0.0.1:$NOCACHE_PORT/g" \
+    -e "s/127.0.0.1:$METRICS_PORT/127.0.0.1:$NOCACHE_METRICS_PORT/" \
+    -e "s#$WORK/bffgate.pid#$WORK/bffgate-nocache.pid#" \
+    -e "s#$WORK/bffgate_upgrade.sock#$WORK/bffgate-nocache_upgrade.sock#" \
+    -e 's/^      timeout: 1s$/      timeout: 1s\n      cache: { window: 0 }/' \
+    "$CONFIG" > "$CONFIG_NOCACHE"
+grep -q 'window: 0' "$CONFIG_NOCACHE" || die "could not write the cache-off config"
 
 log "redis on 127.0.0.1:$REDIS_PORT (CPU $LOAD_CPU)"
 taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
@@ -256,6 +269,10 @@ PIDS+=($!); wait_port "$ECHO_PORT" "$!" echo
 log "bffgate on 127.0.0.1:$BFF_PORT (CPU $PROXY_CPU, 1 thread)"
 RUST_LOG="${RUST_LOG:-warn}" taskset -c "$PROXY_CPU" "$BIN/bffgate" --config "$CONFIG" >"$WORK/bffgate.log" 2>&1 &
 BFF_PID=$!; PIDS+=("$BFF_PID"); wait_port "$BFF_PORT" "$BFF_PID" bffgate
+
+log "bffgate with the session cache off on 127.0.0.1:$NOCACHE_PORT (CPU $PROXY_CPU, 1 thread)"
+RUST_LOG="${RUST_LOG:-warn}" taskset -c "$PROXY_CPU" "$BIN/bffgate" --config "$CONFIG_NOCACHE" >"$WORK/bffgate-nocache.log" 2>&1 &
+NOCACHE_PID=$!; PIDS+=("$NOCACHE_PID"); wait_port "$NOCACHE_PORT" "$NOCACHE_PID" bffgate-nocache
 
 log "passthrough on 127.0.0.1:$PASS_PORT (CPU $PROXY_CPU, 1 thread)"
 taskset -c "$PROXY_CPU" "$BIN/examples/passthrough" "127.0.0.1:$PASS_PORT" "127.0.0.1:$ECHO_PORT" 1 "$WORK" \
@@ -311,6 +328,7 @@ URL_A="http://127.0.0.1:$BFF_PORT/api/public/items/1"
 URL_B="http://127.0.0.1:$BFF_PORT/api/private/items/1"
 URL_C="http://127.0.0.1:$PASS_PORT/api/public/items/1"
 URL_D="http://127.0.0.1:$NGINX_PORT/api/public/items/1"
+URL_F="http://127.0.0.1:$NOCACHE_PORT/api/private/items/1"
 URL_DIRECT="http://127.0.0.1:$ECHO_PORT/api/private/items/1"
 
 # --------------------------------------------------------------------------- sanity
@@ -327,11 +345,13 @@ s="$(status_of -H "Cookie: $COOKIE_DPOP" "$URL_B")"
 [ "$s" = 200 ] || die "(e) $URL_B with the DPoP session's cookie answered $s, expected 200"
 grep -qi 'dpop at-bench' "$WORK/sanity.body" \
     || die "(e) upstream did not receive 'Authorization: DPoP at-bench': $(head -c 400 "$WORK/sanity.body")"
+s="$(status_of -H "Cookie: $COOKIE" "$URL_F")"
+[ "$s" = 200 ] || die "(f) $URL_F with the session cookie answered $s, expected 200"
 s="$(status_of "$URL_C")"
 [ "$s" = 200 ] || die "(c) $URL_C answered $s, expected 200"
 s="$(status_of "$URL_D")"
 [ "$s" = 200 ] || die "(d) $URL_D answered $s, expected 200"
-log "sanity ok: a=200, b=401 without cookie, b=200 with cookie (bearer forwarded), c=200, d=200, e=200 (DPoP forwarded)"
+log "sanity ok: a=200, b=401 without cookie, b=200 with cookie (bearer forwarded), c=200, d=200, e=200 (DPoP forwarded), f=200"
 
 # --------------------------------------------------------------------------- load
 LUA="$WORK/report.lua"
@@ -389,12 +409,12 @@ run_wrk() {
 }
 
 declare -A RES
-CASES=(a b c d e)
-declare -A CASE_URL=([a]="$URL_A" [b]="$URL_B" [c]="$URL_C" [d]="$URL_D" [e]="$URL_B")
-declare -A CASE_PID=([a]="$BFF_PID" [b]="$BFF_PID" [c]="$PASS_PID" [d]="$NGINX_PID" [e]="$BFF_PID")
-declare -A CASE_NAME=([a]="a  bffgate auth:none" [b]="b  bffgate auth:required+redis" [c]="c  pingora passthrough" [d]="d  nginx proxy_pass" [e]="e  as b, DPoP session")
+CASES=(a b c d e f)
+declare -A CASE_URL=([a]="$URL_A" [b]="$URL_B" [c]="$URL_C" [d]="$URL_D" [e]="$URL_B" [f]="$URL_F")
+declare -A CASE_PID=([a]="$BFF_PID" [b]="$BFF_PID" [c]="$PASS_PID" [d]="$NGINX_PID" [e]="$BFF_PID" [f]="$NOCACHE_PID")
+declare -A CASE_NAME=([a]="a  bffgate auth:none" [b]="b  bffgate auth:required+redis" [c]="c  pingora passthrough" [d]="d  nginx proxy_pass" [e]="e  as b, DPoP session" [f]="f  as b, session cache off")
 case_args() {
-    if [ "$1" = b ]; then printf '%s\n' -H "Cookie: $COOKIE"; fi
+    if [ "$1" = b ] || [ "$1" = f ]; then printf '%s\n' -H "Cookie: $COOKIE"; fi
     if [ "$1" = e ]; then printf '%s\n' -H "Cookie: $COOKIE_DPOP"; fi
 }
 
@@ -482,9 +502,12 @@ table() {
             "$(ratio "${M[$c,7]}" "${M[c,7]}")" "$(ratio "${M[$c,7]}" "${M[d,7]}")" "${M[$c,5]}" "${M[$c,9]}" "${M[$c,6]}"
     done
     printf '\n'
-    printf -- '- b/a: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (the session: cookie unseal + Redis read + bearer)\n' \
+    printf -- '- b/a: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (the session: cookie unseal + session (cache or Redis) + bearer)\n' \
         "$(ratio "${M[b,1]}" "${M[a,1]}")" "$(ratio "${M[b,2]}" "${M[a,2]}")" "$(ratio "${M[b,3]}" "${M[a,3]}")" \
         "$(ratio "${M[b,7]}" "${M[a,7]}")"
+    printf -- '- f/b: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (the session cache off: one Redis round trip per request, over the cache)\n' \
+        "$(ratio "${M[f,1]}" "${M[b,1]}")" "$(ratio "${M[f,2]}" "${M[b,2]}")" "$(ratio "${M[f,3]}" "${M[b,3]}")" \
+        "$(ratio "${M[f,7]}" "${M[b,7]}")"
     printf -- '- e/b: req/s %s, p50 %s, p99 %s, proxy CPU µs/req %s (DPoP: a fresh ES256 proof per request, over bearer)\n' \
         "$(ratio "${M[e,1]}" "${M[b,1]}")" "$(ratio "${M[e,2]}" "${M[b,2]}")" "$(ratio "${M[e,3]}" "${M[b,3]}")" \
         "$(ratio "${M[e,7]}" "${M[b,7]}")"

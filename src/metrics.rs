@@ -7,8 +7,9 @@
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
     exponential_buckets, register_gauge, register_histogram, register_histogram_vec,
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Error as PrometheusError,
-    Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Error as PrometheusError, Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 
 /// This binary's version (`Cargo.toml`).
@@ -250,6 +251,32 @@ pub static MEMORY_SESSIONS: Lazy<IntGauge> = Lazy::new(|| {
     ))
 });
 
+/// Sessions held by the in-process session cache of a Redis store; refreshed every second.
+pub static SESSION_CACHE_ENTRIES: Lazy<IntGauge> = Lazy::new(|| {
+    fixed(register_int_gauge!(
+        "bff_session_cache_entries",
+        "Sessions held by the in-process session cache (Redis store)"
+    ))
+});
+
+/// Session cache lookups by `result`: `hit` (served without the store) or `miss`.
+pub static SESSION_CACHE: Lazy<IntCounterVec> = Lazy::new(|| {
+    fixed(register_int_counter_vec!(
+        "bff_session_cache_total",
+        "Session cache lookups by result (hit: served without a store round trip)",
+        &["result"]
+    ))
+});
+
+/// Times the session cache was emptied because announcements of endings may be missed
+/// (the revocation subscription was lost, or came back).
+pub static SESSION_CACHE_CLEARS: Lazy<IntCounter> = Lazy::new(|| {
+    fixed(register_int_counter!(
+        "bff_session_cache_clears_total",
+        "Times the session cache was emptied because revocations may have been missed"
+    ))
+});
+
 /// Long-lived proxied connections (WebSockets, event streams) of sessions this process
 /// tracks so it can end them with their session.
 pub static LIVE_CONNECTIONS: Lazy<IntGauge> = Lazy::new(|| {
@@ -301,12 +328,19 @@ pub fn init_key_ids<'a>(ids: impl Iterator<Item = &'a str>) {
 pub(crate) static LOOKUP_OK: Lazy<IntCounter> =
     Lazy::new(|| SESSION_LOOKUPS.with_label_values(&["ok"]));
 
+/// `bff_session_cache_total{result="hit"}` and `{result="miss"}`, looked up once: one of
+/// them is on every API request with a session.
+pub(crate) static CACHE_HIT: Lazy<IntCounter> =
+    Lazy::new(|| SESSION_CACHE.with_label_values(&["hit"]));
+pub(crate) static CACHE_MISS: Lazy<IntCounter> =
+    Lazy::new(|| SESSION_CACHE.with_label_values(&["miss"]));
+
 /// `bff_store_duration_seconds{op="get"}`, looked up once: it is on every API request.
 pub(crate) static STORE_GET: Lazy<Histogram> =
     Lazy::new(|| STORE_DURATION.with_label_values(&["get"]));
 
 /// The fixed label values of outcome counters, created at zero by [`init`].
-const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 7] = [
+const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 8] = [
     (
         &SESSION_LOOKUPS,
         &["ok", "missing", "invalid", "expired", "error"],
@@ -349,6 +383,7 @@ const FIXED_LABELS: [(&Lazy<IntCounterVec>, &[&str]); 7] = [
     ),
     (&CONFIG_RELOADS, &["ok", "error"]),
     (&LIVE_CLOSED, &["revoked", "expired"]),
+    (&SESSION_CACHE, &["hit", "miss"]),
 ];
 
 /// The standard `process_*` metrics (CPU seconds, resident and virtual memory, open and
@@ -403,6 +438,8 @@ pub fn init() {
     Lazy::force(&UPSTREAM_HEALTHY);
     Lazy::force(&MEMORY_SESSIONS);
     Lazy::force(&LIVE_CONNECTIONS);
+    Lazy::force(&SESSION_CACHE_ENTRIES);
+    Lazy::force(&SESSION_CACHE_CLEARS);
     Lazy::force(&SESSION_RECORDS_BY_KEY);
     Lazy::force(&SESSION_RECORDS_UNDER_OLD_KEYS);
     Lazy::force(&BUILD_INFO);

@@ -14,8 +14,8 @@ use crate::common::provider::{OpBrowser, Provider, ProviderSettings, PASSWORD, U
 use crate::common::streams::{SseServer, WsEcho};
 use crate::common::watch;
 use crate::common::{
-    bffgate_command, check_config, client, expect_error, route, session_cookie, EchoServer,
-    Gateway, GatewayConfig, RedisProcess, COOKIE,
+    answers_within_window, bffgate_command, check_config, client, expect_error, route,
+    session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess, COOKIE,
 };
 
 /// How long a gateway may take to answer `/readyz` 200.
@@ -114,15 +114,14 @@ impl Pair {
             .as_u16()
     }
 
-    /// Asserts every cookie answers `status` on both instances.
+    /// Asserts every cookie answers `status` on both instances: at once on the instance
+    /// that made the change, within the session cache's window on the other.
     async fn assert_all(&self, cookies: &[&String], status: u16) {
+        let since = std::time::Instant::now();
         for (i, cookie) in cookies.iter().enumerate() {
             for (name, gw) in [("a", &self.a), ("b", &self.b)] {
-                assert_eq!(
-                    Self::api(gw, cookie).await,
-                    status,
-                    "session {i} on instance {name}"
-                );
+                let what = format!("session {i} on instance {name}");
+                answers_within_window(since, status, &what, || Self::api(gw, cookie)).await;
             }
         }
     }

@@ -14,7 +14,8 @@ use crate::common::redis::RedisProcess;
 use crate::common::scrape::{metric, scrape_url, time_until_metric};
 use crate::common::sessions::Sessions;
 use crate::common::{
-    at_rest_key, client, key, route, session_cookie, EchoServer, Gateway, GatewayConfig, COOKIE,
+    answers_within_window, at_rest_key, client, key, route, session_cookie, EchoServer, Gateway,
+    GatewayConfig, COOKIE,
 };
 
 const CLIENTS: usize = 50;
@@ -173,6 +174,7 @@ async fn rotating_both_keys_by_reload_logs_nobody_out() {
     // gone: logging a user out everywhere (back-channel logout by `sub`, `sid`) reaches
     // them, and their cookies then answer 401 on both instances.
     let now = Sessions::open(gws[0].config_path()).await;
+    let deleted = std::time::Instant::now();
     assert_eq!(now.store.delete_by_sub(&subs[0]).await.expect("by sub"), 1);
     assert_eq!(
         now.store
@@ -186,15 +188,20 @@ async fn rotating_both_keys_by_reload_logs_nobody_out() {
         let session_id = sessions.cipher.open(cookie).expect("k1 cookie").id;
         let current = now.cipher.seal(&session_id);
         for gw in &gws {
-            let status = client()
-                .get(gw.url("/api/after"))
-                .header("cookie", session_cookie(&current))
-                .send()
-                .await
-                .expect("request")
-                .status();
+            let status = || async {
+                client()
+                    .get(gw.url("/api/after"))
+                    .header("cookie", session_cookie(&current))
+                    .send()
+                    .await
+                    .expect("request")
+                    .status()
+                    .as_u16()
+            };
             let want = if i < 2 { 401 } else { 200 };
-            assert_eq!(status, want, "session {i} on {}", gw.base_url());
+            let what = format!("session {i} on {}", gw.base_url());
+            // The gateways may hold the sessions in their caches: refused within its window.
+            answers_within_window(deleted, want, &what, status).await;
         }
     }
 }

@@ -42,6 +42,7 @@ mod redis_causes;
 mod refresh;
 mod revocation_bus;
 mod route_tokens;
+mod session_cache;
 mod session_store;
 mod store_outage;
 mod upstream_dns;

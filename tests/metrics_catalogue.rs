@@ -350,6 +350,8 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
     // Unlabelled families are exported from the start, with zero observations.
     let always = [
         "bff_memory_sessions",
+        "bff_session_cache_entries",
+        "bff_session_cache_clears_total",
         "bff_live_connections",
         "bff_session_records_under_old_keys",
         "bff_refresh_duration_seconds",
@@ -370,6 +372,7 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         "bff_config_reloads_total",
         "bff_live_connections_closed_total",
         "bff_session_records_by_key",
+        "bff_session_cache_total",
     ];
     let mut covered: BTreeSet<&str> = BTreeSet::new();
     covered.extend(driven);

@@ -123,6 +123,18 @@ pub(super) const AT_REST_KEY_ID: &str = "default";
 /// `session.key_census_interval`: how often the store is counted by at-rest key.
 pub(super) const KEY_CENSUS_INTERVAL: &str = "30s";
 
+/// `session.store.redis.cache.window`: how long a session read from Redis is trusted.
+pub(super) const CACHE_WINDOW: &str = "100ms";
+
+/// The longest `session.store.redis.cache.window` accepted.
+pub(super) const CACHE_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `session.store.redis.cache.max_entries`.
+pub(super) const CACHE_MAX_ENTRIES: u64 = 100_000;
+
+/// `session.store.redis.cache.max_bytes`.
+pub(super) const CACHE_MAX_BYTES: &str = "64MiB";
+
 /// `session.refresh_before_expiry`.
 pub(super) const REFRESH_BEFORE_EXPIRY: &str = "30s";
 
@@ -213,6 +225,18 @@ pub(super) fn cookie_secure() -> bool {
 
 pub(super) fn idle_timeout() -> String {
     IDLE_TIMEOUT.into()
+}
+
+pub(super) fn cache_window() -> String {
+    CACHE_WINDOW.into()
+}
+
+pub(super) fn cache_max_entries() -> u64 {
+    CACHE_MAX_ENTRIES
+}
+
+pub(super) fn cache_max_bytes() -> String {
+    CACHE_MAX_BYTES.into()
 }
 
 pub(super) fn key_census_interval() -> String {

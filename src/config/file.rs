@@ -336,6 +336,42 @@ pub struct RedisFile {
     /// nodes) instead of the system's roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// The in-process session cache (default: on, `100ms` window).
+    #[serde(default)]
+    pub cache: Option<CacheFile>,
+}
+
+/// `session.store.redis.cache` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// Longest a session read from Redis is served from the cache, at most `5s`; `0`: no
+    /// cache (default `100ms`). A bare number is taken as written (`0` is `0s`).
+    #[serde(
+        default = "defaults::cache_window",
+        deserialize_with = "text_or_number"
+    )]
+    pub window: String,
+    /// Most sessions held (default 100000).
+    #[serde(default = "defaults::cache_max_entries")]
+    pub max_entries: u64,
+    /// Most bytes held: a number with an optional `KiB`, `MiB` or `GiB` (default `64MiB`).
+    #[serde(default = "defaults::cache_max_bytes")]
+    pub max_bytes: String,
+}
+
+/// A scalar as text: a string, or a number as YAML wrote it (`window: 0`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(u64),
+    }
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(n) => n.to_string(),
+    })
 }
 
 /// Sentinel settings.

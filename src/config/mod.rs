@@ -384,7 +384,20 @@ pub enum StoreConfig {
         /// PEM certificates trusted for TLS (`rediss://`, and TLS sentinels and data
         /// nodes) instead of the system's roots.
         ca_pem: Option<String>,
+        /// The in-process cache of decoded sessions.
+        cache: SessionCacheConfig,
     },
+}
+
+/// The in-process session cache of a shared store (`session.store.redis.cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCacheConfig {
+    /// Longest a session read from the store is served from the cache; zero: no cache.
+    pub window: Duration,
+    /// Most sessions held.
+    pub max_entries: u64,
+    /// Most bytes held (approximate: decoded sessions' sizes).
+    pub max_bytes: u64,
 }
 
 /// Which Redis deployment holds sessions.

@@ -1,11 +1,12 @@
 //! The `session` section: the at-rest key ring, session lifetimes and refresh timing, and the
 //! store (embedded memory, or Redis as one server, a cluster or behind sentinels).
 
-use super::file::{RedisFile, SessionFile, StoreFile};
+use super::file::{CacheFile, RedisFile, SessionFile, StoreFile};
 use super::load::Problems;
-use super::values::{duration, duration_or_zero};
+use super::values::{byte_size, duration, duration_or_zero};
 use super::{
-    defaults, keyring, resolve, RedisMode, RingKey, SecretString, SessionConfig, StoreConfig,
+    defaults, keyring, resolve, RedisMode, RingKey, SecretString, SessionCacheConfig,
+    SessionConfig, StoreConfig,
 };
 use std::path::Path;
 
@@ -22,6 +23,14 @@ pub(super) fn build(f: SessionFile, base_dir: &Path, p: &mut Problems) -> Sessio
         );
     }
     let store = store(f.store, base_dir, p);
+    if let StoreConfig::Redis { cache, .. } = &store {
+        if cache.window * 2 > idle_timeout {
+            p.add(
+                "session.store.redis.cache.window",
+                "must be at most half of session.idle_timeout (a cached session's idle timeout slides once per window)",
+            );
+        }
+    }
     let refresh_before_expiry =
         duration_or_zero(&f.refresh_before_expiry, "session.refresh_before_expiry", p);
     let refresh_lock_wait = duration(&f.refresh_lock_wait, "session.refresh_lock_wait", p);
@@ -184,6 +193,38 @@ fn redis_store(r: RedisFile, base_dir: &Path, p: &mut Problems) -> StoreConfig {
         key_prefix: r.key_prefix,
         timeout: duration(&r.timeout, "session.store.redis.timeout", p),
         ca_pem,
+        cache: cache(r.cache, p),
+    }
+}
+
+/// `session.store.redis.cache`: a window of at most [`defaults::CACHE_WINDOW_MAX`] (zero
+/// turns the cache off) and its two bounds.
+fn cache(f: Option<CacheFile>, p: &mut Problems) -> SessionCacheConfig {
+    let f = f.unwrap_or(CacheFile {
+        window: defaults::cache_window(),
+        max_entries: defaults::CACHE_MAX_ENTRIES,
+        max_bytes: defaults::cache_max_bytes(),
+    });
+    let window = duration_or_zero(&f.window, "session.store.redis.cache.window", p);
+    if window > defaults::CACHE_WINDOW_MAX {
+        p.add(
+            "session.store.redis.cache.window",
+            format!(
+                "must be at most {}: a revocation on another instance is seen only after it",
+                humantime::format_duration(defaults::CACHE_WINDOW_MAX)
+            ),
+        );
+    }
+    if f.max_entries == 0 && !window.is_zero() {
+        p.add(
+            "session.store.redis.cache.max_entries",
+            "must be at least 1 (set window: 0 to turn the cache off)",
+        );
+    }
+    SessionCacheConfig {
+        window,
+        max_entries: f.max_entries,
+        max_bytes: byte_size(&f.max_bytes, "session.store.redis.cache.max_bytes", p),
     }
 }
 
@@ -225,6 +266,43 @@ mod tests {
             ]
         );
         assert!(keys("{sentinel: {master_name: m, nodes: [\"rediss://u:p@h:26379\"], username: bff, password: pw, tls: true}}").is_empty());
+    }
+
+    #[test]
+    fn the_session_cache_is_checked() {
+        let url = "url: \"redis://h:6379\"";
+        assert!(keys(&format!("{{{url}}}")).is_empty());
+        assert!(keys(&format!("{{{url}, cache: {{window: 0}}}}")).is_empty());
+        assert!(keys(&format!(
+            "{{{url}, cache: {{window: 5s, max_entries: 10, max_bytes: 2GiB}}}}"
+        ))
+        .is_empty());
+        assert_eq!(
+            keys(&format!("{{{url}, cache: {{window: 6s}}}}")),
+            ["session.store.redis.cache.window"]
+        );
+        assert_eq!(
+            keys(&format!("{{{url}, cache: {{max_entries: 0}}}}")),
+            ["session.store.redis.cache.max_entries"]
+        );
+        for bad in ["0", "64MB", "-1", "x", "99999999999GiB"] {
+            assert_eq!(
+                keys(&format!("{{{url}, cache: {{max_bytes: \"{bad}\"}}}}")),
+                ["session.store.redis.cache.max_bytes"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cache_window_is_at_most_half_the_idle_timeout() {
+        let text = base()
+            .replace(
+                "session: {",
+                "session: {idle_timeout: 3s, store: {redis: {url: \"redis://h:6379\", cache: {window: 2s}}}, ",
+            );
+        let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["session.store.redis.cache.window"], "{text}");
     }
 
     fn with_session(keys: &str) -> String {

@@ -64,6 +64,34 @@ pub(super) fn duration_or_zero(s: &str, key: &str, p: &mut Problems) -> Duration
     }
 }
 
+/// A size in bytes: a whole number with an optional `KiB`, `MiB` or `GiB`, at least 1.
+pub(super) fn byte_size(s: &str, key: &str, p: &mut Problems) -> u64 {
+    let t = s.trim();
+    let (digits, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let scale = match unit.trim() {
+        "" | "B" => Some(1u64),
+        "KiB" => Some(1 << 10),
+        "MiB" => Some(1 << 20),
+        "GiB" => Some(1 << 30),
+        _ => None,
+    };
+    match (digits.parse::<u64>(), scale) {
+        (Ok(n), Some(scale)) if n > 0 => n.checked_mul(scale).unwrap_or_else(|| {
+            p.add(key, format!("`{s}` is too large"));
+            1
+        }),
+        _ => {
+            p.add(
+                key,
+                format!("`{s}` is not a size like 64MiB (a whole number above 0; units B, KiB, MiB, GiB)"),
+            );
+            1
+        }
+    }
+}
+
 /// The key that stands in for one that could not be read or decoded.
 pub(super) fn placeholder_key() -> SecretKey {
     SecretKey([0; 32])

@@ -81,7 +81,7 @@ pub async fn lookup(store: &SessionStore, cookie: &SessionCookie, req: &RequestH
             return Lookup::Invalid(e);
         }
     };
-    match store.get(&opened.id).await {
+    match store.get_cached(&opened.id).await {
         Ok(Some(session)) => {
             metrics::LOOKUP_OK.inc();
             Lookup::Found {

@@ -49,6 +49,9 @@ impl GaugePublisher {
         if let Some(n) = self.store.local_session_count() {
             metrics::MEMORY_SESSIONS.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        if let Some(n) = self.store.cached_sessions() {
+            metrics::SESSION_CACHE_ENTRIES.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -7,8 +7,11 @@
 //! (`<key_prefix>revoked`), which [`Revocations::listen`] relays into the local broadcast.
 //! A relay that lost its subscription announces [`Revocation::Recheck`] once it is back:
 //! announcements made in between may be lost, so subscribers re-check what they hold.
+//! The bus also keeps the session cache true: what it announces or hears is forgotten
+//! there first, and the cache is emptied when the subscription is lost and again when it
+//! is back.
 
-use super::Store;
+use super::{SessionCache, SessionId, Store};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Revocations {
     local: broadcast::Sender<Revocation>,
     channel: Arc<str>,
+    cache: Option<Arc<SessionCache>>,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -71,11 +75,33 @@ fn parse(message: &[u8]) -> Vec<String> {
 }
 
 impl Revocations {
-    /// A bus announcing on `channel`.
-    pub(crate) fn new(channel: String) -> Self {
+    /// A bus announcing on `channel`, keeping `cache` (if any) true.
+    pub(crate) fn new(channel: String, cache: Option<Arc<SessionCache>>) -> Self {
         Revocations {
             local: broadcast::channel(LOCAL_CAPACITY).0,
             channel: channel.into(),
+            cache,
+        }
+    }
+
+    /// The session cache the bus keeps true, if the store has one.
+    pub(crate) fn cache(&self) -> Option<&SessionCache> {
+        self.cache.as_deref()
+    }
+
+    /// Forgets a session this process changed (its other instances' copies age out within
+    /// the cache's window).
+    pub(crate) fn forget_changed(&self, id: &SessionId) {
+        if let Some(cache) = &self.cache {
+            cache.forget(&[super::codec::key_hash(id)]);
+        }
+    }
+
+    /// Empties the cache, which serves again only if `heard` (announcements are heard from
+    /// now on).
+    fn trust_cache(&self, heard: bool) {
+        if let Some(cache) = &self.cache {
+            cache.trust(heard);
         }
     }
 
@@ -91,6 +117,9 @@ impl Revocations {
     pub(crate) async fn announce(&self, store: &dyn Store, hashes: Vec<String>) {
         if hashes.is_empty() {
             return;
+        }
+        if let Some(cache) = &self.cache {
+            cache.forget(&hashes);
         }
         let message = hashes.join(" ");
         // No subscriber yet (no proxy in this process) is not an error.
@@ -108,7 +137,7 @@ impl Revocations {
         let mut backoff = MIN_BACKOFF;
         loop {
             let opened = tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => return self.trust_cache(false),
                 r = store.subscribe(&self.channel) => r,
             };
             match opened {
@@ -116,18 +145,23 @@ impl Revocations {
                 Ok(Some(mut messages)) => {
                     tracing::debug!(channel = %self.channel, "listening for revocations");
                     backoff = MIN_BACKOFF;
+                    self.trust_cache(true);
                     let _ = self.local.send(Revocation::Recheck);
                     loop {
                         let next = tokio::select! {
-                            () = &mut stop => return,
+                            () = &mut stop => return self.trust_cache(false),
                             m = messages.next() => m,
                         };
                         let Some(message) = next else { break };
                         let hashes = parse(&message);
                         if !hashes.is_empty() {
+                            if let Some(cache) = &self.cache {
+                                cache.forget(&hashes);
+                            }
                             let _ = self.local.send(Revocation::Sessions(hashes.into()));
                         }
                     }
+                    self.trust_cache(false);
                     tracing::warn!("the revocation subscription was lost; reopening it");
                 }
                 Err(e) => {
@@ -135,7 +169,7 @@ impl Revocations {
                 }
             }
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => return self.trust_cache(false),
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -158,7 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_subscribers_hear_announcements() {
-        let bus = Revocations::new(channel_name("t:"));
+        let bus = Revocations::new(channel_name("t:"), None);
         let store = crate::session::MemoryStore::new(10);
         let mut rx = bus.subscribe();
         bus.announce(&store, vec!["b".repeat(64)]).await;

@@ -12,11 +12,14 @@
 //! and in-process), so live connections of the session end on every instance.
 //! `admin` is what the admin API sees of sessions: a user's sessions by handle (the hash
 //! in the storage key), and deletion by handle.
+//! `cache` keeps decoded sessions of a shared store in this process for a short window,
+//! forgetting each as soon as the bus announces its end.
 //! `rate` keeps the request-rate budgets of sessions and client addresses.
 //! `rotation` is what a key-ring change needs: swapping the ring on reload, re-sealing a
 //! record read under an older key, and counting the store by key.
 
 mod admin;
+mod cache;
 mod codec;
 mod coordination;
 mod error;
@@ -34,6 +37,7 @@ mod test_support;
 
 pub use self::redis::RedisStore;
 pub use admin::{is_handle, SessionInfo};
+pub use cache::SessionCache;
 pub use error::StoreError;
 pub use events::{Revocation, Revocations};
 pub use memory::MemoryStore;
@@ -214,6 +218,7 @@ impl SessionStore {
                 key_prefix,
                 timeout,
                 ca_pem,
+                ..
             } => (
                 Arc::new(RedisStore::new(mode, *timeout, ca_pem.as_deref())?),
                 key_prefix.as_str(),
@@ -238,7 +243,13 @@ impl SessionStore {
                 idle: config.idle_timeout,
                 absolute: config.absolute_timeout,
             })),
-            revocations: Revocations::new(events::channel_name(prefix)),
+            revocations: Revocations::new(
+                events::channel_name(prefix),
+                match &config.store {
+                    StoreConfig::Redis { cache, .. } => SessionCache::new(cache).map(Arc::new),
+                    StoreConfig::Memory { .. } => None,
+                },
+            ),
         }
     }
 
@@ -374,6 +385,7 @@ impl SessionStore {
         let key = codec.storage_key(&s.id);
         let blob = codec.seal(&key, s)?;
         let updated = timed("update", self.backend.update(&key, &blob)).await?;
+        self.revocations.forget_changed(&s.id);
         if updated && codec.key_ids().nth(1).is_some() {
             // During a rotation: the session may be indexed under an older key's names only.
             self.join_current_indexes(&codec, &key, s).await;

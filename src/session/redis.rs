@@ -4,9 +4,11 @@
 //! key) and is bounded by the configured timeout, so an unreachable Redis costs a request
 //! at most that long before it is answered 503. Connections open on first use, on the
 //! runtime that serves requests, and reopen by themselves: the connection manager
-//! (standalone) and the cluster client follow their servers; in Sentinel mode a failed
-//! connection, or a master that became a replica (`READONLY`), is dropped and the next
-//! operation asks the sentinels for the current master.
+//! (standalone) follows its server; in Cluster mode a connection that fails (a dead
+//! master's slots time out) is dropped and the next operation reads the slot map afresh
+//! from the seed nodes; in Sentinel mode a failed connection, or a master that became a
+//! replica (`READONLY`), is dropped and the next operation asks the sentinels for the
+//! current master.
 //!
 //! A connection failure is logged when it starts (with its cause, see `redis_error.rs`)
 //! and when Redis answers again; the failing operations in between are not logged here.
@@ -90,7 +92,8 @@ impl RedisStore {
                     .map_err(|e| bad_url(&e))?;
                 Connector::Cluster {
                     client: builder.build().map_err(|e| bad_url(&e))?,
-                    conn: tokio::sync::OnceCell::new(),
+                    conn: ArcSwapOption::empty(),
+                    opening: tokio::sync::Mutex::new(()),
                     nodes,
                 }
             }
@@ -135,11 +138,22 @@ impl RedisStore {
                     self.bounded(conn.get_or_try_init(open)).await?.clone(),
                 ))
             }
-            Connector::Cluster { client, conn, .. } => {
-                let open = || client.get_async_connection();
-                Ok(Conn::Cluster(
-                    self.bounded(conn.get_or_try_init(open)).await?.clone(),
-                ))
+            Connector::Cluster {
+                client,
+                conn,
+                opening,
+                ..
+            } => {
+                if let Some(c) = conn.load_full() {
+                    return Ok(Conn::Cluster((*c).clone()));
+                }
+                let _opening = opening.lock().await;
+                if let Some(c) = conn.load_full() {
+                    return Ok(Conn::Cluster((*c).clone()));
+                }
+                let fresh = self.bounded(client.get_async_connection()).await?;
+                conn.store(Some(Arc::new(fresh.clone())));
+                Ok(Conn::Cluster(fresh))
             }
             Connector::Sentinel {
                 sentinel,
@@ -178,7 +192,8 @@ impl RedisStore {
     }
 
     /// Records a failed operation: logged when it is the connection's, and a Sentinel-mode
-    /// connection forgotten after a failure that suggests a failover. Returns the error.
+    /// or Cluster connection forgotten after a failure that suggests a failover. Returns
+    /// the error.
     fn on_failure(&self, e: &redis::RedisError) -> StoreError {
         let why = describe(e);
         if is_connection_failure(e) {
@@ -192,18 +207,27 @@ impl RedisStore {
         }
     }
 
-    /// Forgets a Sentinel-mode connection after a failure that suggests a failover.
+    /// Forgets a Sentinel-mode or Cluster connection after a failure that suggests a
+    /// failover. A Cluster connection keeps sending a failed master's slots to its old
+    /// address (connection attempts, then timeouts) and never reads the new slot map by
+    /// itself; a new connection reads it from the seed nodes.
     fn forget_on_failover(&self, e: &redis::RedisError) {
-        if let Connector::Sentinel { conn, .. } = &self.connector {
-            let readonly = e.to_string().contains("READONLY");
-            if readonly
-                || e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
-            {
-                conn.store(None);
-            }
+        let suggests_failover = e.to_string().contains("READONLY")
+            || e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout();
+        if suggests_failover {
+            self.forget_connection();
+        }
+    }
+
+    /// Drops the Sentinel-mode or Cluster connection: the next operation opens another.
+    fn forget_connection(&self) {
+        match &self.connector {
+            Connector::Sentinel { conn, .. } => conn.store(None),
+            Connector::Cluster { conn, .. } => conn.store(None),
+            Connector::Single { .. } => {}
         }
     }
 
@@ -215,9 +239,7 @@ impl RedisStore {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.on_failure(&e)),
             Err(_) => {
-                if let Connector::Sentinel { conn, .. } = &self.connector {
-                    conn.store(None);
-                }
+                self.forget_connection();
                 self.note_failure(&format!(
                     "timeout: no connection within {}ms",
                     self.timeout.as_millis()

@@ -25,3 +25,21 @@ pub(crate) fn config(ids: &[(&str, u8)], max_sessions: u64) -> SessionConfig {
         refresh_lock_wait: Duration::from_secs(5),
     }
 }
+
+/// A session of `sub` with sid `p1` and short placeholder tokens, under [`config`].
+pub(crate) fn session(sub: &str) -> crate::session::UserSession {
+    let tokens = crate::session::Tokens {
+        access_token: "at".into(),
+        refresh_token: Some("rt".into()),
+        id_token: None,
+        access_expires_at: Some(5),
+        refresh_expires_at: None,
+    };
+    crate::session::UserSession::new(
+        sub.into(),
+        Some("p1".into()),
+        serde_json::json!({"n": 1}),
+        tokens,
+        &config(&[("k", 9)], 10),
+    )
+}

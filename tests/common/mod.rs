@@ -164,6 +164,8 @@ pub struct GatewayConfig {
     pub at_rest_keys: Option<Vec<(String, String)>>,
     /// `session.key_census_interval`, when set.
     pub key_census_interval: Option<String>,
+    /// `session.store.redis.cache.window`, when set (the default otherwise).
+    pub cache_window: Option<String>,
 }
 
 impl GatewayConfig {
@@ -177,7 +179,14 @@ impl GatewayConfig {
             routes,
             at_rest_keys: None,
             key_census_interval: None,
+            cache_window: None,
         }
+    }
+
+    /// Keep sessions read from Redis in the cache this long (`session.store.redis.cache`).
+    pub fn cache_window(mut self, window: &str) -> GatewayConfig {
+        self.cache_window = Some(window.into());
+        self
     }
 
     /// Use this Redis for sessions.
@@ -213,8 +222,12 @@ impl GatewayConfig {
             .collect();
         let store = match &self.redis {
             Some(url) => format!(
-                "  store:\n    redis:\n      url: {url}\n      key_prefix: \"bfftest:\"\n      timeout: {}\n",
-                self.store_timeout
+                "  store:\n    redis:\n      url: {url}\n      key_prefix: \"bfftest:\"\n      timeout: {}\n{}",
+                self.store_timeout,
+                self.cache_window
+                    .as_ref()
+                    .map(|w| format!("      cache: {{ window: {w} }}\n"))
+                    .unwrap_or_default()
             ),
             None => String::new(),
         };
@@ -755,5 +768,32 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The session cache's default window (`session.store.redis.cache.window`): an ending made
+/// on another instance, or by the test through the library, is refused by a gateway for
+/// every request sent later than this after it.
+pub const CACHE_WINDOW: Duration = Duration::from_millis(100);
+
+/// Asks `status` (every 2 ms) until it answers `want`; `since` is when the ending was
+/// made. An other answer to a request sent more than [`CACHE_WINDOW`] after `since` fails
+/// the test with `what`.
+pub async fn answers_within_window<F, Fut>(since: Instant, want: u16, what: &str, mut status: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    loop {
+        let sent = since.elapsed();
+        let got = status().await;
+        if got == want {
+            return;
+        }
+        assert!(
+            sent < CACHE_WINDOW,
+            "{what}: answered {got}, not {want}, to a request sent {sent:?} after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

@@ -245,8 +245,22 @@ async fn logout_on_a_is_seen_by_b() {
     let body: Value = serde_json::from_str(&body).expect("logout JSON");
     assert!(body.get("logout_url").is_some(), "{body}");
 
-    // B no longer knows the session: 401 session_expired, cookie cleared.
-    let resp = env.api(1, &cookie).await;
+    // B no longer knows the session: 401 session_expired, cookie cleared. B read it just
+    // before (its session cache holds it): B must refuse it within the cache's window,
+    // normally at once (the logout's announcement reaches B in about a millisecond).
+    let logged_out = std::time::Instant::now();
+    let resp = loop {
+        let sent = logged_out.elapsed();
+        let resp = env.api(1, &cookie).await;
+        if resp.status() != 200 {
+            break resp;
+        }
+        assert!(
+            sent < Duration::from_millis(100),
+            "B served the session {sent:?} after the logout"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
     let cleared = provider::set_cookies(resp.headers())
         .into_iter()
         .any(|(n, v)| n == COOKIE && v.is_empty());

@@ -19,7 +19,11 @@ pub(in crate::session) enum Connector {
     },
     Cluster {
         client: ClusterClient,
-        conn: tokio::sync::OnceCell<ClusterConnection>,
+        /// The connection in use; forgotten after a failure that suggests the Cluster
+        /// changed (a failover), so the next one reads the slot map afresh.
+        conn: ArcSwapOption<ClusterConnection>,
+        /// Held while a connection is opened, so concurrent requests open one.
+        opening: tokio::sync::Mutex<()>,
         /// One client per configured node, for subscriptions (a Cluster relays `PUBLISH`
         /// to every node, so any node will do).
         nodes: Vec<Client>,

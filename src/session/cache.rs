@@ -1,0 +1,294 @@
+//! The session cache: decoded sessions of a shared store (Redis), kept in this process so
+//! that a request with a session costs no round trip.
+//!
+//! What it promises: a session read from the store is served from here until `window`
+//! after that read was sent, so an ending made anywhere (another instance's logout, an
+//! operator's revocation, the store's own expiry or restart) is seen here within `window`
+//! whatever happens to the network. Within that bound it is kept true by the revocation
+//! bus: an ending announced on this instance is forgotten at once, one announced on another
+//! instance as soon as its pub/sub message arrives. The cache serves nothing until the bus
+//! is subscribed; a lost subscription empties it and it serves nothing again until the
+//! subscription is back.
+//!
+//! A read races an ending: a session read just before its deletion and stored here just
+//! after the announcement would be served stale for a whole window. Every forgetting bumps a
+//! generation; a read whose generation changed while it was in flight is not kept.
+//!
+//! Entries are bounded by count and by bytes: each weighs its approximate size, and at least
+//! `max_bytes / max_entries`, so neither bound can be passed.
+
+use super::state::{now_secs, SessionId, UserSession};
+use super::{codec, SessionStore, StoreError};
+use crate::config::SessionCacheConfig;
+use crate::metrics;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Decoded sessions by storage-key hash (see [`super::codec::key_hash`]).
+pub struct SessionCache {
+    /// Each session with the moment its read was sent.
+    entries: moka::sync::Cache<String, (Instant, UserSession)>,
+    generation: AtomicU64,
+    window: Duration,
+    /// Whether endings are being heard (the bus is subscribed).
+    trusted: AtomicBool,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("window", &self.window)
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read from the store as the cache sees it: when it was sent, and the cache's
+/// generation then.
+#[derive(Debug, Clone, Copy)]
+pub struct Read {
+    generation: u64,
+    sent: Instant,
+}
+
+/// The approximate heap and inline size of a cached session, in bytes.
+fn weight(session: &UserSession) -> usize {
+    let t = &session.tokens;
+    std::mem::size_of::<UserSession>()
+        + 64
+        + session.sub.len()
+        + session.sid.as_ref().map_or(0, String::len)
+        + session.claims.to_string().len()
+        + t.access_token.len()
+        + t.refresh_token.as_ref().map_or(0, String::len)
+        + t.id_token.as_ref().map_or(0, String::len)
+        + session.client_addr.as_ref().map_or(0, String::len)
+        + session.user_agent.as_ref().map_or(0, String::len)
+        + session
+            .route_tokens
+            .iter()
+            .map(|(k, t)| k.len() + t.access_token.len() + 32)
+            .sum::<usize>()
+        + session.dpop_key.as_ref().map_or(0, |_| 256)
+}
+
+impl SessionCache {
+    /// A cache as `config` says; `None` when its window is zero (no cache).
+    pub fn new(config: &SessionCacheConfig) -> Option<Self> {
+        if config.window.is_zero() || config.max_entries == 0 {
+            return None;
+        }
+        let floor = u32::try_from(config.max_bytes / config.max_entries)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(config.max_bytes.max(1))
+            .weigher(move |_: &String, (_, s): &(Instant, UserSession)| {
+                u32::try_from(weight(s)).unwrap_or(u32::MAX).max(floor)
+            })
+            .time_to_live(config.window)
+            .build();
+        Some(SessionCache {
+            entries,
+            generation: AtomicU64::new(0),
+            window: config.window,
+            trusted: AtomicBool::new(false),
+        })
+    }
+
+    /// The generation to pass to [`Self::keep`] for a read starting now.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// What [`Self::keep`] needs of a read about to be sent: its generation and the moment.
+    pub fn read_starts(&self) -> Read {
+        Read {
+            generation: self.generation(),
+            sent: Instant::now(),
+        }
+    }
+
+    /// Starts serving (endings are heard from now on) or stops (they may be missed), emptied
+    /// either way: nothing read while endings could be missed is kept.
+    pub fn trust(&self, heard: bool) {
+        self.trusted.store(false, Ordering::Release);
+        self.clear();
+        self.trusted.store(heard, Ordering::Release);
+    }
+
+    /// The session under `hash` if it was read from the store less than a window ago and
+    /// endings are being heard.
+    pub fn get(&self, hash: &str) -> Option<UserSession> {
+        let found = if self.trusted.load(Ordering::Acquire) {
+            self.entries
+                .get(hash)
+                .filter(|(sent, _)| sent.elapsed() < self.window)
+                .map(|(_, s)| s)
+        } else {
+            None
+        };
+        if found.is_some() {
+            metrics::CACHE_HIT.inc();
+        } else {
+            metrics::CACHE_MISS.inc();
+        }
+        found
+    }
+
+    /// Keeps `session`, read from the store under `hash` by `read`, unless something was
+    /// forgotten since the read was sent (it might have been this one).
+    pub fn keep(&self, hash: String, session: UserSession, read: Read) {
+        if !self.trusted.load(Ordering::Acquire) || self.generation() != read.generation {
+            return;
+        }
+        self.entries.insert(hash.clone(), (read.sent, session));
+        // A forgetting between the check and the insert may have missed this entry.
+        if self.generation() != read.generation {
+            self.entries.invalidate(&hash);
+        }
+    }
+
+    /// Forgets the sessions under `hashes` (they ended or changed).
+    pub fn forget(&self, hashes: &[String]) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for hash in hashes {
+            self.entries.invalidate(hash);
+        }
+    }
+
+    /// Forgets everything (the announcements of endings may have been missed).
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+        metrics::SESSION_CACHE_CLEARS.inc();
+    }
+
+    /// How many sessions are held (approximate: expired entries leave lazily).
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SessionStore {
+    /// A live session, from the cache when it was read from the store less than a window
+    /// ago (its idle timeout then slid at that read), else as [`SessionStore::get`] reads
+    /// it. The absolute end is checked either way. For reads that decide a write (a
+    /// refresh), use [`SessionStore::get`].
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn get_cached(&self, id: &SessionId) -> Result<Option<UserSession>, StoreError> {
+        let Some(cache) = self.revocations.cache() else {
+            return self.get(id).await;
+        };
+        let hash = codec::key_hash(id);
+        if let Some(session) = cache.get(&hash) {
+            if session.expires_at > now_secs() {
+                return Ok(Some(session));
+            }
+        }
+        let read = cache.read_starts();
+        let found = self.get(id).await?;
+        if let Some(session) = &found {
+            cache.keep(hash, session.clone(), read);
+        }
+        Ok(found)
+    }
+
+    /// How many sessions the cache holds; `None` without one.
+    pub fn cached_sessions(&self) -> Option<u64> {
+        self.revocations.cache().map(SessionCache::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::test_support;
+
+    fn cache(window_ms: u64, max_entries: u64, max_bytes: u64) -> SessionCache {
+        let c = SessionCache::new(&SessionCacheConfig {
+            window: Duration::from_millis(window_ms),
+            max_entries,
+            max_bytes,
+        })
+        .expect("a cache");
+        c.trust(true);
+        c
+    }
+
+    fn session(sub: &str) -> UserSession {
+        test_support::session(sub)
+    }
+
+    #[test]
+    fn a_zero_window_is_no_cache() {
+        let off = SessionCacheConfig {
+            window: Duration::ZERO,
+            max_entries: 10,
+            max_bytes: 1 << 20,
+        };
+        assert!(SessionCache::new(&off).is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_or_kept_while_endings_may_be_missed() {
+        let c = cache(10_000, 10, 1 << 20);
+        c.keep("h".into(), session("u"), c.read_starts());
+        c.trust(false);
+        assert_eq!(c.get("h"), None);
+        c.keep("h".into(), session("u"), c.read_starts());
+        c.trust(true);
+        assert_eq!(c.get("h"), None);
+    }
+
+    #[test]
+    fn entries_live_one_window() {
+        let c = cache(50, 10, 1 << 20);
+        let s = session("u");
+        c.keep("h".into(), s.clone(), c.read_starts());
+        assert_eq!(c.get("h"), Some(s));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.get("h"), None);
+    }
+
+    #[test]
+    fn forgotten_entries_are_gone_and_a_read_in_flight_is_not_kept() {
+        let c = cache(10_000, 10, 1 << 20);
+        let s = session("u");
+        c.keep("a".into(), s.clone(), c.read_starts());
+        c.keep("b".into(), s.clone(), c.read_starts());
+        let before = c.read_starts();
+        c.forget(&["a".into()]);
+        assert_eq!(c.get("a"), None);
+        assert_eq!(c.get("b"), Some(s.clone()));
+        // Read before the forgetting, answered after it: not kept.
+        c.keep("a".into(), s.clone(), before);
+        assert_eq!(c.get("a"), None);
+        c.clear();
+        assert_eq!(c.get("b"), None);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn entries_are_bounded_by_count_and_bytes() {
+        let by_count = cache(10_000, 5, 1 << 30);
+        for i in 0..50 {
+            by_count.keep(format!("k{i}"), session("u"), by_count.read_starts());
+        }
+        assert!(by_count.len() <= 5, "{}", by_count.len());
+        let one = u64::try_from(weight(&session("u"))).expect("small");
+        let by_bytes = cache(10_000, 1_000, one * 3);
+        for i in 0..50 {
+            by_bytes.keep(format!("k{i}"), session("u"), by_bytes.read_starts());
+        }
+        assert!(by_bytes.len() <= 3, "{}", by_bytes.len());
+    }
+}
