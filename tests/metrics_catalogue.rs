@@ -1,6 +1,6 @@
 //! The metrics catalogue (`docs/metrics.md`) against the code and against a real scrape.
 //!
-//! * The catalogue table and `src/metrics.rs` name exactly the same metrics, with the same
+//! * The catalogue table and `src/metrics/` name exactly the same metrics, with the same
 //!   types, so neither can drift.
 //! * Known traffic against the real binary (in-memory store, an echo upstream, a closed
 //!   port) shows up in the scrape with exactly the counts that traffic implies, and the
@@ -67,11 +67,26 @@ fn catalogue() -> BTreeMap<String, String> {
     rows
 }
 
-/// Every `"bff_…"` string literal in src/metrics.rs, with the type its `register_*!` macro
+/// The source of the metrics module: every file under src/metrics/, in name order.
+fn metrics_source() -> String {
+    let dir = Path::new(ROOT).join("src/metrics");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read src/metrics")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read a metrics source file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every `"bff_…"` string literal in src/metrics/, with the type its `register_*!` macro
 /// gives it (`counter`, `histogram`, `gauge`).
 fn registered() -> BTreeMap<String, String> {
-    let src = std::fs::read_to_string(Path::new(ROOT).join("src/metrics.rs"))
-        .expect("read src/metrics.rs");
+    let src = metrics_source();
     let mut out = BTreeMap::new();
     let mut rest = src.as_str();
     while let Some(at) = rest.find("\"bff_") {
@@ -105,7 +120,7 @@ fn registered() -> BTreeMap<String, String> {
         );
         rest = &after[end + 1..];
     }
-    assert!(out.len() >= 10, "found only {out:?} in src/metrics.rs");
+    assert!(out.len() >= 10, "found only {out:?} in src/metrics/");
     out
 }
 
@@ -119,7 +134,7 @@ fn catalogue_names_exactly_the_registered_metrics() {
     let unregistered: Vec<_> = doc_names.difference(&src_names).collect();
     assert!(
         undocumented.is_empty() && unregistered.is_empty(),
-        "docs/metrics.md and src/metrics.rs disagree:\n  registered but not catalogued: \
+        "docs/metrics.md and src/metrics/ disagree:\n  registered but not catalogued: \
          {undocumented:?}\n  catalogued but not registered: {unregistered:?}"
     );
     for (name, kind) in &src {
@@ -134,7 +149,7 @@ fn catalogue_names_exactly_the_registered_metrics() {
 fn every_metric_is_registered_at_start_by_init() {
     // `metrics::init` forces every Lazy; a metric missing there would be registered only
     // on first use. Count `Lazy::force(&X)` against the statics.
-    let src = std::fs::read_to_string(Path::new(ROOT).join("src/metrics.rs")).unwrap();
+    let src = metrics_source();
     let statics: BTreeSet<&str> = src
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub static "))

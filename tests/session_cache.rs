@@ -157,8 +157,9 @@ async fn a_session_deleted_behind_bffgates_back_is_served_at_most_one_window() {
     let pair = Pair::start(Some("3s")).await;
     pair.wait_cache_serving().await;
     let (session, cookie) = pair.sessions.login("mallory", "at-m").await;
-    let read = Instant::now();
     assert_eq!(status(&pair.b, &cookie).await, 200);
+    // B's read of it from Redis was sent before this moment.
+    let read = Instant::now();
     // Deleted in Redis directly: nobody announces it.
     let key = format!(
         "bfftest:{{{}}}:s",

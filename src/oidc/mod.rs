@@ -94,6 +94,10 @@ impl OidcClient {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(3))
+            // Idle connections go before the 5 s keep-alive of Node and Apache servers: a
+            // token request (a POST, never retried) must not go out on a connection the
+            // provider is closing.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| OidcError::Unavailable(format!("http client: {e}")))?;
         Ok(OidcClient {

@@ -9,7 +9,9 @@
 //! announcements made in between may be lost, so subscribers re-check what they hold.
 //! The bus also keeps the session cache true: what it announces or hears is forgotten
 //! there first, and the cache is emptied when the subscription is lost and again when it
-//! is back.
+//! is back. A session that changed (new tokens) is announced as `~<hash>` on the same
+//! channel: caches forget it, live connections keep going (and instances that predate
+//! this ignore it, as they ignore anything that is not a hash).
 
 use super::{SessionCache, SessionId, Store};
 use futures_util::StreamExt;
@@ -63,15 +65,19 @@ fn is_hash(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The hashes of one pub/sub message; anything that is not a hash is ignored.
-fn parse(message: &[u8]) -> Vec<String> {
-    std::str::from_utf8(message)
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| is_hash(s))
-        .take(MAX_PER_MESSAGE)
-        .map(str::to_owned)
-        .collect()
+/// What one pub/sub message says: the hashes of ended sessions, and of changed ones
+/// (`~<hash>`). Anything else is ignored.
+fn parse(message: &[u8]) -> (Vec<String>, Vec<String>) {
+    let (mut ended, mut changed) = (Vec::new(), Vec::new());
+    let words = std::str::from_utf8(message).unwrap_or("").split(' ');
+    for word in words.take(MAX_PER_MESSAGE) {
+        match word.strip_prefix('~') {
+            Some(hash) if is_hash(hash) => changed.push(hash.to_owned()),
+            None if is_hash(word) => ended.push(word.to_owned()),
+            _ => {}
+        }
+    }
+    (ended, changed)
 }
 
 impl Revocations {
@@ -89,11 +95,17 @@ impl Revocations {
         self.cache.as_deref()
     }
 
-    /// Forgets a session this process changed (its other instances' copies age out within
-    /// the cache's window).
-    pub(crate) fn forget_changed(&self, id: &SessionId) {
-        if let Some(cache) = &self.cache {
-            cache.forget(&[super::codec::key_hash(id)]);
+    /// Announces that a session changed (new tokens): forgotten by this process's cache at
+    /// once and by every instance's when the message arrives. Only with a cache: without
+    /// one nobody holds a copy. A failure to publish is logged: other instances' copies
+    /// then age out within the cache's window.
+    pub(crate) async fn announce_changed(&self, store: &dyn Store, id: &SessionId) {
+        let Some(cache) = &self.cache else { return };
+        let hash = super::codec::key_hash(id);
+        cache.forget(std::slice::from_ref(&hash));
+        let message = format!("~{hash}");
+        if let Err(e) = store.publish(&self.channel, message.as_bytes()).await {
+            tracing::warn!(error = %e, "could not announce a changed session to other instances");
         }
     }
 
@@ -153,12 +165,17 @@ impl Revocations {
                             m = messages.next() => m,
                         };
                         let Some(message) = next else { break };
-                        let hashes = parse(&message);
-                        if !hashes.is_empty() {
-                            if let Some(cache) = &self.cache {
-                                cache.forget(&hashes);
+                        let (ended, changed) = parse(&message);
+                        if let Some(cache) = &self.cache {
+                            if !changed.is_empty() {
+                                cache.forget(&changed);
                             }
-                            let _ = self.local.send(Revocation::Sessions(hashes.into()));
+                            if !ended.is_empty() {
+                                cache.forget(&ended);
+                            }
+                        }
+                        if !ended.is_empty() {
+                            let _ = self.local.send(Revocation::Sessions(ended.into()));
                         }
                     }
                     self.trust_cache(false);
@@ -185,9 +202,14 @@ mod tests {
     fn only_hashes_are_read_from_a_message() {
         let a = "a".repeat(64);
         let b = "0123456789abcdef".repeat(4);
-        let msg = format!("{a} nothex {b} {} {}", "A".repeat(64), "a".repeat(63));
-        assert_eq!(parse(msg.as_bytes()), vec![a, b]);
-        assert!(parse(&[0xff, 0xfe]).is_empty());
+        let c = "c".repeat(64);
+        let msg = format!(
+            "{a} nothex {b} {} {} ~{c} ~x ~~{c}",
+            "A".repeat(64),
+            "a".repeat(63)
+        );
+        assert_eq!(parse(msg.as_bytes()), (vec![a, b], vec![c]));
+        assert_eq!(parse(&[0xff, 0xfe]), (vec![], vec![]));
     }
 
     #[tokio::test]

@@ -385,7 +385,11 @@ impl SessionStore {
         let key = codec.storage_key(&s.id);
         let blob = codec.seal(&key, s)?;
         let updated = timed("update", self.backend.update(&key, &blob)).await?;
-        self.revocations.forget_changed(&s.id);
+        if updated {
+            self.revocations
+                .announce_changed(&*self.backend, &s.id)
+                .await;
+        }
         if updated && codec.key_ids().nth(1).is_some() {
             // During a rotation: the session may be indexed under an older key's names only.
             self.join_current_indexes(&codec, &key, s).await;
