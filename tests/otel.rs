@@ -67,6 +67,9 @@ async fn gateway(
         "",
     )])
     .redis(redis.url())
+    // Every request reads Redis (with the session cache a repeat would be served from
+    // it, with no store call to show).
+    .cache_window("0")
     .yaml();
     let yaml = format!(
         "{yaml}otel:\n  endpoint: \"{}\"\n  service_name: bffgate-test\n  accept_traceparent: {accept_traceparent}\n",
