@@ -15,7 +15,7 @@ use crate::common::streams::{SseServer, WsEcho};
 use crate::common::watch;
 use crate::common::{
     answers_within_window, bffgate_command, check_config, client, expect_error, route,
-    session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess, COOKIE,
+    session_cookie, session_json, EchoServer, Gateway, GatewayConfig, RedisProcess, COOKIE,
 };
 
 /// How long a gateway may take to answer `/readyz` 200.
@@ -128,15 +128,7 @@ impl Pair {
 
     /// The user's `sub` as `/bff/session` shows it.
     async fn sub(&self, cookie: &str) -> String {
-        let v: Value = client()
-            .get(self.a.url("/bff/session"))
-            .header("cookie", session_cookie(cookie))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = session_json(&self.a, cookie).await;
         v["sub"].as_str().expect("sub").to_owned()
     }
 }

@@ -29,8 +29,8 @@ use crate::common::agent::{
 use crate::common::provider::{stat, OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
 use crate::common::scrape::{metric, scrape};
 use crate::common::{
-    client, eventually, expect_echo, expect_error, free_port, now, query_param, route,
-    session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess, APP_ORIGIN, COOKIE,
+    client, eventually, expect_echo, expect_error, expect_limited, free_port, now, query_param,
+    route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess, APP_ORIGIN, COOKIE,
     CSRF_HEADER,
 };
 

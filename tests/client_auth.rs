@@ -11,12 +11,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::agent::{cookie_value, set_cookie_for, POST_LOGIN};
-use crate::common::provider::{stat, OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
+use crate::common::provider::{stat, Provider, ProviderSettings, USER};
 use crate::common::scrape::{metric, scrape};
 use crate::common::{
     client, echo_get, eventually, expect_error, get_json, route, session_cookie, EchoServer,
     Gateway, GatewayConfig, APP_ORIGIN, COOKIE, CSRF_HEADER,
 };
+use crate::common::{login_alice_until_callback, session_json};
 
 /// How long a gateway may take to answer `/readyz` 200.
 const READY: Duration = Duration::from_secs(10);
@@ -72,15 +73,7 @@ async fn register(provider: &mut Provider, gw: &Gateway, private_key_jwt: bool) 
 /// the browser to, and the session cookie bffgate set.
 async fn login(gw: &Gateway, provider: &Provider) -> (url::Url, String) {
     let http = client();
-    let pending = OpBrowser::new()
-        .login_until_callback(
-            &http,
-            &gw.url("/bff/login?return_to=/after"),
-            USER,
-            PASSWORD,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()));
+    let pending = login_alice_until_callback(gw, provider, &http).await;
     let resp = pending.send(&http).await.unwrap();
     let status = resp.status().as_u16();
     let set = set_cookie_for(resp.headers(), COOKIE);
@@ -262,15 +255,7 @@ async fn par_sends_the_browser_only_client_id_and_request_uri() {
     let mut endpoint = authorization_url.clone();
     endpoint.set_query(None);
     assert_eq!(endpoint.as_str(), discovery["authorization_endpoint"]);
-    let session: Value = client()
-        .get(gw.url("/bff/session"))
-        .header("cookie", session_cookie(&cookie))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = session_json(&gw, &cookie).await;
     assert_eq!(session["sub"], USER, "{session}");
     let resp = refresh_now(&gw, &cookie).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());

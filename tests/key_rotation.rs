@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::common::agent::{cookie_value, set_cookie_for, OidcBlock};
 use crate::common::load::Load;
-use crate::common::provider::{OpBrowser, Provider, ProviderSettings, PASSWORD, USER};
+use crate::common::login_alice_until_callback;
+use crate::common::provider::{Provider, ProviderSettings};
 use crate::common::redis::RedisProcess;
 use crate::common::scrape::{metric, scrape_url, time_until_metric};
 use crate::common::sessions::Sessions;
@@ -210,15 +211,7 @@ async fn rotating_both_keys_by_reload_logs_nobody_out() {
 /// cookie it set, if any.
 async fn try_login(gw: &Gateway, provider: &Provider) -> (u16, Option<String>) {
     let http = client();
-    let pending = OpBrowser::new()
-        .login_until_callback(
-            &http,
-            &gw.url("/bff/login?return_to=/after"),
-            USER,
-            PASSWORD,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()));
+    let pending = login_alice_until_callback(gw, provider, &http).await;
     let resp = pending.send(&http).await.expect("callback");
     let set = set_cookie_for(resp.headers(), COOKIE).map(|s| cookie_value(&s));
     (resp.status().as_u16(), set.filter(|v| !v.is_empty()))

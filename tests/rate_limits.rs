@@ -13,8 +13,8 @@ use std::time::Duration;
 use crate::common::scrape::{metric, scrape};
 use crate::common::sessions::Sessions;
 use crate::common::{
-    check_file, client, eventually, expect_error, route, session_cookie, write_config, EchoServer,
-    Gateway, GatewayConfig, RedisProcess,
+    check_file, client, eventually, expect_error, expect_limited, route, session_cookie,
+    write_config, EchoServer, Gateway, GatewayConfig, RedisProcess,
 };
 
 /// `api` (auth required): 10 per hour per session, all at once. `pub` (auth none): 3 per
@@ -47,18 +47,6 @@ async fn get(gw: &Gateway, path: &str, cookie: Option<&str>) -> reqwest::Respons
         req = req.header("cookie", session_cookie(c));
     }
     req.send().await.expect("request to bffgate")
-}
-
-/// Asserts a `429 rate_limited` whose `Retry-After` is whole seconds in `1..=max`.
-async fn expect_limited(resp: reqwest::Response, max: u64) {
-    let retry: u64 = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("a Retry-After of whole seconds");
-    assert!((1..=max).contains(&retry), "Retry-After {retry}");
-    expect_error(resp, 429, "rate_limited").await;
 }
 
 async fn value(gw: &Gateway, series: &str) -> Option<f64> {

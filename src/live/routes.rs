@@ -75,10 +75,11 @@ impl Route {
         if ups.is_empty() {
             return None;
         }
+        let now = now_millis();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let healthy = (0..ups.len())
             .map(|k| (start + k) % ups.len())
-            .find(|&i| self.in_rotation(i));
+            .find(|&i| self.in_rotation_at(i, now));
         let i = healthy.unwrap_or(start % ups.len());
         let addr = self.addrs.get(i).and_then(|a| a.pick(ups[i].port));
         Some((i, &ups[i], addr))
@@ -115,11 +116,16 @@ impl Route {
     /// Whether upstream `i` is in rotation now: it has an address and is not taken out by
     /// a failed connect or check.
     pub fn in_rotation(&self, i: usize) -> bool {
+        self.in_rotation_at(i, now_millis())
+    }
+
+    /// [`Self::in_rotation`] at `now` (ms since the Unix epoch), read once per pick.
+    fn in_rotation_at(&self, i: usize, now: u64) -> bool {
         self.addrs.get(i).is_some_and(|a| a.is_resolved())
             && self
                 .down_until
                 .get(i)
-                .is_some_and(|d| d.load(Ordering::Relaxed) <= now_millis())
+                .is_some_and(|d| d.load(Ordering::Relaxed) <= now)
     }
 
     /// Puts upstream `i` back into rotation.

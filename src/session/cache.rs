@@ -195,7 +195,7 @@ impl SessionStore {
             }
         }
         let read = cache.read_starts();
-        let found = self.get(id).await?;
+        let found = self.get_hashed(id, &hash).await?;
         if let Some(session) = &found {
             cache.keep(hash, session.clone(), read);
         }

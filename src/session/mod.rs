@@ -349,8 +349,17 @@ impl SessionStore {
     /// # Errors
     /// The backend failed.
     pub async fn get(&self, id: &SessionId) -> Result<Option<UserSession>, StoreError> {
+        self.get_hashed(id, &codec::key_hash(id)).await
+    }
+
+    /// [`Self::get`] of session `id` whose storage-key hash is `hash` (already known).
+    async fn get_hashed(
+        &self,
+        id: &SessionId,
+        hash: &str,
+    ) -> Result<Option<UserSession>, StoreError> {
         let codec = self.codec.load_full();
-        let key = codec.storage_key(id);
+        let key = codec.storage_key_of_hash(hash);
         let idle = self.lifetimes.load().idle;
         // Reading a session is using it: its idle timeout restarts in the same command.
         let Some(blob) = timed("get", self.backend.get_sliding(&key, idle)).await? else {

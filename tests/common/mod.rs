@@ -663,6 +663,37 @@ pub async fn login_alice(gw: &Gateway, provider: &provider::Provider) -> String 
     agent::cookie_value(&set)
 }
 
+/// `GET /bff/session` at `gw` with this session cookie: the JSON.
+pub async fn session_json(gw: &Gateway, cookie: &str) -> serde_json::Value {
+    client()
+        .get(gw.url("/bff/session"))
+        .header("cookie", session_cookie(cookie))
+        .send()
+        .await
+        .expect("request to bffgate")
+        .json()
+        .await
+        .expect("session JSON")
+}
+
+/// Alice's login at `gw` through `provider`'s form with a fresh provider browser, up to the
+/// callback (not sent yet: what the browser would send bffgate next, through `http`).
+pub async fn login_alice_until_callback(
+    gw: &Gateway,
+    provider: &provider::Provider,
+    http: &reqwest::Client,
+) -> provider::PendingCallback {
+    provider::OpBrowser::new()
+        .login_until_callback(
+            http,
+            &gw.url("/bff/login?return_to=/after"),
+            provider::USER,
+            provider::PASSWORD,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}\n{}", gw.log(), provider.log()))
+}
+
 /// Asserts a response came from the echo upstream (200, JSON) and returns what it saw.
 pub async fn expect_echo(resp: reqwest::Response) -> Echoed {
     let status = resp.status();
@@ -796,4 +827,16 @@ where
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Asserts a `429 rate_limited` whose `Retry-After` is whole seconds in `1..=max`.
+pub async fn expect_limited(resp: reqwest::Response, max: u64) {
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After of whole seconds");
+    assert!((1..=max).contains(&retry), "Retry-After {retry}");
+    expect_error(resp, 429, "rate_limited").await;
 }

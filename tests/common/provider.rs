@@ -27,7 +27,7 @@ use super::process::ChildGuard;
 
 mod driver;
 
-pub use driver::{login, set_cookies, OpBrowser};
+pub use driver::{login, set_cookies, OpBrowser, PendingCallback};
 
 /// How long the provider may take to print `READY` after spawn.
 /// Generous: loading oidc-provider and making an RSA key takes seconds when the suite

@@ -128,6 +128,16 @@ async fn guard_with_session(provider: Arc<FakeProvider>, expires_in: i64) -> (Gu
 
 mod route_tokens;
 
+/// The session as the store holds it now (it must still be there).
+async fn stored(guard: &Guard, session: &UserSession) -> UserSession {
+    guard
+        .store()
+        .get(&session.id)
+        .await
+        .expect("get")
+        .expect("kept")
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_storm_on_one_session_makes_one_provider_call() {
     let provider = FakeProvider::new(Answer::Tokens, Duration::from_millis(300));
@@ -143,12 +153,7 @@ async fn a_storm_on_one_session_makes_one_provider_call() {
         assert_eq!(tokens.access_token, "at-1");
     }
     assert_eq!(provider.calls(), 1);
-    let stored = guard
-        .store()
-        .get(&session.id)
-        .await
-        .expect("get")
-        .expect("kept");
+    let stored = stored(&guard, &session).await;
     assert_eq!(stored.tokens.access_token, "at-1");
 }
 
@@ -216,12 +221,7 @@ async fn tokens_found_through_a_grace_record_are_written_back() {
         .expect("fresh");
     assert_eq!(tokens.access_token, "at-grace");
     assert_eq!(provider.calls(), 0);
-    let stored = guard
-        .store()
-        .get(&session.id)
-        .await
-        .expect("get")
-        .expect("kept");
+    let stored = stored(&guard, &session).await;
     assert_eq!(stored.tokens.refresh_token.as_deref(), Some("rt-grace"));
 }
 
