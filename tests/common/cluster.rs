@@ -306,6 +306,9 @@ fn start_node(dir: &Path, node_timeout: Option<&str>) -> Result<Node, String> {
         let (port_arg, bus_arg) = (port.to_string(), bus.to_string());
         let nodes_file = dir.join(format!("nodes-{port}.conf")).display().to_string();
         let dir_arg = dir.display().to_string();
+        // Nodes share the directory: a replica's full sync writes and reloads this file,
+        // and three replicas syncing at once must not load each other's masters' data.
+        let rdb_file = format!("dump-{port}.rdb");
         let mut args = vec![
             "--port",
             &port_arg,
@@ -323,6 +326,8 @@ fn start_node(dir: &Path, node_timeout: Option<&str>) -> Result<Node, String> {
             "no",
             "--dir",
             &dir_arg,
+            "--dbfilename",
+            &rdb_file,
         ];
         if let Some(t) = node_timeout {
             // A replica may take over however long ago it last heard from its master.

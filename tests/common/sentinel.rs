@@ -205,6 +205,9 @@ fn server_args(port: u16, dir: &Path, replica_of: Option<u16>) -> Vec<String> {
         "no".into(),
         "--dir".into(),
         dir.display().to_string(),
+        // Master and replica share the directory; a full sync writes and reloads this.
+        "--dbfilename".into(),
+        format!("dump-{port}.rdb"),
     ];
     if let Some(m) = replica_of {
         args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
