@@ -105,7 +105,11 @@ async fn main() {
             &config,
         );
         if mode == "cache" {
-            cache.keep(format!("{i:064x}"), s, cache.read_starts());
+            cache.keep(
+                format!("{i:064x}"),
+                std::sync::Arc::new(s),
+                cache.read_starts(),
+            );
         } else {
             store.create(&s).await.expect("store");
         }

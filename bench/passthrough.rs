@@ -9,6 +9,8 @@
 //! `UPSTREAM_ADDR` is an `ip:port` resolved once at start. `THREADS` (default 1) matches
 //! bffgate's `server.threads` in the bench config; `RUN_DIR` (default the system temp
 //! dir) holds the pid file and upgrade socket so several instances do not collide.
+//! `PASSTHROUGH_WORK_STEALING=false` runs Pingora's no-steal runtime (one single-threaded
+//! runtime per thread) instead of its default work-stealing one.
 //! SIGINT stops it at once. Used by `bench/run.sh`; see `bench/README.md`.
 
 #![allow(
@@ -63,8 +65,10 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
 
+    let work_stealing = std::env::var("PASSTHROUGH_WORK_STEALING").map_or(true, |v| v != "false");
     let conf = ServerConf {
         threads,
+        work_stealing,
         pid_file: run_dir
             .join(format!("passthrough-{}.pid", std::process::id()))
             .to_string_lossy()
@@ -84,6 +88,8 @@ fn main() {
     proxy.add_tcp(&listen);
     server.add_service(proxy);
 
-    eprintln!("passthrough: {listen} -> {upstream} ({threads} thread(s))");
+    eprintln!(
+        "passthrough: {listen} -> {upstream} ({threads} thread(s), work stealing {work_stealing})"
+    );
     server.run_forever()
 }

@@ -53,6 +53,7 @@ pub fn build_server(config: &Config, opts: &RunOptions) -> Result<Server, AppErr
     crate::metrics::CONFIG_LAST_RELOAD.set(crate::session::now_secs() as f64);
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         pid_file: config.server.pid_file.clone(),
         upgrade_sock: config.server.upgrade_sock.clone(),
         grace_period_seconds: Some(config.server.grace_period_seconds),

@@ -101,6 +101,9 @@ pub struct MetricsFile {
 pub struct ServerFile {
     /// Worker threads of the proxy service (default: the number of CPUs).
     pub threads: Option<usize>,
+    /// Whether idle worker threads take queued tasks from busy ones (default false: each
+    /// connection stays on the thread it was given).
+    pub work_stealing: Option<bool>,
     /// Host names bffgate answers for; any other host gets 421 (default: empty, any host).
     pub hosts: Option<Vec<String>>,
     /// `strip_for_routing` (default) or `refuse`: how `;` path parameters are treated.

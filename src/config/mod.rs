@@ -147,6 +147,8 @@ pub struct TlsListener {
 pub struct ServerSettings {
     /// Proxy worker threads.
     pub threads: usize,
+    /// Whether Pingora's worker threads steal each other's tasks.
+    pub work_stealing: bool,
     /// Host names (lowercase, no port) bffgate answers for; empty: any.
     pub hosts: Vec<String>,
     /// How `;` path parameters are treated.

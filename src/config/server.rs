@@ -77,6 +77,7 @@ pub(super) fn settings(
     );
     ServerSettings {
         threads,
+        work_stealing: f.work_stealing.unwrap_or(false),
         hosts: hosts(f.hosts.as_deref(), p),
         path_params: path_params(f.path_params.as_deref(), p),
         grace_period_seconds,
@@ -212,6 +213,18 @@ mod tests {
         assert!(e.contains("server.trusted_proxies[0]"), "{e}");
         assert!(e.contains("server.trusted_proxies[1]"), "{e}");
         assert!(e.contains("server.client_ip_header"), "{e}");
+    }
+
+    #[test]
+    fn work_stealing_is_off_unless_asked_for() {
+        let c = parse(Path::new("t.yaml"), &base(), &env).expect("valid");
+        assert!(!c.server.work_stealing);
+        let text = format!("{}server: {{work_stealing: true}}\n", base());
+        let c = parse(Path::new("t.yaml"), &text, &env).expect("valid");
+        assert!(c.server.work_stealing);
+        let text = format!("{}server: {{work_stealing: sometimes}}\n", base());
+        let e = parse(Path::new("t.yaml"), &text, &env).expect_err("not a bool");
+        assert!(e.to_string().contains("work_stealing"), "{e}");
     }
 
     #[test]

@@ -6,13 +6,10 @@ use crate::metrics;
 use crate::session::{SessionStore, StoreError, UserSession};
 use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
+use std::sync::Arc;
 
 /// What the request's cookie leads to.
 #[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one short-lived value per request, matched at once: boxing the session buys nothing"
-)]
 pub enum Lookup {
     /// No session cookie.
     Missing,
@@ -22,8 +19,8 @@ pub enum Lookup {
     Expired,
     /// A live session; `reseal` when its cookie was sealed with an older key.
     Found {
-        /// The session.
-        session: UserSession,
+        /// The session, shared with the session cache (clone it to change it).
+        session: Arc<UserSession>,
         /// Whether to send a re-sealed cookie.
         reseal: bool,
     },
@@ -48,7 +45,7 @@ impl Lookup {
     ///
     /// # Errors
     /// [`Lookup::refusal`] when there is no live session.
-    pub fn into_session(self) -> Result<(UserSession, bool), ApiError> {
+    pub fn into_session(self) -> Result<(Arc<UserSession>, bool), ApiError> {
         match self {
             Lookup::Found { session, reseal } => Ok((session, reseal)),
             other => Err(other.refusal()),

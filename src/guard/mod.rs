@@ -28,6 +28,7 @@ use crate::live::LiveConfig;
 use crate::metrics;
 use crate::session::{now_secs, SessionId, SessionStore, Tokens, UserSession};
 use pingora::http::RequestHeader;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// What an admitted request carries upstream.
@@ -37,16 +38,14 @@ pub struct Admitted {
     pub access_token: Option<String>,
     /// A re-sealed session cookie to send back (its cookie was sealed with an older key).
     pub set_cookie: Option<String>,
-    /// The session's user (`sub`), for the access log and identity headers.
-    pub sub: Option<String>,
-    /// The session's claims (those in `oidc.session_claims`; `Null` without a session).
-    pub claims: serde_json::Value,
     /// The session's DPoP key, when the token goes upstream bound to it (`Authorization:
     /// DPoP` with a proof) rather than as a bearer.
-    pub dpop: Option<std::sync::Arc<crate::dpop::DpopKey>>,
-    /// The session's id and absolute end (unix seconds), for tracking a long-lived
-    /// connection it opens; `None` without a session.
-    pub session: Option<(SessionId, u64)>,
+    pub dpop: Option<Arc<crate::dpop::DpopKey>>,
+    /// The session as read (shared with the session cache; `None` for an anonymous request
+    /// on an optional route): its user and claims for the access log and identity headers,
+    /// its id and absolute end for tracking a long-lived connection it opens. Its tokens
+    /// may be older than `access_token`.
+    pub session: Option<Arc<UserSession>>,
 }
 
 /// The checks every credentialed request goes through, over one session store.
@@ -105,7 +104,8 @@ impl Guard {
         req: &RequestHeader,
         live: &LiveConfig,
     ) -> Result<UserSession, ApiError> {
-        self.lookup(req, live).await.into_session().map(|(s, _)| s)
+        let (session, _) = self.lookup(req, live).await.into_session()?;
+        Ok(Arc::unwrap_or_clone(session))
     }
 
     /// Spends one request of the client address's budget on `scope` (a route name, or
@@ -140,13 +140,11 @@ impl Guard {
             metrics::CSRF_REJECTIONS.with_label_values(&[route]).inc();
             return Err(e);
         }
-        let (mut session, reseal) = match self.lookup(req, live).await {
+        let (session, reseal) = match self.lookup(req, live).await {
             Lookup::Missing if mode == AuthMode::Optional => {
                 return Ok(Admitted {
                     access_token: None,
                     set_cookie: None,
-                    sub: None,
-                    claims: serde_json::Value::Null,
                     dpop: None,
                     session: None,
                 })
@@ -158,25 +156,30 @@ impl Guard {
             rate::per_session(&self.store, route, rate, &session.id).await?;
         }
         let set_cookie = reseal.then(|| resealed_cookie(live, &session));
-        let sub = session.sub.clone();
-        let tracked = (session.id.clone(), session.expires_at);
-        // Moved out, not copied: the refresh below needs none of them.
-        let claims = std::mem::take(&mut session.claims);
-        let route_tokens = std::mem::take(&mut session.route_tokens);
-        let id = session.id.clone();
         // Only the user's own token is bound to the session's key; route tokens and routes
         // that ask for bearer go without a proof.
         let dpop = match (&session.dpop_key, token) {
-            (Some(k), TokenPolicy::User) if config.dpop => Some(self.dpop_key(&id, k)?),
+            (Some(k), TokenPolicy::User) if config.dpop => Some(self.dpop_key(&session.id, k)?),
             _ => None,
         };
-        let tokens = self.fresh(session, When::Due).await?;
+        // The shared session is copied only when its tokens are due for a refresh.
+        let due = self
+            .refresher
+            .as_ref()
+            .is_some_and(|r| r.due(&session.tokens));
+        let user_token = if due {
+            self.fresh(UserSession::clone(&session), When::Due)
+                .await?
+                .access_token
+        } else {
+            session.tokens.access_token.clone()
+        };
         let access_token = match (token, &self.refresher) {
-            (TokenPolicy::User, _) => Some(tokens.access_token),
+            (TokenPolicy::User, _) => Some(user_token),
             (TokenPolicy::None, _) => None,
             (TokenPolicy::Grant(grant), Some(r)) => {
                 let span = crate::current_child_span!("token.route", grant = grant.kind.as_str());
-                let t = r.route_token(&id, &route_tokens, &tokens.access_token, grant);
+                let t = r.route_token(&session.id, &session.route_tokens, &user_token, grant);
                 Some(t.instrument(span).await?)
             }
             // `--check` refuses route tokens without a provider.
@@ -186,9 +189,7 @@ impl Guard {
             dpop,
             access_token,
             set_cookie,
-            sub: Some(sub),
-            claims,
-            session: Some(tracked),
+            session: Some(session),
         })
     }
 

@@ -28,11 +28,14 @@ pub struct Route {
     addrs: Vec<Arc<HostAddrs>>,
     /// This route's latency histogram, looked up once.
     pub duration: Histogram,
+    /// This route's `bff_requests_total{status="200"}`, looked up once: the common answer.
+    pub ok: prometheus::IntCounter,
 }
 
 impl Route {
     fn new(config: RouteConfig) -> Self {
         let duration = metrics::REQUEST_DURATION.with_label_values(&[config.name.as_str()]);
+        let ok = metrics::REQUESTS.with_label_values(&[config.name.as_str(), "200"]);
         metrics::init_rate_limits(&config.name, &config.rate_limit);
         Route {
             down_until: config.upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -49,6 +52,7 @@ impl Route {
             config,
             next: AtomicUsize::new(0),
             duration,
+            ok,
         }
     }
 

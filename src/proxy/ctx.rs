@@ -53,8 +53,9 @@ pub struct RequestCtx {
     pub dpop: Option<Arc<crate::dpop::DpopKey>>,
     /// Whether the upstream already had the request again with the DPoP nonce it asked for.
     pub dpop_retried: bool,
-    /// The session's id and absolute end, kept in case its response turns long-lived.
-    pub live_session: Option<(crate::session::SessionId, u64)>,
+    /// The request's session (shared with the session cache), kept in case its response
+    /// turns long-lived: its id and absolute end are tracked then.
+    pub live_session: Option<Arc<crate::session::UserSession>>,
     /// The upstream socket of the current attempt (only with `live_session`).
     pub upstream_fd: Option<std::os::unix::io::RawFd>,
     /// The long-lived connection's registration, released when the response ends.

@@ -44,13 +44,13 @@ pub(super) fn on_response(
     resp: &ResponseHeader,
     ctx: &mut RequestCtx,
 ) {
-    let (Some(fd), Some((id, ends_at))) = (ctx.upstream_fd, ctx.live_session.as_ref()) else {
+    let (Some(fd), Some(session)) = (ctx.upstream_fd, ctx.live_session.as_ref()) else {
         return;
     };
     if ctx.live_registration.is_some() || !long_lived(resp) {
         return;
     }
-    ctx.live_registration = conns.register(store.key_hash(id), fd, *ends_at);
+    ctx.live_registration = conns.register(store.key_hash(&session.id), fd, session.expires_at);
 }
 
 /// Releases the connection's registration (its response ended).

@@ -13,9 +13,12 @@ pub fn record(session: &HttpSession, e: Option<&Error>, ctx: &RequestCtx) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let elapsed = ctx.started.elapsed();
     let route = ctx.label();
-    metrics::REQUESTS
-        .with_label_values(&[route, status_label(status)])
-        .inc();
+    match &ctx.route {
+        Some(r) if status == 200 => r.ok.inc(),
+        _ => metrics::REQUESTS
+            .with_label_values(&[route, status_label(status)])
+            .inc(),
+    }
     match &ctx.route {
         Some(r) => r.duration.observe(elapsed.as_secs_f64()),
         None => metrics::REQUEST_DURATION
@@ -55,8 +58,14 @@ pub fn user(sub: &str, policy: LogUser) -> Option<String> {
         LogUser::None => None,
         LogUser::Sub => Some(sub.to_string()),
         LogUser::Hash => {
+            use std::fmt::Write as _;
             let digest = Sha256::digest(sub.as_bytes());
-            Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+            let mut out = String::with_capacity(16);
+            for b in &digest[..8] {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{b:02x}");
+            }
+            Some(out)
         }
     }
 }

@@ -182,17 +182,24 @@ impl EdgeProxy {
             .instrument(ctx.span.clone())
             .await?;
         let identity = &route.config.identity;
+        let session = admitted.session;
         if !identity.headers.is_empty() || !identity.require.is_empty() {
-            ctx.identity =
-                guard::apply_identity(identity, admitted.sub.as_deref(), &admitted.claims)?;
+            let sub = session.as_ref().map(|s| s.sub.as_str());
+            let claims = session
+                .as_ref()
+                .map_or(&serde_json::Value::Null, |s| &s.claims);
+            ctx.identity = guard::apply_identity(identity, sub, claims)?;
         }
-        ctx.live_session = admitted.session;
         ctx.token = admitted.access_token;
         ctx.dpop = admitted.dpop;
         ctx.set_cookie = admitted.set_cookie;
-        ctx.user = admitted
-            .sub
-            .and_then(|sub| log::user(&sub, ctx.live.access_log_user));
+        // Only the access log names the user: nothing to compute when it is off.
+        if ctx.live.access_log {
+            ctx.user = session
+                .as_ref()
+                .and_then(|s| log::user(&s.sub, ctx.live.access_log_user));
+        }
+        ctx.live_session = session;
         Ok(())
     }
 }

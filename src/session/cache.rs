@@ -22,12 +22,13 @@ use super::{codec, SessionStore, StoreError};
 use crate::config::SessionCacheConfig;
 use crate::metrics;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Decoded sessions by storage-key hash (see [`super::codec::key_hash`]).
 pub struct SessionCache {
-    /// Each session with the moment its read was sent.
-    entries: moka::sync::Cache<String, (Instant, UserSession)>,
+    /// Each session with the moment its read was sent; shared, so a hit copies nothing.
+    entries: moka::sync::Cache<String, (Instant, Arc<UserSession>)>,
     generation: AtomicU64,
     window: Duration,
     /// Whether endings are being heard (the bus is subscribed).
@@ -83,7 +84,7 @@ impl SessionCache {
             .max(1);
         let entries = moka::sync::Cache::builder()
             .max_capacity(config.max_bytes.max(1))
-            .weigher(move |_: &String, (_, s): &(Instant, UserSession)| {
+            .weigher(move |_: &String, (_, s): &(Instant, Arc<UserSession>)| {
                 u32::try_from(weight(s)).unwrap_or(u32::MAX).max(floor)
             })
             .time_to_live(config.window)
@@ -119,7 +120,7 @@ impl SessionCache {
 
     /// The session under `hash` if it was read from the store less than a window ago and
     /// endings are being heard.
-    pub fn get(&self, hash: &str) -> Option<UserSession> {
+    pub fn get(&self, hash: &str) -> Option<Arc<UserSession>> {
         let found = if self.trusted.load(Ordering::Acquire) {
             self.entries
                 .get(hash)
@@ -138,7 +139,7 @@ impl SessionCache {
 
     /// Keeps `session`, read from the store under `hash` by `read`, unless something was
     /// forgotten since the read was sent (it might have been this one).
-    pub fn keep(&self, hash: String, session: UserSession, read: Read) {
+    pub fn keep(&self, hash: String, session: Arc<UserSession>, read: Read) {
         if !self.trusted.load(Ordering::Acquire) || self.generation() != read.generation {
             return;
         }
@@ -179,14 +180,15 @@ impl SessionCache {
 impl SessionStore {
     /// A live session, from the cache when it was read from the store less than a window
     /// ago (its idle timeout then slid at that read), else as [`SessionStore::get`] reads
-    /// it. The absolute end is checked either way. For reads that decide a write (a
-    /// refresh), use [`SessionStore::get`].
+    /// it. The absolute end is checked either way. Shared, not copied: a request that
+    /// changes the session clones it. For reads that decide a write (a refresh), use
+    /// [`SessionStore::get`].
     ///
     /// # Errors
     /// The backend failed.
-    pub async fn get_cached(&self, id: &SessionId) -> Result<Option<UserSession>, StoreError> {
+    pub async fn get_cached(&self, id: &SessionId) -> Result<Option<Arc<UserSession>>, StoreError> {
         let Some(cache) = self.revocations.cache() else {
-            return self.get(id).await;
+            return Ok(self.get(id).await?.map(Arc::new));
         };
         let hash = codec::key_hash(id);
         if let Some(session) = cache.get(&hash) {
@@ -195,9 +197,9 @@ impl SessionStore {
             }
         }
         let read = cache.read_starts();
-        let found = self.get_hashed(id, &hash).await?;
+        let found = self.get_hashed(id, &hash).await?.map(Arc::new);
         if let Some(session) = &found {
-            cache.keep(hash, session.clone(), read);
+            cache.keep(hash, Arc::clone(session), read);
         }
         Ok(found)
     }
@@ -224,8 +226,8 @@ mod tests {
         c
     }
 
-    fn session(sub: &str) -> UserSession {
-        test_support::session(sub)
+    fn session(sub: &str) -> Arc<UserSession> {
+        Arc::new(test_support::session(sub))
     }
 
     #[test]
