@@ -425,9 +425,12 @@ async fn a_scrape_after_known_traffic_matches_the_catalogue() {
         .into_iter()
         .filter(|(k, _)| !k.starts_with("route=health"))
         .collect();
+    // Every route's `200` series exists from the start, at zero until answered.
     let want: BTreeMap<String, f64> = [
+        ("route=down,status=200", 0.0),
         ("route=down,status=502", 1.0),
         ("route=none,status=404", 1.0),
+        ("route=orders,status=200", 0.0),
         ("route=orders,status=401", 7.0),
         ("route=orders,status=403", 1.0),
         ("route=public,status=200", 3.0),

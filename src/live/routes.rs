@@ -28,6 +28,8 @@ pub struct Route {
     addrs: Vec<Arc<HostAddrs>>,
     /// This route's latency histogram, looked up once.
     pub duration: Histogram,
+    /// This route's upstream latency histogram, looked up once.
+    pub upstream_duration: Histogram,
     /// This route's `bff_requests_total{status="200"}`, looked up once: the common answer.
     pub ok: prometheus::IntCounter,
 }
@@ -35,6 +37,8 @@ pub struct Route {
 impl Route {
     fn new(config: RouteConfig) -> Self {
         let duration = metrics::REQUEST_DURATION.with_label_values(&[config.name.as_str()]);
+        let upstream_duration =
+            metrics::UPSTREAM_DURATION.with_label_values(&[config.name.as_str()]);
         let ok = metrics::REQUESTS.with_label_values(&[config.name.as_str(), "200"]);
         metrics::init_rate_limits(&config.name, &config.rate_limit);
         Route {
@@ -52,6 +56,7 @@ impl Route {
             config,
             next: AtomicUsize::new(0),
             duration,
+            upstream_duration,
             ok,
         }
     }

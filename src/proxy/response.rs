@@ -5,7 +5,6 @@
 use super::RequestCtx;
 use crate::config::AuthMode;
 use crate::http;
-use crate::metrics;
 use ::http::{header, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::Result;
@@ -38,9 +37,7 @@ pub fn apply(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     }
     if let (Some(started), Some(route)) = (ctx.upstream_started, &ctx.route) {
         let took = started.elapsed();
-        metrics::UPSTREAM_DURATION
-            .with_label_values(&[route.config.name.as_str()])
-            .observe(took.as_secs_f64());
+        route.upstream_duration.observe(took.as_secs_f64());
         ctx.upstream_micros = Some(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
     resp.insert_header(http::REQUEST_ID_HEADER, ctx.request_id.as_str())?;

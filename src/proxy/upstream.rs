@@ -37,7 +37,13 @@ pub fn peer(route: &Route, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         e.set_retry(false);
         return Err(e);
     };
-    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+    // The host name is the TLS server name; a plain connection has none to copy.
+    let sni = if up.tls {
+        up.host.clone()
+    } else {
+        String::new()
+    };
+    let mut peer = HttpPeer::new(addr, up.tls, sni);
     let c = &route.config;
     peer.options.verify_cert = c.tls_verify;
     peer.options.verify_hostname = c.tls_verify;
