@@ -1,18 +1,21 @@
 //! Host names as bffgate compares them: the host of a `Host` header, an HTTP/2
 //! `:authority`, an absolute-form target or a configured name, in one canonical form.
 
+use std::borrow::Cow;
+
 /// A host and its port, read from an authority (`name[:port]`, `[v6][:port]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    /// Lowercase, without a trailing dot; an IPv6 literal keeps its brackets.
-    pub host: String,
+pub struct HostPort<'a> {
+    /// Lowercase, without a trailing dot; an IPv6 literal keeps its brackets. Borrowed
+    /// from the authority when it was already in that form.
+    pub host: Cow<'a, str>,
     /// The port, if one was written.
     pub port: Option<u16>,
 }
 
 /// Reads an authority as a host and port. `None` when it is not one: empty, userinfo,
 /// a path, query or fragment, spaces, a bad port or bad brackets.
-pub fn parse_authority(raw: &str) -> Option<HostPort> {
+pub fn parse_authority(raw: &str) -> Option<HostPort<'_>> {
     let (host, port) = if raw.starts_with('[') {
         let close = raw.find(']')?;
         (&raw[..=close], &raw[close + 1..])
@@ -48,10 +51,12 @@ pub fn parse_authority(raw: &str) -> Option<HostPort> {
         return None;
     }
     let host = host.strip_suffix('.').unwrap_or(host);
-    Some(HostPort {
-        host: host.to_ascii_lowercase(),
-        port,
-    })
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Some(HostPort { host, port })
 }
 
 #[cfg(test)]
@@ -59,7 +64,7 @@ mod tests {
     use super::*;
 
     fn host(raw: &str) -> Option<String> {
-        parse_authority(raw).map(|h| h.host)
+        parse_authority(raw).map(|h| h.host.into_owned())
     }
 
     #[test]

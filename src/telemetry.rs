@@ -188,8 +188,13 @@ macro_rules! child_span {
 #[macro_export]
 macro_rules! current_child_span {
     ($name:literal $(, $($field:tt)*)?) => {{
-        let current = ::tracing::Span::current();
-        $crate::child_span!(&current, $name $(, $($field)*)?)
+        // Without export there is no current span to find: skip the dispatcher lookup.
+        if !$crate::telemetry::enabled() {
+            ::tracing::Span::none()
+        } else {
+            let current = ::tracing::Span::current();
+            $crate::child_span!(&current, $name $(, $($field)*)?)
+        }
     }};
 }
 

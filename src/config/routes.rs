@@ -63,7 +63,7 @@ pub(super) fn build(
         // Kept in the canonical form requests are compared in (lowercase, no trailing dot).
         let host = r.matcher.host.as_ref().map(|h| {
             match crate::host::parse_authority(h).filter(|a| a.port.is_none()) {
-                Some(a) => a.host,
+                Some(a) => a.host.into_owned(),
                 None => {
                     p.add(
                         format!("{key}.match.host"),

@@ -155,7 +155,7 @@ fn hosts(f: Option<&[String]>, p: &mut Problems) -> Vec<String> {
         .filter_map(|(i, h)| {
             let host = parse_authority(h)
                 .filter(|a| a.port.is_none())
-                .map(|a| a.host);
+                .map(|a| a.host.into_owned());
             if host.is_none() {
                 p.add(
                     format!("server.hosts[{i}]"),

@@ -48,6 +48,9 @@ pub struct SessionCookie {
     config: CookieConfig,
     cipher: CookieCipher,
     attributes: String,
+    /// The session and login cookies' names without a `__Host-`/`__Secure-` prefix: what
+    /// [`Self::owns`] compares with, built once.
+    owned: [Vec<u8>; 2],
 }
 
 impl SessionCookie {
@@ -65,11 +68,17 @@ impl SessionCookie {
         }
         attributes.push_str("; SameSite=");
         attributes.push_str(config.same_site.as_str());
-        SessionCookie {
+        let mut cookie = SessionCookie {
             config: config.clone(),
             cipher: CookieCipher::new(&config.name, &config.keys),
             attributes,
-        }
+            owned: [Vec::new(), Vec::new()],
+        };
+        cookie.owned = [
+            unprefixed(config.name.as_bytes()).to_vec(),
+            unprefixed(cookie.login_name().as_bytes()).to_vec(),
+        ];
+        cookie
     }
 
     /// The cookie name.
@@ -141,8 +150,7 @@ impl SessionCookie {
     /// matched case-insensitively, as RFC 6265bis browsers do; the rest case-sensitively).
     pub fn owns(&self, name: &[u8]) -> bool {
         let base = unprefixed(name);
-        let login = self.login_name();
-        base == unprefixed(self.config.name.as_bytes()) || base == unprefixed(login.as_bytes())
+        self.owned.iter().any(|owned| base == owned.as_slice())
     }
 
     /// Finds our cookie's value among `Cookie` header values (the first occurrence wins).

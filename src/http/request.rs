@@ -41,7 +41,7 @@ pub fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
 /// # Errors
 /// [`ApiError::InvalidHost`] when the one present is not a host name (`Ok(None)` when
 /// neither is present or the `Host` header is empty).
-pub fn host(req: &RequestHeader) -> Result<Option<String>, ApiError> {
+pub fn host(req: &RequestHeader) -> Result<Option<std::borrow::Cow<'_, str>>, ApiError> {
     let raw = match req.uri.authority() {
         Some(a) => a.as_str(),
         None => match req.headers.get(header::HOST) {

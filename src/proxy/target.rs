@@ -55,13 +55,16 @@ pub fn to_origin_form(req: &mut RequestHeader) -> Result<(), ApiError> {
 /// [`ApiError::InvalidHost`] for a `Host` that is not a host name;
 /// [`ApiError::MisdirectedRequest`] when `hosts` is not empty and the request names no
 /// host or another one.
-pub fn allowed_host(req: &RequestHeader, hosts: &[String]) -> Result<Option<String>, ApiError> {
+pub fn allowed_host<'r>(
+    req: &'r RequestHeader,
+    hosts: &[String],
+) -> Result<Option<std::borrow::Cow<'r, str>>, ApiError> {
     let host = http::host(req)?;
     if hosts.is_empty() {
         return Ok(host);
     }
     match host {
-        Some(h) if hosts.contains(&h) => Ok(Some(h)),
+        Some(h) if hosts.iter().any(|allowed| *allowed == h) => Ok(Some(h)),
         _ => Err(ApiError::MisdirectedRequest),
     }
 }

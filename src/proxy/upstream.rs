@@ -244,7 +244,7 @@ fn forwarded_headers(
         .flatten()
         .filter(|h| valid_host(h))
     {
-        upstream.insert_header("x-forwarded-host", host)?;
+        upstream.insert_header("x-forwarded-host", host.as_ref())?;
     }
     Ok(())
 }
