@@ -49,7 +49,9 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-fn main() {
+/// Runs the passthrough (also the entry of `passthrough_mimalloc`, the same program with
+/// bffgate's allocator).
+pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 || args.len() > 4 {
         usage();

@@ -14,6 +14,8 @@
 #      trip per request)
 #   g  the passthrough of c on Pingora's no-steal runtime (bffgate's default since
 #      `server.work_stealing` became `false`; c keeps Pingora's default, work stealing)
+#   h  as g, built with mimalloc (bench/passthrough_mimalloc.rs): bffgate's runtime and
+#      allocator, the strictest reference
 # and prints requests/s, p50 and p99 latency and the proxy's CPU per request for each, with
 # every case's CPU per request as a ratio to the passthrough (c) and to nginx (d). Then an
 # open-loop run at a fixed rate (oha, half of b's capacity unless BENCH_OPEN_RATE is set)
@@ -70,7 +72,7 @@ fi
 if [ "$DURATION" -lt 1 ] || [ "$ROUNDS" -lt 1 ] || [ "$CONNS" -lt 1 ]; then
     echo "BENCH_DURATION, BENCH_ROUNDS and BENCH_CONNS must be at least 1" >&2; exit 2
 fi
-PLANNED=$(( ROUNDS * 7 * (DURATION + WARMUP) + 2 * OPEN_SECONDS ))
+PLANNED=$(( ROUNDS * 8 * (DURATION + WARMUP) + 2 * OPEN_SECONDS ))
 if [ "$PLANNED" -gt "$MAX_SECONDS" ]; then
     echo "plan is ${PLANNED}s of load (> BENCH_MAX_SECONDS=${MAX_SECONDS}); lower BENCH_DURATION/BENCH_ROUNDS or raise the cap" >&2
     exit 2
@@ -122,11 +124,12 @@ on_load_cpu() { taskset -c "$LOAD_CPU" "$@"; }
 
 # --------------------------------------------------------------------------- build
 if [ "${BENCH_SKIP_BUILD:-0}" != "1" ]; then
-    log "cargo build --release (bffgate, echo_upstream, passthrough, mksession)"
-    cargo build --release --bin bffgate --example echo_upstream --example passthrough --example mksession
+    log "cargo build --release (bffgate, echo_upstream, passthrough, passthrough_mimalloc, mksession)"
+    cargo build --release --bin bffgate --example echo_upstream --example passthrough \
+        --example passthrough_mimalloc --example mksession
 fi
 BIN="$ROOT/target/release"
-for b in "$BIN/bffgate" "$BIN/examples/echo_upstream" "$BIN/examples/passthrough" "$BIN/examples/mksession"; do
+for b in "$BIN/bffgate" "$BIN/examples/echo_upstream" "$BIN/examples/passthrough" "$BIN/examples/passthrough_mimalloc" "$BIN/examples/mksession"; do
     [ -x "$b" ] || die "missing $b (build failed or BENCH_SKIP_BUILD=1 without a build)"
 done
 # The open-loop load generator: oha, built once into target/bench-tools.
@@ -200,6 +203,7 @@ PASS_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
 NOCACHE_PORT="$(free_port)"
 PASS_NS_PORT="$(free_port)"
+PASS_MI_PORT="$(free_port)"
 NOCACHE_METRICS_PORT="$(free_port)"
 
 gen_key() {
@@ -287,6 +291,11 @@ PASSTHROUGH_WORK_STEALING=false taskset -c "$PROXY_CPU" "$BIN/examples/passthrou
     "127.0.0.1:$ECHO_PORT" 1 "$WORK" >"$WORK/passthrough-nosteal.log" 2>&1 &
 PASS_NS_PID=$!; PIDS+=("$PASS_NS_PID"); wait_port "$PASS_NS_PORT" "$PASS_NS_PID" passthrough-nosteal
 
+log "passthrough, no-steal runtime and mimalloc, on 127.0.0.1:$PASS_MI_PORT (CPU $PROXY_CPU, 1 thread)"
+PASSTHROUGH_WORK_STEALING=false taskset -c "$PROXY_CPU" "$BIN/examples/passthrough_mimalloc" \
+    "127.0.0.1:$PASS_MI_PORT" "127.0.0.1:$ECHO_PORT" 1 "$WORK" >"$WORK/passthrough-mimalloc.log" 2>&1 &
+PASS_MI_PID=$!; PIDS+=("$PASS_MI_PID"); wait_port "$PASS_MI_PORT" "$PASS_MI_PID" passthrough-mimalloc
+
 log "nginx on 127.0.0.1:$NGINX_PORT (CPU $PROXY_CPU, one process)"
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx.conf" <<NGINX
@@ -336,6 +345,7 @@ URL_A="http://127.0.0.1:$BFF_PORT/api/public/items/1"
 URL_B="http://127.0.0.1:$BFF_PORT/api/private/items/1"
 URL_C="http://127.0.0.1:$PASS_PORT/api/public/items/1"
 URL_G="http://127.0.0.1:$PASS_NS_PORT/api/public/items/1"
+URL_H="http://127.0.0.1:$PASS_MI_PORT/api/public/items/1"
 URL_D="http://127.0.0.1:$NGINX_PORT/api/public/items/1"
 URL_F="http://127.0.0.1:$NOCACHE_PORT/api/private/items/1"
 URL_DIRECT="http://127.0.0.1:$ECHO_PORT/api/private/items/1"
@@ -418,10 +428,10 @@ run_wrk() {
 }
 
 declare -A RES
-CASES=(a b c d e f g)
-declare -A CASE_URL=([a]="$URL_A" [b]="$URL_B" [c]="$URL_C" [d]="$URL_D" [e]="$URL_B" [f]="$URL_F" [g]="$URL_G")
-declare -A CASE_PID=([a]="$BFF_PID" [b]="$BFF_PID" [c]="$PASS_PID" [d]="$NGINX_PID" [e]="$BFF_PID" [f]="$NOCACHE_PID" [g]="$PASS_NS_PID")
-declare -A CASE_NAME=([a]="a  bffgate auth:none" [b]="b  bffgate auth:required+redis" [c]="c  pingora passthrough" [d]="d  nginx proxy_pass" [e]="e  as b, DPoP session" [f]="f  as b, session cache off" [g]="g  passthrough, no-steal runtime")
+CASES=(a b c d e f g h)
+declare -A CASE_URL=([a]="$URL_A" [b]="$URL_B" [c]="$URL_C" [d]="$URL_D" [e]="$URL_B" [f]="$URL_F" [g]="$URL_G" [h]="$URL_H")
+declare -A CASE_PID=([a]="$BFF_PID" [b]="$BFF_PID" [c]="$PASS_PID" [d]="$NGINX_PID" [e]="$BFF_PID" [f]="$NOCACHE_PID" [g]="$PASS_NS_PID" [h]="$PASS_MI_PID")
+declare -A CASE_NAME=([a]="a  bffgate auth:none" [b]="b  bffgate auth:required+redis" [c]="c  pingora passthrough" [d]="d  nginx proxy_pass" [e]="e  as b, DPoP session" [f]="f  as b, session cache off" [g]="g  passthrough, no-steal runtime" [h]="h  as g, mimalloc")
 case_args() {
     if [ "$1" = b ] || [ "$1" = f ]; then printf '%s\n' -H "Cookie: $COOKIE"; fi
     if [ "$1" = e ]; then printf '%s\n' -H "Cookie: $COOKIE_DPOP"; fi
@@ -444,6 +454,7 @@ done
 kill -0 "$BFF_PID" 2>/dev/null || die "bffgate died during the run (see $WORK/bffgate.log)"
 kill -0 "$PASS_PID" 2>/dev/null || die "passthrough died during the run"
 kill -0 "$PASS_NS_PID" 2>/dev/null || die "the no-steal passthrough died during the run"
+kill -0 "$PASS_MI_PID" 2>/dev/null || die "the mimalloc passthrough died during the run"
 kill -0 "$NGINX_PID" 2>/dev/null || die "nginx died during the run (see $WORK/nginx/error.log)"
 
 # --------------------------------------------------------------------------- report
@@ -529,6 +540,8 @@ table() {
         "$(ratio "${M[c,7]}" "${M[d,7]}")"
     printf -- '- CPU per request over the passthrough on the same (no-steal) runtime as bffgate: b/g %s, a/g %s; the runtime alone, g/c %s\n' \
         "$(ratio "${M[b,7]}" "${M[g,7]}")" "$(ratio "${M[a,7]}" "${M[g,7]}")" "$(ratio "${M[g,7]}" "${M[c,7]}")"
+    printf -- '- CPU per request over the passthrough with bffgate'"'"'s runtime and allocator: b/h %s, a/h %s; mimalloc alone, h/g %s\n' \
+        "$(ratio "${M[b,7]}" "${M[h,7]}")" "$(ratio "${M[a,7]}" "${M[h,7]}")" "$(ratio "${M[h,7]}" "${M[g,7]}")"
     if [ -n "$OPEN" ]; then printf '%s\n' "$OPEN"; fi
 }
 PARAMS="wrk ${THREADS} thread(s) (closed loop), ${CONNS} connections, ${DURATION}s measured after ${WARMUP}s warm-up per case, ${ROUNDS} round(s) (median); proxy on CPU ${PROXY_CPU} (1 thread; nginx 1 worker, no master), wrk/oha+echo+redis on CPU ${LOAD_CPU}; commit ${GIT_REV}; ${NCPU}x ${CPU_MODEL}; load average before the run ${LOADAVG_START}"
