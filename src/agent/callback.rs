@@ -15,7 +15,7 @@ use transaction::Taken;
 
 /// The request's login cookie (the browser binding), when well formed.
 fn binding<'r>(req: &'r RequestHeader, live: &LiveConfig) -> Option<&'r str> {
-    http::cookie(req, &live.cookie.login_name()).filter(|b| transaction::well_formed_binding(b))
+    http::cookie(req, live.cookie.login_name()).filter(|b| transaction::well_formed_binding(b))
 }
 
 /// The longest provider `error` passed on, in characters.

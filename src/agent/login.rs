@@ -90,7 +90,7 @@ impl Agent {
     /// The browser's binding: its login cookie when a transaction is stored under it (so
     /// bffgate minted it), else a fresh one, if this client may start another login.
     async fn binding(&self, http: &HttpSession, live: &LiveConfig) -> Result<String, ApiError> {
-        let presented = http::cookie(http.req_header(), &live.cookie.login_name())
+        let presented = http::cookie(http.req_header(), live.cookie.login_name())
             .filter(|v| transaction::well_formed_binding(v));
         if let Some(b) = presented {
             let live_binding = transaction::exists(self.guard.store(), b)

@@ -74,11 +74,7 @@ pub fn well_formed_binding(value: &str) -> bool {
 
 /// The store name of a binding's transaction (the binding itself is never stored).
 fn name(binding: &str) -> String {
-    let hash: String = Sha256::digest(binding.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("login:{hash}")
+    format!("login:{}", hex::encode(Sha256::digest(binding.as_bytes())))
 }
 
 /// Keeps `t` as the binding's one transaction for `ttl`, replacing any previous one.

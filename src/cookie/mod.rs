@@ -48,9 +48,8 @@ pub struct SessionCookie {
     config: CookieConfig,
     cipher: CookieCipher,
     attributes: String,
-    /// The session and login cookies' names without a `__Host-`/`__Secure-` prefix: what
-    /// [`Self::owns`] compares with, built once.
-    owned: [Vec<u8>; 2],
+    /// The login-binding cookie's name (see [`Self::login_name`]), built once.
+    login: String,
 }
 
 impl SessionCookie {
@@ -68,17 +67,18 @@ impl SessionCookie {
         }
         attributes.push_str("; SameSite=");
         attributes.push_str(config.same_site.as_str());
-        let mut cookie = SessionCookie {
+        let base = String::from_utf8_lossy(unprefixed(config.name.as_bytes()));
+        let login = if config.secure {
+            format!("__Host-{base}_login")
+        } else {
+            format!("{base}_login")
+        };
+        SessionCookie {
             config: config.clone(),
             cipher: CookieCipher::new(&config.name, &config.keys),
             attributes,
-            owned: [Vec::new(), Vec::new()],
-        };
-        cookie.owned = [
-            unprefixed(config.name.as_bytes()).to_vec(),
-            unprefixed(cookie.login_name().as_bytes()).to_vec(),
-        ];
-        cookie
+            login,
+        }
     }
 
     /// The cookie name.
@@ -115,13 +115,8 @@ impl SessionCookie {
     /// The login-binding cookie's name: the session cookie's name (without a `__Host-` or
     /// `__Secure-` prefix) with `_login`, prefixed `__Host-` whenever the session cookie is
     /// `Secure`, so no sibling subdomain and no plain-HTTP response can set it.
-    pub fn login_name(&self) -> String {
-        let base = String::from_utf8_lossy(unprefixed(self.config.name.as_bytes()));
-        if self.config.secure {
-            format!("__Host-{base}_login")
-        } else {
-            format!("{base}_login")
-        }
+    pub fn login_name(&self) -> &str {
+        &self.login
     }
 
     /// A `Set-Cookie` value for the login-binding cookie. `SameSite=Lax`, not Strict: the
@@ -150,7 +145,7 @@ impl SessionCookie {
     /// matched case-insensitively, as RFC 6265bis browsers do; the rest case-sensitively).
     pub fn owns(&self, name: &[u8]) -> bool {
         let base = unprefixed(name);
-        self.owned.iter().any(|owned| base == owned.as_slice())
+        base == unprefixed(self.config.name.as_bytes()) || base == unprefixed(self.login.as_bytes())
     }
 
     /// Finds our cookie's value among `Cookie` header values (the first occurrence wins).

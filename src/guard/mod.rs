@@ -163,16 +163,12 @@ impl Guard {
             _ => None,
         };
         // The shared session is copied only when its tokens are due for a refresh.
-        let due = self
-            .refresher
-            .as_ref()
-            .is_some_and(|r| r.due(&session.tokens));
-        let user_token = if due {
-            self.fresh(UserSession::clone(&session), When::Due)
-                .await?
-                .access_token
-        } else {
-            session.tokens.access_token.clone()
+        let user_token = match &self.refresher {
+            Some(r) if r.due(&session.tokens) => {
+                let copy = UserSession::clone(&session);
+                self.fresh(copy, When::Due).await?.access_token
+            }
+            _ => session.tokens.access_token.clone(),
         };
         let access_token = match (token, &self.refresher) {
             (TokenPolicy::User, _) => Some(user_token),

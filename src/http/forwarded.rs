@@ -70,6 +70,13 @@ pub fn client_of(peer: IpAddr, req: &RequestHeader, f: &Forwarding) -> IpAddr {
     }
 }
 
+/// Whether a live request's peer is one of the trusted proxies (never on a Unix socket).
+pub fn peer_is_trusted(http: &HttpSession, f: &Forwarding) -> bool {
+    http.client_addr()
+        .and_then(|a| a.as_inet())
+        .is_some_and(|a| is_trusted(a.ip().to_canonical(), f))
+}
+
 /// The client address of a live request (`None` on a Unix socket).
 pub fn client_addr(http: &HttpSession, f: &Forwarding) -> Option<IpAddr> {
     let peer = http.client_addr()?.as_inet()?.ip();

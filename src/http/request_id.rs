@@ -1,9 +1,7 @@
 //! The request id: taken from a trusted proxy's `X-Request-Id`, else minted here; logged,
 //! sent upstream and returned to the client, so one id follows a request everywhere.
 
-use super::forwarded::is_trusted;
-use crate::config::Forwarding;
-use pingora::proxy::Session as HttpSession;
+use pingora::http::RequestHeader;
 
 /// The header that carries it.
 pub const HEADER: &str = "x-request-id";
@@ -12,15 +10,11 @@ pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 128;
 
 /// The request's id: a well-formed `X-Request-Id` (1–128 visible ASCII characters, no
-/// quotes or backslashes) sent by a trusted proxy, else a new one ([`minted`]).
-pub fn request_id(http: &HttpSession, f: &Forwarding) -> String {
-    let trusted = http
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .is_some_and(|a| is_trusted(a.ip().to_canonical(), f));
-    if trusted {
-        let given = http
-            .req_header()
+/// quotes or backslashes) when `from_trusted_proxy` (see `peer_is_trusted`), else a new
+/// one ([`minted`]).
+pub fn request_id(req: &RequestHeader, from_trusted_proxy: bool) -> String {
+    if from_trusted_proxy {
+        let given = req
             .headers
             .get(HEADER)
             .map(|v| v.as_bytes())

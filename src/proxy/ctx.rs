@@ -40,6 +40,9 @@ pub struct RequestCtx {
     /// The client's address (the peer's, or what a trusted proxy said): what logs and
     /// per-client limits use. `None` on a Unix socket.
     pub client_addr: Option<IpAddr>,
+    /// Whether the peer is a trusted proxy (its forwarding headers and request id are
+    /// believed), decided once per request.
+    pub peer_trusted: bool,
     /// The request id (a trusted proxy's, or minted here): logged, sent upstream, answered.
     pub request_id: String,
     /// The session's user as the access log names it (`access_log_user`).
@@ -81,6 +84,7 @@ impl RequestCtx {
             span: tracing::Span::none(),
             upstream_span: tracing::Span::none(),
             client_addr: None,
+            peer_trusted: false,
             request_id: String::new(),
             user: None,
             upstream_micros: None,

@@ -57,16 +57,7 @@ pub fn user(sub: &str, policy: LogUser) -> Option<String> {
     match policy {
         LogUser::None => None,
         LogUser::Sub => Some(sub.to_string()),
-        LogUser::Hash => {
-            use std::fmt::Write as _;
-            let digest = Sha256::digest(sub.as_bytes());
-            let mut out = String::with_capacity(16);
-            for b in &digest[..8] {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "{b:02x}");
-            }
-            Some(out)
-        }
+        LogUser::Hash => Some(hex::encode(&Sha256::digest(sub.as_bytes())[..8])),
     }
 }
 

@@ -211,11 +211,8 @@ fn forwarded_headers(
     ctx: &RequestCtx,
 ) -> Result<()> {
     let f = &ctx.live.forwarding;
-    let from_proxy = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .is_some_and(|a| edge::is_trusted(a.ip().to_canonical(), f));
-    let proxy_proto = from_proxy
+    let proxy_proto = ctx
+        .peer_trusted
         .then(|| upstream.headers.get("x-forwarded-proto"))
         .flatten()
         .and_then(|v| v.to_str().ok())

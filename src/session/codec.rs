@@ -52,16 +52,6 @@ pub(crate) struct Opened {
     pub current: bool,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
 /// The key id a record's header names, reading only its first [`HEADER_MAX`] bytes; `None`
 /// for a record without a header (written before key rings) or a damaged one.
 pub(crate) fn key_id_of(head: &[u8]) -> Option<&str> {
@@ -121,7 +111,7 @@ impl Codec {
     /// A companion key of a session (lock, grace record) in the same Cluster slot.
     pub(crate) fn session_key(&self, id: &SessionId, suffix: &str) -> String {
         let digest = Sha256::digest(id.as_bytes());
-        format!("{}{{{}}}:{suffix}", self.prefix, hex(&digest))
+        format!("{}{{{}}}:{suffix}", self.prefix, hex::encode(digest))
     }
 
     fn name_under(&self, entry: &RingEntry, kind: &str, value: &str) -> String {
@@ -134,7 +124,7 @@ impl Codec {
             "{}{}:{}",
             self.prefix,
             kind,
-            hex(&mac.finalize().into_bytes())
+            hex::encode(mac.finalize().into_bytes())
         )
     }
 
@@ -242,7 +232,7 @@ impl Codec {
 
 /// The hash naming a session in its storage key: `sha256(id)` as hex.
 pub(crate) fn key_hash(id: &SessionId) -> String {
-    hex(&Sha256::digest(id.as_bytes()))
+    hex::encode(Sha256::digest(id.as_bytes()))
 }
 
 /// The hash inside a session's storage key (`prefix{hash}:s`); `None` for other keys.
