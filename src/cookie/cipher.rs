@@ -7,14 +7,16 @@
 use super::CookieError;
 use crate::config::CookieKey;
 use crate::session::SessionId;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+/// The longest envelope: a key id of 255 bytes and a 32-byte session id.
+const MAX_RAW: usize = 2 + 255 + NONCE_LEN + 32 + TAG_LEN;
 
 /// What opening a cookie gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,34 +89,39 @@ impl CookieCipher {
     /// [`CookieError`] says why the value is not a cookie this ring sealed; none of its
     /// variants carries the value.
     pub fn open(&self, value: &str) -> Result<Opened, CookieError> {
-        let raw = URL_SAFE_NO_PAD
-            .decode(value.as_bytes())
+        // Opened on the stack, without an allocation: this runs on every request.
+        let mut buf = [0u8; MAX_RAW];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(value.as_bytes(), &mut buf)
             .map_err(|_| CookieError::Malformed)?;
-        let (&version, rest) = raw.split_first().ok_or(CookieError::Malformed)?;
+        let raw = buf.get_mut(..len).ok_or(CookieError::Malformed)?;
+        let (&mut version, rest) = raw.split_first_mut().ok_or(CookieError::Malformed)?;
         if version != VERSION {
             return Err(CookieError::Version);
         }
-        let (&id_len, rest) = rest.split_first().ok_or(CookieError::Malformed)?;
+        let (&mut id_len, rest) = rest.split_first_mut().ok_or(CookieError::Malformed)?;
         let id_len = usize::from(id_len);
         if rest.len() < id_len + NONCE_LEN + TAG_LEN {
             return Err(CookieError::Malformed);
         }
-        let (key_id, rest) = rest.split_at(id_len);
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let (key_id, rest) = rest.split_at_mut(id_len);
+        let (nonce, sealed) = rest.split_at_mut(NONCE_LEN);
+        let (plain, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
         let index = self
             .keys
             .iter()
-            .position(|(id, _)| id.as_bytes() == key_id)
+            .position(|(id, _)| id.as_bytes() == &key_id[..])
             .ok_or(CookieError::UnknownKey)?;
-        let payload = Payload {
-            msg: sealed,
-            aad: &self.aad,
-        };
-        let plain = self.keys[index]
+        self.keys[index]
             .1
-            .decrypt(Nonce::from_slice(nonce), payload)
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                &self.aad,
+                plain,
+                Tag::from_slice(tag),
+            )
             .map_err(|_| CookieError::Tampered)?;
-        let id = SessionId::from_slice(&plain).ok_or(CookieError::Malformed)?;
+        let id = SessionId::from_slice(plain).ok_or(CookieError::Malformed)?;
         Ok(Opened {
             id,
             needs_reseal: index != 0,
@@ -147,6 +154,17 @@ mod tests {
                 needs_reseal: false
             })
         );
+    }
+
+    #[test]
+    fn the_longest_key_id_opens_and_longer_values_are_malformed() {
+        let long = "k".repeat(255);
+        let c = CookieCipher::new("s", &[key(&long, 1)]);
+        let id = SessionId::generate();
+        let v = c.seal(&id);
+        assert_eq!(c.open(&v).map(|o| o.id), Ok(id));
+        assert_eq!(c.open(&format!("{v}AAAA")), Err(CookieError::Malformed));
+        assert_eq!(c.open(&"A".repeat(4096)), Err(CookieError::Malformed));
     }
 
     #[test]

@@ -30,11 +30,19 @@ pub fn request_id(req: &RequestHeader, from_trusted_proxy: bool) -> String {
 /// across instances and restarts without a system call per request.
 fn minted() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: once_cell::sync::Lazy<u64> =
-        once_cell::sync::Lazy::new(|| u64::from_be_bytes(crate::random::os_bytes()));
+    static PREFIX: once_cell::sync::Lazy<[u8; 8]> =
+        once_cell::sync::Lazy::new(crate::random::os_bytes);
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{n:016x}", *PREFIX)
+    let mut id = [0u8; 32];
+    let (prefix, counter) = id.split_at_mut(16);
+    // Both halves are exactly twice their input's length: neither encoding can fail.
+    if hex::encode_to_slice(*PREFIX, prefix).is_err()
+        || hex::encode_to_slice(n.to_be_bytes(), counter).is_err()
+    {
+        return format!("{}{n:016x}", hex::encode(*PREFIX));
+    }
+    id.iter().map(|&b| char::from(b)).collect()
 }
 
 fn well_formed(v: &[u8]) -> bool {

@@ -5,6 +5,7 @@ use super::target::allowed_host;
 use crate::http::{self, ApiError};
 use crate::live::{LiveConfig, Route, RouteMatch};
 use crate::path::{segment_prefix, PathError};
+use ::http::HeaderValue;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 
@@ -26,8 +27,9 @@ pub enum Target {
     Preflight,
     /// An agent endpoint; the path below the base path.
     Agent(String),
-    /// An API route.
-    Api(Arc<Route>),
+    /// An API route, and the host the request named as `X-Forwarded-Host` carries it
+    /// (canonical, when it is a DNS name or IP literal of legal length).
+    Api(Arc<Route>, Option<HeaderValue>),
 }
 
 /// Classifies a request against the live configuration.
@@ -56,12 +58,12 @@ pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiErr
     if segment_prefix(base, path) {
         return Ok(Target::Agent(path[base.len()..].to_string()));
     }
-    let host = host.filter(|_| live.routes.matches_host());
+    let route_host = host.as_deref().filter(|_| live.routes.matches_host());
     match live
         .routes
-        .find_checked(host.as_deref(), &req.method, path, live.path_params)
+        .find_checked(route_host, &req.method, path, live.path_params)
     {
-        Ok(RouteMatch::Found(route)) => Ok(Target::Api(route)),
+        Ok(RouteMatch::Found(route)) => Ok(Target::Api(route, forwarded_host(host.as_deref()))),
         Ok(RouteMatch::MethodNotAllowed) => Err(ApiError::MethodNotAllowed(
             "this route does not take that method",
         )),
@@ -72,5 +74,34 @@ pub fn classify(req: &RequestHeader, live: &LiveConfig) -> Result<Target, ApiErr
         Err(PathError::Params) => Err(ApiError::InvalidPath(
             "path parameters (;) are not accepted here",
         )),
+    }
+}
+
+/// The request's host (already canonical: see [`crate::host::parse_authority`]) as a
+/// header value, when its length is a legal DNS name's (253 characters, labels of 63).
+fn forwarded_host(host: Option<&str>) -> Option<HeaderValue> {
+    let host = host?;
+    let legal =
+        host.starts_with('[') || (host.len() <= 253 && host.split('.').all(|l| l.len() <= 63));
+    legal.then(|| HeaderValue::from_str(host).ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_host;
+
+    #[test]
+    fn forwarded_host_is_the_routed_host_of_legal_length() {
+        assert_eq!(
+            forwarded_host(Some("api.example.com")).unwrap(),
+            "api.example.com"
+        );
+        assert_eq!(forwarded_host(Some("[::1]")).unwrap(), "[::1]");
+        assert_eq!(forwarded_host(None), None);
+        let label = "a".repeat(64);
+        assert_eq!(forwarded_host(Some(&format!("{label}.example"))), None);
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert!(long.len() > 253);
+        assert_eq!(forwarded_host(Some(&long)), None);
     }
 }

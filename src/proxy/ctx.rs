@@ -43,6 +43,8 @@ pub struct RequestCtx {
     /// Whether the peer is a trusted proxy (its forwarding headers and request id are
     /// believed), decided once per request.
     pub peer_trusted: bool,
+    /// The host the request was routed on, as `X-Forwarded-Host` carries it upstream.
+    pub forwarded_host: Option<http::HeaderValue>,
     /// The request id (a trusted proxy's, or minted here): logged, sent upstream, answered.
     pub request_id: String,
     /// The session's user as the access log names it (`access_log_user`).
@@ -85,6 +87,7 @@ impl RequestCtx {
             upstream_span: tracing::Span::none(),
             client_addr: None,
             peer_trusted: false,
+            forwarded_host: None,
             request_id: String::new(),
             user: None,
             upstream_micros: None,

@@ -253,10 +253,13 @@ impl ProxyHttp for EdgeProxy {
                 http::preflight(session.req_header(), ctx.cors_origin.is_some())
             }
             Ok(Target::Agent(rest)) => self.agent(session, ctx, &rest).await?,
-            Ok(Target::Api(route)) => match self.admit(session, ctx, route).await {
-                Ok(()) => return Ok(false),
-                Err(e) => Err(e),
-            },
+            Ok(Target::Api(route, forwarded_host)) => {
+                ctx.forwarded_host = forwarded_host;
+                match self.admit(session, ctx, route).await {
+                    Ok(()) => return Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
         };
         self.answer(session, ctx, outcome).await
     }

@@ -74,7 +74,12 @@ pub fn rewrite(
     upstream.remove_header(crate::dpop::HEADER);
     if let Some(token) = ctx.token.as_deref() {
         let scheme = if ctx.dpop.is_some() { "DPoP" } else { "Bearer" };
-        let mut value = HeaderValue::from_str(&format!("{scheme} {token}")).map_err(|_| {
+        let mut text = String::with_capacity(scheme.len() + 1 + token.len());
+        text.push_str(scheme);
+        text.push(' ');
+        text.push_str(token);
+        // Checked where it is, not copied again.
+        let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).map_err(|_| {
             Error::explain(
                 ErrorType::InternalError,
                 "access token is not a valid header value",
@@ -231,35 +236,34 @@ fn forwarded_headers(
         upstream.remove_header(&name);
     }
     if let Some(ip) = ctx.client_addr {
-        upstream.insert_header("x-forwarded-for", ip.to_string())?;
+        upstream.insert_header("x-forwarded-for", address_value(ip))?;
     }
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let proto = proxy_proto.unwrap_or(if tls { "https" } else { "http" });
     upstream.insert_header("x-forwarded-proto", proto)?;
-    if let Some(host) = edge::host(session.req_header())
-        .ok()
-        .flatten()
-        .filter(|h| valid_host(h))
-    {
-        upstream.insert_header("x-forwarded-host", host.as_ref())?;
+    if let Some(host) = &ctx.forwarded_host {
+        upstream.insert_header("x-forwarded-host", host.clone())?;
     }
     Ok(())
 }
 
-/// Whether `h` (lowercase, no port) is a DNS name or an IP literal.
-fn valid_host(h: &str) -> bool {
-    if let Some(v6) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+/// An address as `X-Forwarded-For` carries it. IPv4, by far the most common, is written
+/// without the formatting machinery (this runs on every proxied request).
+fn address_value(ip: std::net::IpAddr) -> HeaderValue {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    };
+    let mut text = bytes::BytesMut::with_capacity(15);
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.extend_from_slice(b".");
+        }
+        text.extend_from_slice(digits.format(octet).as_bytes());
     }
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    HeaderValue::from_maybe_shared(text.freeze())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -270,6 +274,21 @@ mod tests {
         let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
         strip_prefix(&mut r, Some(strip)).unwrap();
         String::from_utf8(r.raw_path().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_the_address_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let value = address_value(ip.parse().unwrap());
+            assert_eq!(value.to_str().unwrap(), ip);
+        }
     }
 
     #[test]

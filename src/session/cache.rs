@@ -190,16 +190,17 @@ impl SessionStore {
         let Some(cache) = self.revocations.cache() else {
             return Ok(self.get(id).await?.map(Arc::new));
         };
-        let hash = codec::key_hash(id);
-        if let Some(session) = cache.get(&hash) {
+        let hash = codec::KeyHash::of(id);
+        let hash = hash.as_str();
+        if let Some(session) = cache.get(hash) {
             if session.expires_at > now_secs() {
                 return Ok(Some(session));
             }
         }
         let read = cache.read_starts();
-        let found = self.get_hashed(id, &hash).await?.map(Arc::new);
+        let found = self.get_hashed(id, hash).await?.map(Arc::new);
         if let Some(session) = &found {
-            cache.keep(hash, Arc::clone(session), read);
+            cache.keep(hash.to_owned(), Arc::clone(session), read);
         }
         Ok(found)
     }

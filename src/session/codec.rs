@@ -232,7 +232,28 @@ impl Codec {
 
 /// The hash naming a session in its storage key: `sha256(id)` as hex.
 pub(crate) fn key_hash(id: &SessionId) -> String {
-    hex::encode(Sha256::digest(id.as_bytes()))
+    KeyHash::of(id).as_str().to_owned()
+}
+
+/// [`key_hash`] on the stack, for lookups that need no owned copy (the session cache's,
+/// on every authenticated request).
+pub(crate) struct KeyHash([u8; 64]);
+
+impl KeyHash {
+    /// The hash of session `id`.
+    pub(crate) fn of(id: &SessionId) -> Self {
+        let mut text = [0u8; 64];
+        // A 32-byte digest is exactly 64 hex digits: the lengths always agree.
+        if hex::encode_to_slice(Sha256::digest(id.as_bytes()), &mut text).is_err() {
+            text = [b'0'; 64];
+        }
+        KeyHash(text)
+    }
+
+    /// The hash as text.
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// The hash inside a session's storage key (`prefix{hash}:s`); `None` for other keys.
