@@ -9,7 +9,9 @@
 //! `memory` (the default) stores N sessions in the embedded store; `cache` keeps N decoded
 //! sessions in the session cache of a Redis store (`session.store.redis.cache`, bounded by
 //! `max_entries` N and `MAX_BYTES`, default 64 MiB: it holds what fits). N defaults to
-//! 100000. Prints the process's RSS before and after, and the difference per session. bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus
+//! 100000. `TOKEN_SIZES=access,refresh,id` sets the tokens' lengths in characters (default
+//! `1000,64,1000`; `0` for the refresh or ID token leaves it out), e.g. `43,43,0` for a
+//! provider issuing opaque tokens. Prints the process's RSS before and after, and the difference per session. bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus
 //! this difference is what a bffgate holding N sessions in memory needs.
 
 #![allow(
@@ -61,6 +63,18 @@ async fn main() {
         .get(3)
         .map(|a| a.parse().expect("MAX_BYTES is a whole number"))
         .unwrap_or(64 << 20);
+    let sizes: Vec<usize> = std::env::var("TOKEN_SIZES")
+        .unwrap_or_else(|_| "1000,64,1000".into())
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .expect("TOKEN_SIZES: three lengths, e.g. 1000,64,1000")
+        })
+        .collect();
+    let [access_len, refresh_len, id_len] = sizes[..] else {
+        panic!("TOKEN_SIZES: three lengths, e.g. 1000,64,1000");
+    };
     let config = SessionConfig {
         store: StoreConfig::Memory {
             max_sessions: n + 1000,
@@ -86,9 +100,9 @@ async fn main() {
     let before = rss_kib();
     for i in 0..n {
         let tokens = Tokens {
-            access_token: token(1000, i),
-            refresh_token: Some(token(64, i + 1)),
-            id_token: Some(token(1000, i + 2)),
+            access_token: token(access_len, i),
+            refresh_token: (refresh_len > 0).then(|| token(refresh_len, i + 1)),
+            id_token: (id_len > 0).then(|| token(id_len, i + 2)),
             access_expires_at: Some(2_000_000_000),
             refresh_expires_at: None,
         };
@@ -122,7 +136,7 @@ async fn main() {
     let after = rss_kib();
     let per = (after.saturating_sub(before) as f64) * 1024.0 / stored.max(1) as f64;
     println!(
-        "mode={mode} sessions={n} held={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}",
+        "mode={mode} tokens={access_len},{refresh_len},{id_len} sessions={n} held={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}",
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         after.saturating_sub(before) as f64 / 1024.0
