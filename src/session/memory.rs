@@ -1,13 +1,13 @@
 //! The embedded store: bounded (least recently used go first) and expiring, for single
 //! instances and development. Sessions do not survive a restart.
 
+use super::memory_index::IndexMap;
 use super::rate::{MemoryBudgets, MAX_MEMORY_BUDGETS};
 use super::{Record, Store, StoreError};
 use crate::config::Rate;
 use async_trait::async_trait;
 use moka::sync::Cache;
 use moka::Expiry;
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,18 +15,18 @@ use std::time::{Duration, Instant};
 struct Entry {
     blob: Arc<[u8]>,
     expires: Instant,
-    indexes: Arc<[String]>,
+    indexes: Arc<[Arc<str>]>,
 }
 
 struct PerEntry;
 
-impl Expiry<String, Entry> for PerEntry {
-    fn expire_after_create(&self, _: &String, e: &Entry, now: Instant) -> Option<Duration> {
+impl Expiry<Arc<str>, Entry> for PerEntry {
+    fn expire_after_create(&self, _: &Arc<str>, e: &Entry, now: Instant) -> Option<Duration> {
         Some(e.expires.saturating_duration_since(now))
     }
     fn expire_after_update(
         &self,
-        _: &String,
+        _: &Arc<str>,
         e: &Entry,
         now: Instant,
         _: Option<Duration>,
@@ -35,11 +35,11 @@ impl Expiry<String, Entry> for PerEntry {
     }
 }
 
-type Indexes = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+type Indexes = Arc<Mutex<IndexMap>>;
 
 /// In-process session store.
 pub struct MemoryStore {
-    cache: Cache<String, Entry>,
+    cache: Cache<Arc<str>, Entry>,
     indexes: Indexes,
     budgets: MemoryBudgets,
 }
@@ -52,7 +52,7 @@ impl MemoryStore {
         let cache = Cache::builder()
             .max_capacity(max_sessions)
             .expire_after(PerEntry)
-            .eviction_listener(move |key: Arc<String>, entry: Entry, cause| {
+            .eviction_listener(move |key: Arc<Arc<str>>, entry: Entry, cause| {
                 // Keep the indexes as bounded as the sessions they point at. A replaced
                 // entry (update, touch) is still there.
                 if cause == moka::notification::RemovalCause::Replaced {
@@ -60,12 +60,7 @@ impl MemoryStore {
                 }
                 if let Ok(mut idx) = on_evict.lock() {
                     for name in entry.indexes.iter() {
-                        if let Some(set) = idx.get_mut(name) {
-                            set.remove(key.as_str());
-                            if set.is_empty() {
-                                idx.remove(name);
-                            }
-                        }
+                        idx.remove(name, &key);
                     }
                 }
             })
@@ -77,9 +72,7 @@ impl MemoryStore {
         }
     }
 
-    fn index_lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>>, StoreError> {
+    fn index_lock(&self) -> Result<std::sync::MutexGuard<'_, IndexMap>, StoreError> {
         self.indexes
             .lock()
             .map_err(|_| StoreError::Unavailable("memory index lock poisoned".into()))
@@ -89,18 +82,24 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, r: &Record) -> Result<(), StoreError> {
-        {
+        let key: Arc<str> = Arc::from(r.key.as_str());
+        let names: Arc<[Arc<str>]> = {
             let mut idx = self.index_lock()?;
-            for name in &r.indexes {
-                idx.entry(name.clone()).or_default().insert(r.key.clone());
-            }
-        }
+            r.indexes
+                .iter()
+                .map(|name| {
+                    let name = idx.name(name);
+                    idx.insert(&name, &key);
+                    name
+                })
+                .collect()
+        };
         self.cache.insert(
-            r.key.clone(),
+            key,
             Entry {
                 blob: r.blob.as_slice().into(),
                 expires: deadline(r.ttl),
-                indexes: r.indexes.clone().into(),
+                indexes: names,
             },
         );
         Ok(())
@@ -116,7 +115,7 @@ impl Store for MemoryStore {
     async fn get_sliding(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>, StoreError> {
         let mut found = None;
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {
@@ -135,7 +134,7 @@ impl Store for MemoryStore {
     async fn update(&self, key: &str, blob: &[u8]) -> Result<bool, StoreError> {
         let mut updated = false;
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {
@@ -154,7 +153,7 @@ impl Store for MemoryStore {
     async fn reseal(&self, key: &str, expected: &[u8], blob: &[u8]) -> Result<bool, StoreError> {
         let mut replaced = false;
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {
@@ -176,9 +175,15 @@ impl Store for MemoryStore {
         indexes: &[String],
         _index_ttl: Duration,
     ) -> Result<(), StoreError> {
+        let key: Arc<str> = Arc::from(key);
+        // Never held across a cache call: the cache's eviction listener takes this lock.
+        let named: Vec<Arc<str>> = {
+            let idx = self.index_lock()?;
+            indexes.iter().map(|name| idx.name(name)).collect()
+        };
         let mut present = false;
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::clone(&key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {
@@ -186,7 +191,11 @@ impl Store for MemoryStore {
                         present = true;
                         let mut e = e.into_value();
                         let mut names = e.indexes.to_vec();
-                        names.extend(indexes.iter().filter(|n| !e.indexes.contains(n)).cloned());
+                        for name in &named {
+                            if !names.iter().any(|n| n == name) {
+                                names.push(Arc::clone(name));
+                            }
+                        }
                         e.indexes = names.into();
                         Op::Put(e)
                     }
@@ -195,8 +204,8 @@ impl Store for MemoryStore {
             });
         if present {
             let mut idx = self.index_lock()?;
-            for name in indexes {
-                idx.entry(name.clone()).or_default().insert(key.to_string());
+            for name in &named {
+                idx.insert(name, &key);
             }
         }
         Ok(())
@@ -227,7 +236,7 @@ impl Store for MemoryStore {
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {
@@ -243,7 +252,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete_index(&self, index: &str) -> Result<Vec<String>, StoreError> {
-        let keys = self.index_lock()?.remove(index).unwrap_or_default();
+        let keys = self.index_lock()?.take(index);
         Ok(keys
             .into_iter()
             .filter(|k| self.cache.remove(k.as_str()).is_some())
@@ -251,16 +260,12 @@ impl Store for MemoryStore {
     }
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .index_lock()?
-            .get(index)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.index_lock()?.members(index))
     }
 
     async fn put(&self, key: &str, blob: &[u8], ttl: Duration) -> Result<(), StoreError> {
         self.cache.insert(
-            key.to_string(),
+            Arc::from(key),
             Entry {
                 blob: blob.into(),
                 expires: deadline(ttl),
@@ -281,7 +286,7 @@ impl Store for MemoryStore {
     async fn lock(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut taken = false;
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {
@@ -301,7 +306,7 @@ impl Store for MemoryStore {
 
     async fn unlock(&self, key: &str, token: &[u8]) -> Result<(), StoreError> {
         self.cache
-            .entry(key.to_string())
+            .entry(Arc::from(key))
             .and_compute_with(|current| {
                 use moka::ops::compute::Op;
                 match current {

@@ -25,6 +25,7 @@ mod coordination;
 mod error;
 mod events;
 mod memory;
+mod memory_index;
 mod rate;
 mod redis;
 mod redis_error;
