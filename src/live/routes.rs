@@ -84,11 +84,12 @@ impl Route {
         if ups.is_empty() {
             return None;
         }
-        let now = now_millis();
+        // The clock is read only when an upstream has been taken out (at most once).
+        let mut now = None;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let healthy = (0..ups.len())
             .map(|k| (start + k) % ups.len())
-            .find(|&i| self.in_rotation_at(i, now));
+            .find(|&i| self.in_rotation_at(i, &mut now));
         let i = healthy.unwrap_or(start % ups.len());
         let addr = self.addrs.get(i).and_then(|a| a.pick(ups[i].port));
         Some((i, &ups[i], addr))
@@ -125,16 +126,17 @@ impl Route {
     /// Whether upstream `i` is in rotation now: it has an address and is not taken out by
     /// a failed connect or check.
     pub fn in_rotation(&self, i: usize) -> bool {
-        self.in_rotation_at(i, now_millis())
+        self.in_rotation_at(i, &mut None)
     }
 
-    /// [`Self::in_rotation`] at `now` (ms since the Unix epoch), read once per pick.
-    fn in_rotation_at(&self, i: usize, now: u64) -> bool {
+    /// [`Self::in_rotation`] at `now` (ms since the Unix epoch), read into it on first need:
+    /// an upstream never taken out needs no clock.
+    fn in_rotation_at(&self, i: usize, now: &mut Option<u64>) -> bool {
         self.addrs.get(i).is_some_and(|a| a.is_resolved())
-            && self
-                .down_until
-                .get(i)
-                .is_some_and(|d| d.load(Ordering::Relaxed) <= now)
+            && self.down_until.get(i).is_some_and(|d| {
+                let until = d.load(Ordering::Relaxed);
+                until == 0 || until <= *now.get_or_insert_with(now_millis)
+            })
     }
 
     /// Puts upstream `i` back into rotation.

@@ -69,9 +69,14 @@ pub fn rewrite(
     ctx: &RequestCtx,
 ) -> Result<()> {
     strip_prefix(upstream, route.config.strip_prefix.as_deref())?;
-    strip_session_cookie(upstream, ctx)?;
-    upstream.remove_header(&header::AUTHORIZATION);
-    upstream.remove_header(crate::dpop::HEADER);
+    let proxy_proto = trusted_proto(upstream, ctx);
+    let client = ClientHeaders::scan(upstream, ctx);
+    for name in &client.dropped {
+        upstream.remove_header(name);
+    }
+    if client.cookie {
+        strip_session_cookie(upstream, ctx)?;
+    }
     if let Some(token) = ctx.token.as_deref() {
         let scheme = if ctx.dpop.is_some() { "DPoP" } else { "Bearer" };
         let mut text = String::with_capacity(scheme.len() + 1 + token.len());
@@ -94,15 +99,13 @@ pub fn rewrite(
     }
     if !ctx.upstream_span.is_none() {
         // The trace goes on from bffgate's upstream span, never from what the client sent.
-        upstream.remove_header("traceparent");
-        upstream.remove_header("tracestate");
         for (name, value) in crate::telemetry::trace_headers(&ctx.upstream_span) {
             upstream.insert_header(name, value)?;
         }
     }
     // The route's own header changes come last: the operator may add a forwarding header
     // (e.g. `X-Forwarded-Prefix`) that bffgate would otherwise drop.
-    forwarded_headers(session, upstream, ctx)?;
+    forwarded_headers(session, upstream, ctx, proxy_proto)?;
     upstream.insert_header(crate::http::REQUEST_ID_HEADER, ctx.request_id.as_str())?;
     // Identity headers are bffgate's word: the client's of those names never pass.
     for (name, _) in &route.config.identity.headers {
@@ -206,18 +209,42 @@ fn strip_session_cookie(upstream: &mut RequestHeader, ctx: &RequestCtx) -> Resul
     Ok(())
 }
 
-/// Drops every forwarding header the client sent and sets bffgate's own: the client
-/// address it determined, the scheme it was reached on (a trusted proxy's
-/// `X-Forwarded-Proto` when it says `http` or `https`), and the host the request was routed
-/// on when it is a well-formed host name or address.
-fn forwarded_headers(
-    session: &HttpSession,
-    upstream: &mut RequestHeader,
-    ctx: &RequestCtx,
-) -> Result<()> {
-    let f = &ctx.live.forwarding;
-    let proxy_proto = ctx
-        .peer_trusted
+/// What the client sent that bffgate replaces or never passes on, found in one pass over
+/// the header names (no lookup per name that is absent, the common case).
+struct ClientHeaders {
+    /// `Authorization`, `DPoP`, every forwarding header, and the trace context when
+    /// bffgate traces the call.
+    dropped: Vec<http::HeaderName>,
+    /// Whether a `Cookie` header is there (ours is taken out of it).
+    cookie: bool,
+}
+
+impl ClientHeaders {
+    fn scan(upstream: &RequestHeader, ctx: &RequestCtx) -> Self {
+        let f = &ctx.live.forwarding;
+        let traced = !ctx.upstream_span.is_none();
+        let mut found = ClientHeaders {
+            dropped: Vec::new(),
+            cookie: false,
+        };
+        for name in upstream.headers.keys() {
+            if *name == header::COOKIE {
+                found.cookie = true;
+            } else if *name == header::AUTHORIZATION
+                || name.as_str() == crate::dpop::HEADER
+                || edge::is_forwarding_header(name, f)
+                || (traced && matches!(name.as_str(), "traceparent" | "tracestate"))
+            {
+                found.dropped.push(name.clone());
+            }
+        }
+        found
+    }
+}
+
+/// A trusted proxy's `X-Forwarded-Proto`, when it says `http` or `https`.
+fn trusted_proto(upstream: &RequestHeader, ctx: &RequestCtx) -> Option<&'static str> {
+    ctx.peer_trusted
         .then(|| upstream.headers.get("x-forwarded-proto"))
         .flatten()
         .and_then(|v| v.to_str().ok())
@@ -225,16 +252,19 @@ fn forwarded_headers(
             ["http", "https"]
                 .into_iter()
                 .find(|p| v.eq_ignore_ascii_case(p))
-        });
-    let forged: Vec<_> = upstream
-        .headers
-        .keys()
-        .filter(|n| edge::is_forwarding_header(n, f))
-        .cloned()
-        .collect();
-    for name in forged {
-        upstream.remove_header(&name);
-    }
+        })
+}
+
+/// Sets bffgate's forwarding headers (the client's were dropped): the client address it
+/// determined, the scheme it was reached on (a trusted proxy's `X-Forwarded-Proto` when it
+/// says `http` or `https`), and the host the request was routed on when it is a
+/// well-formed host name or address.
+fn forwarded_headers(
+    session: &HttpSession,
+    upstream: &mut RequestHeader,
+    ctx: &RequestCtx,
+    proxy_proto: Option<&'static str>,
+) -> Result<()> {
     if let Some(ip) = ctx.client_addr {
         upstream.insert_header("x-forwarded-for", address_value(ip))?;
     }
