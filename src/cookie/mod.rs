@@ -169,12 +169,15 @@ impl SessionCookie {
     /// Rewrites a `Cookie` header value without the cookies bffgate owns (see
     /// [`Self::owns`]); every other pair is kept byte for byte. `None` when nothing is left.
     pub fn strip(&self, header: &[u8]) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(header.len());
-        for pair in header.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+        // Allocated at the first pair kept: a header of only our cookies allocates nothing.
+        let mut out = Vec::new();
+        for pair in pairs(header).map(<[u8]>::trim_ascii) {
             if pair.is_empty() || self.owns(split_pair(pair).0) {
                 continue;
             }
-            if !out.is_empty() {
+            if out.is_empty() {
+                out.reserve_exact(header.len());
+            } else {
                 out.extend_from_slice(b"; ");
             }
             out.extend_from_slice(pair);
@@ -195,7 +198,7 @@ fn unprefixed(name: &[u8]) -> &[u8] {
 
 /// A `name=value` pair split at its first `=`, both sides trimmed; no `=` means no name.
 fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
-    match pair.iter().position(|&b| b == b'=') {
+    match memchr::memchr(b'=', pair) {
         Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
         None => (&[], pair.trim_ascii()),
     }
@@ -210,9 +213,28 @@ fn value_of<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// The value of cookie `name` among `Cookie` header values (the first occurrence wins).
 pub fn cookie_value<'a>(headers: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
     headers
-        .flat_map(|h| h.split(|&b| b == b';'))
+        .flat_map(pairs)
         .find_map(|pair| value_of(pair.trim_ascii(), name.as_bytes()))
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The `;`-separated parts of a `Cookie` header value, untrimmed (found with `memchr`: this
+/// runs on every authenticated request).
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let part = rest?;
+        match memchr::memchr(b';', part) {
+            Some(i) => {
+                rest = part.get(i + 1..);
+                part.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(part)
+            }
+        }
+    })
 }
 
 impl CookieCipher {
