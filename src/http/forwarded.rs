@@ -50,6 +50,12 @@ pub fn client_of(peer: IpAddr, req: &RequestHeader, f: &Forwarding) -> IpAddr {
     if !is_trusted(peer, f) {
         return peer;
     }
+    forwarded_client(peer, req, f)
+}
+
+/// The client a trusted proxy `peer` names in the configured header (`peer` itself when
+/// the header names none).
+fn forwarded_client(peer: IpAddr, req: &RequestHeader, f: &Forwarding) -> IpAddr {
     let values = req.headers.get_all(&f.client_ip_header);
     if f.client_ip_header == "x-forwarded-for" {
         let joined: Vec<&str> = values.iter().filter_map(|v| v.to_str().ok()).collect();
@@ -70,17 +76,24 @@ pub fn client_of(peer: IpAddr, req: &RequestHeader, f: &Forwarding) -> IpAddr {
     }
 }
 
-/// Whether a live request's peer is one of the trusted proxies (never on a Unix socket).
-pub fn peer_is_trusted(http: &HttpSession, f: &Forwarding) -> bool {
-    http.client_addr()
-        .and_then(|a| a.as_inet())
-        .is_some_and(|a| is_trusted(a.ip().to_canonical(), f))
+/// A live request's client address, and whether its peer is a trusted proxy (whose
+/// forwarding headers and request id are believed): the peer read and checked once.
+/// `(None, false)` on a Unix socket.
+pub fn client_and_trust(http: &HttpSession, f: &Forwarding) -> (Option<IpAddr>, bool) {
+    let Some(peer) = http.client_addr().and_then(|a| a.as_inet()) else {
+        return (None, false);
+    };
+    let peer = peer.ip().to_canonical();
+    if is_trusted(peer, f) {
+        (Some(forwarded_client(peer, http.req_header(), f)), true)
+    } else {
+        (Some(peer), false)
+    }
 }
 
 /// The client address of a live request (`None` on a Unix socket).
 pub fn client_addr(http: &HttpSession, f: &Forwarding) -> Option<IpAddr> {
-    let peer = http.client_addr()?.as_inet()?.ip();
-    Some(client_of(peer, http.req_header(), f))
+    client_and_trust(http, f).0
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.

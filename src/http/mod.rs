@@ -14,7 +14,7 @@ mod respond;
 pub use cors::{allow_local, allow_proxied, allowed_origin, preflight};
 pub use endpoint::{AgentEndpoints, Handled};
 pub use error::ApiError;
-pub use forwarded::{client_addr, client_of, is_forwarding_header, is_trusted, peer_is_trusted};
+pub use forwarded::{client_addr, client_and_trust, client_of, is_forwarding_header, is_trusted};
 pub use page::{error_page, escape_html, wants_page};
 pub use request::{cookie, host, is_preflight, is_safe_method, is_upgrade, path, query_param};
 pub use request_id::{request_id, HEADER as REQUEST_ID_HEADER};

@@ -10,7 +10,7 @@ pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 128;
 
 /// The request's id: a well-formed `X-Request-Id` (1–128 visible ASCII characters, no
-/// quotes or backslashes) when `from_trusted_proxy` (see `peer_is_trusted`), else a new
+/// quotes or backslashes) when `from_trusted_proxy` (see `client_and_trust`), else a new
 /// one ([`minted`]).
 pub fn request_id(req: &RequestHeader, from_trusted_proxy: bool) -> String {
     if from_trusted_proxy {

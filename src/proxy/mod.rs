@@ -232,8 +232,7 @@ impl ProxyHttp for EdgeProxy {
             session.set_keepalive(None);
         }
         ctx.span = crate::telemetry::request_span(session.req_header());
-        ctx.client_addr = http::client_addr(session, &ctx.live.forwarding);
-        ctx.peer_trusted = http::peer_is_trusted(session, &ctx.live.forwarding);
+        (ctx.client_addr, ctx.peer_trusted) = http::client_and_trust(session, &ctx.live.forwarding);
         ctx.request_id = http::request_id(session.req_header(), ctx.peer_trusted);
         let target = target::to_origin_form(session.req_header_mut())
             .and_then(|()| classify(session.req_header(), &ctx.live));

@@ -110,8 +110,7 @@ impl Codec {
 
     /// A companion key of a session (lock, grace record) in the same Cluster slot.
     pub(crate) fn session_key(&self, id: &SessionId, suffix: &str) -> String {
-        let digest = Sha256::digest(id.as_bytes());
-        format!("{}{{{}}}:{suffix}", self.prefix, hex::encode(digest))
+        format!("{}{{{}}}:{suffix}", self.prefix, KeyHash::of(id).as_str())
     }
 
     fn name_under(&self, entry: &RingEntry, kind: &str, value: &str) -> String {

@@ -87,11 +87,7 @@ impl Store for MemoryStore {
             let mut idx = self.index_lock()?;
             r.indexes
                 .iter()
-                .map(|name| {
-                    let name = idx.name(name);
-                    idx.insert(&name, &key);
-                    name
-                })
+                .map(|name| idx.insert(name, &key))
                 .collect()
         };
         self.cache.insert(

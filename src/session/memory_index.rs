@@ -64,15 +64,18 @@ impl IndexMap {
             .map_or_else(|| Arc::from(name), |(held, _)| Arc::clone(held))
     }
 
-    /// Adds `key` to index `name`.
-    pub(super) fn insert(&mut self, name: &Arc<str>, key: &Arc<str>) {
-        match self.names.get_mut(&**name) {
-            Some(members) => members.insert(key),
-            None => {
-                self.names
-                    .insert(Arc::clone(name), Members::One(Arc::clone(key)));
+    /// Adds `key` to index `name`; gives the name's shared form.
+    pub(super) fn insert(&mut self, name: &str, key: &Arc<str>) -> Arc<str> {
+        if let Some(held) = self.names.get_key_value(name).map(|(n, _)| Arc::clone(n)) {
+            if let Some(members) = self.names.get_mut(name) {
+                members.insert(key);
             }
+            return held;
         }
+        let name: Arc<str> = Arc::from(name);
+        self.names
+            .insert(Arc::clone(&name), Members::One(Arc::clone(key)));
+        name
     }
 
     /// Takes `key` out of index `name`, and the name out when it holds nothing more.
@@ -108,20 +111,22 @@ mod tests {
     #[test]
     fn members_come_and_go_and_empty_names_are_dropped() {
         let mut idx = IndexMap::default();
-        let sub = idx.name("sub:a");
         let (k1, k2): (Arc<str>, Arc<str>) = (Arc::from("k1"), Arc::from("k2"));
-        idx.insert(&sub, &k1);
-        idx.insert(&sub, &k1);
+        let sub = idx.insert("sub:a", &k1);
+        idx.insert("sub:a", &k1);
         assert_eq!(idx.members("sub:a"), ["k1"]);
-        idx.insert(&sub, &k2);
+        assert!(
+            Arc::ptr_eq(&idx.insert("sub:a", &k2), &sub),
+            "names are shared"
+        );
         assert_eq!(sorted(idx.members("sub:a")), ["k1", "k2"]);
-        assert!(Arc::ptr_eq(&idx.name("sub:a"), &sub), "names are shared");
+        assert!(Arc::ptr_eq(&idx.name("sub:a"), &sub));
         idx.remove("sub:a", "k1");
         assert_eq!(idx.members("sub:a"), ["k2"]);
         idx.remove("sub:a", "other");
         idx.remove("sub:a", "k2");
         assert!(idx.names.is_empty());
-        idx.insert(&sub, &k1);
+        idx.insert("sub:a", &k1);
         idx.remove("sub:a", "k2");
         assert_eq!(idx.take("sub:a"), ["k1"]);
         assert!(idx.take("sub:a").is_empty());
