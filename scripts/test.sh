@@ -15,9 +15,9 @@ section() { printf '\n==== %s ====\n' "$*"; }
 # ---------------------------------------------------------------------------
 # System packages
 # ---------------------------------------------------------------------------
-APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential chromium python3 python3-pip)
+APT_PACKAGES=(cmake redis-server redis-tools pkg-config build-essential chromium python3 python3-pip openssl)
 # Commands checked besides dpkg, so a machine with the tools from elsewhere passes too.
-NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make chromium python3)
+NEEDED_COMMANDS=(cmake redis-server redis-cli pkg-config cc make chromium python3 openssl)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"

@@ -46,6 +46,8 @@ struct Tracked {
     ends_at: u64,
     /// When the session may have gone idle in the store, so it is checked there.
     idle_check_at: Instant,
+    /// When it was registered: its session was in use just before.
+    registered_at: Instant,
 }
 
 /// A registration, held by the request that owns the connection; handed back to
@@ -94,13 +96,15 @@ impl LiveConnections {
     pub fn register(&self, hash: String, fd: RawFd, ends_at: u64) -> Option<Registration> {
         let (local, peer) = addresses(fd)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         self.map().entry(hash.clone()).or_default().push(Tracked {
             id,
             fd,
             local,
             peer,
             ends_at,
-            idle_check_at: Instant::now(),
+            idle_check_at: now,
+            registered_at: now,
         });
         metrics::LIVE_CONNECTIONS.inc();
         Some(Registration { id, hash })
@@ -126,7 +130,29 @@ impl LiveConnections {
         let mut closed = 0;
         for hash in hashes {
             if let Some(list) = map.remove(hash) {
-                closed += close_all(&list, reason);
+                closed += close_all(&list, |_| reason);
+            }
+        }
+        closed
+    }
+
+    /// Ends every connection of the sessions `hashes`, which the store no longer holds.
+    /// A connection is counted as expired when its session could have ended by itself by
+    /// `now` (unix seconds `now_secs`): at its absolute end, or `idle` after its last use,
+    /// which the store may have seen up to `slack` before the connection was registered.
+    /// Otherwise its session was deleted, and it is counted as revoked.
+    pub fn close_gone(
+        &self,
+        hashes: &[String],
+        (now, now_secs): (Instant, u64),
+        idle: Duration,
+        slack: Duration,
+    ) -> usize {
+        let mut map = self.map();
+        let mut closed = 0;
+        for hash in hashes {
+            if let Some(list) = map.remove(hash) {
+                closed += close_all(&list, |t| gone_reason(t, (now, now_secs), idle, slack));
             }
         }
         closed
@@ -141,7 +167,7 @@ impl LiveConnections {
             let (ended, live): (Vec<Tracked>, Vec<Tracked>) = std::mem::take(list)
                 .into_iter()
                 .partition(|t| t.ends_at <= now);
-            closed += close_all(&ended, CloseReason::Expired);
+            closed += close_all(&ended, |_| CloseReason::Expired);
             *list = live;
             !list.is_empty()
         });
@@ -190,16 +216,31 @@ impl LiveConnections {
     }
 }
 
-/// Ends each connection of `list`, counting them as closed for `reason`; how many were
+/// Why the session of `t` is gone from the store at `now`: see
+/// [`LiveConnections::close_gone`].
+fn gone_reason(
+    t: &Tracked,
+    (now, now_secs): (Instant, u64),
+    idle: Duration,
+    slack: Duration,
+) -> CloseReason {
+    if t.ends_at <= now_secs.saturating_add(1) || t.registered_at + idle <= now + slack {
+        CloseReason::Expired
+    } else {
+        CloseReason::Revoked
+    }
+}
+
+/// Ends each connection of `list`, counting each as closed for its `reason`; how many were
 /// ended. Each leaves the gauge whether or not its socket was still there.
-fn close_all(list: &[Tracked], reason: CloseReason) -> usize {
+fn close_all(list: &[Tracked], reason: impl Fn(&Tracked) -> CloseReason) -> usize {
     let mut closed = 0;
     for t in list {
         metrics::LIVE_CONNECTIONS.dec();
         if end(t) {
             closed += 1;
             metrics::LIVE_CLOSED
-                .with_label_values(&[reason.label()])
+                .with_label_values(&[reason(t).label()])
                 .inc();
         }
     }
@@ -269,5 +310,47 @@ mod tests {
     fn a_descriptor_that_is_not_a_connected_socket_is_not_tracked() {
         let live = LiveConnections::default();
         assert!(live.register("d".repeat(64), -1, u64::MAX).is_none());
+    }
+
+    #[test]
+    fn a_session_missing_before_it_could_run_out_was_revoked() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("a");
+        let (local, peer) = addresses(a.as_raw_fd()).expect("connected");
+        let registered_at = Instant::now();
+        let t = Tracked {
+            id: 0,
+            fd: a.as_raw_fd(),
+            local,
+            peer,
+            ends_at: 1_000,
+            idle_check_at: registered_at,
+            registered_at,
+        };
+        let idle = Duration::from_secs(60);
+        let slack = Duration::from_secs(2);
+        let at = |after: u64, secs: u64| (registered_at + Duration::from_secs(after), secs);
+        assert_eq!(
+            gone_reason(&t, at(0, 500), idle, slack),
+            CloseReason::Revoked
+        );
+        assert_eq!(
+            gone_reason(&t, at(57, 500), idle, slack),
+            CloseReason::Revoked
+        );
+        assert_eq!(
+            gone_reason(&t, at(58, 500), idle, slack),
+            CloseReason::Expired
+        );
+        assert_eq!(
+            gone_reason(&t, at(0, 999), idle, slack),
+            CloseReason::Expired
+        );
+        let live = LiveConnections::default();
+        live.register("e".repeat(64), a.as_raw_fd(), u64::MAX)
+            .expect("registers");
+        let now = (Instant::now(), 500);
+        assert_eq!(live.close_gone(&["e".repeat(64)], now, idle, slack), 1);
+        assert!(live.is_empty());
     }
 }

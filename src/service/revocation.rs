@@ -3,6 +3,7 @@
 //! session's absolute end, and once the store no longer holds a session that may have
 //! gone idle.
 
+use crate::config::StoreConfig;
 use crate::live::{CloseReason, LiveConnections, LiveHandle};
 use crate::session::{now_secs, Revocation, SessionStore};
 use async_trait::async_trait;
@@ -19,6 +20,9 @@ const SWEEP: Duration = Duration::from_millis(250);
 const CHECKS_PER_SWEEP: usize = 256;
 /// Far enough ahead that every tracked session's idle check is due.
 const EVERYONE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How long before a connection's registration, beyond the session cache's window, the
+/// store may have last seen its session used (clock steps, a slow admission).
+const LAST_USE_SLACK: Duration = Duration::from_secs(1);
 
 /// Ends tracked connections whose session ended.
 pub struct RevocationService {
@@ -42,10 +46,19 @@ impl RevocationService {
     }
 
     /// Checks the sessions due for an idle check (all of them after a lost subscription)
-    /// against the store and ends the connections of those it no longer holds. Sessions
-    /// the store could not be asked about are checked again at the next sweep.
-    async fn check(&self, now: Instant, max: usize, reason: CloseReason) {
-        let idle = self.live.load().session.idle_timeout;
+    /// against the store and ends the connections of those it no longer holds: as expired
+    /// when the session could have run out by itself, else as revoked (a deletion whose
+    /// announcement the check overtook). Sessions the store could not be asked about are
+    /// checked again at the next sweep.
+    async fn check(&self, now: Instant, max: usize) {
+        let (idle, slack) = {
+            let live = self.live.load();
+            let cache_window = match &live.session.store {
+                StoreConfig::Redis { cache, .. } => cache.window,
+                StoreConfig::Memory { .. } => Duration::ZERO,
+            };
+            (live.session.idle_timeout, cache_window + LAST_USE_SLACK)
+        };
         let due = self.conns.due_for_check(now, idle, max);
         if due.is_empty() {
             return;
@@ -60,7 +73,8 @@ impl RevocationService {
                     .zip(present)
                     .filter_map(|(hash, there)| (!there).then_some(hash))
                     .collect();
-                self.conns.close_sessions(&gone, reason);
+                self.conns
+                    .close_gone(&gone, (Instant::now(), now_secs()), idle, slack);
             }
             Err(e) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {
@@ -77,7 +91,10 @@ impl RevocationService {
         let mut tick = tokio::time::interval(SWEEP);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Announcements first: a deletion heard is counted as a revocation, not found
+            // missing by a sweep that happened to be due at the same time.
             tokio::select! {
+                biased;
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         return;
@@ -89,8 +106,7 @@ impl RevocationService {
                     }
                     Ok(Revocation::Recheck) | Err(RecvError::Lagged(_)) => {
                         if !self.conns.is_empty() {
-                            self.check(Instant::now() + EVERYONE, usize::MAX, CloseReason::Revoked)
-                                .await;
+                            self.check(Instant::now() + EVERYONE, usize::MAX).await;
                         }
                     }
                     Err(RecvError::Closed) => return,
@@ -98,7 +114,7 @@ impl RevocationService {
                 _ = tick.tick() => {
                     if !self.conns.is_empty() {
                         self.conns.close_ended(now_secs());
-                        self.check(Instant::now(), CHECKS_PER_SWEEP, CloseReason::Expired).await;
+                        self.check(Instant::now(), CHECKS_PER_SWEEP).await;
                     }
                 }
             }
