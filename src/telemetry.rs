@@ -40,6 +40,14 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// Records `value` as the field `field` of the current span, if tracing is on and that
+/// span declared the field.
+pub fn record_current(field: &'static str, value: &'static str) {
+    if enabled() {
+        Span::current().record(field, value);
+    }
+}
+
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("OpenTelemetry exporter: {0}")]

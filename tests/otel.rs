@@ -2,11 +2,13 @@
 //! definitions): a request is a `request` span with children for the session lookup (and
 //! its store call) and the upstream call, whose context reaches the upstream as
 //! `traceparent`; a client's `traceparent` is continued when `otel.accept_traceparent` is
-//! on, and replaced when it is off.
+//! on, and replaced when it is off. The lookup span says what it found and whether the
+//! session cache answered.
 
 use std::time::{Duration, Instant};
 
 use crate::common::otlp::{OtlpReceiver, ReceivedSpan};
+use crate::common::scrape::{metric, scrape};
 use crate::common::sessions::Sessions;
 use crate::common::{
     client, expect_echo, route, session_cookie, EchoServer, Gateway, GatewayConfig, RedisProcess,
@@ -53,8 +55,11 @@ fn traceparent(value: &str) -> (String, String) {
     (parts[1].to_string(), parts[2].to_string())
 }
 
+/// A gateway over Redis exporting to a fresh receiver, its session cache window
+/// `cache_window` (`"0"`: no cache).
 async fn gateway(
     accept_traceparent: bool,
+    cache_window: &str,
 ) -> (Gateway, Sessions, OtlpReceiver, EchoServer, RedisProcess) {
     let redis = RedisProcess::start();
     let echo = EchoServer::start().await;
@@ -67,9 +72,7 @@ async fn gateway(
         "",
     )])
     .redis(redis.url())
-    // Every request reads Redis (with the session cache a repeat would be served from
-    // it, with no store call to show).
-    .cache_window("0")
+    .cache_window(cache_window)
     .yaml();
     let yaml = format!(
         "{yaml}otel:\n  endpoint: \"{}\"\n  service_name: bffgate-test\n  accept_traceparent: {accept_traceparent}\n",
@@ -82,7 +85,9 @@ async fn gateway(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_a_trace_with_lookup_store_and_upstream_spans() {
-    let (gw, sessions, rx, _echo, _redis) = gateway(true).await;
+    // Every request reads Redis (with the session cache a repeat would be served from it,
+    // with no store call to show).
+    let (gw, sessions, rx, _echo, _redis) = gateway(true, "0").await;
     let (_s, cookie) = sessions.login("ada", "at-otel").await;
 
     // 1: a new trace.
@@ -126,6 +131,12 @@ async fn a_request_is_a_trace_with_lookup_store_and_upstream_spans() {
             &spans,
             |s| s.name == "session.lookup" && s.parent_span_id == request.span_id,
             "session.lookup",
+        );
+        assert_eq!(lookup.attr("bff.session.result"), Some("ok"));
+        assert_eq!(
+            lookup.attr("bff.session.cache"),
+            None,
+            "no cache, no answer from it"
         );
         let store = only(
             &spans,
@@ -180,7 +191,7 @@ async fn a_request_is_a_trace_with_lookup_store_and_upstream_spans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_traceparent_is_replaced_unless_accepted() {
-    let (gw, sessions, rx, _echo, _redis) = gateway(false).await;
+    let (gw, sessions, rx, _echo, _redis) = gateway(false, "0").await;
     let (_s, cookie) = sessions.login("ada", "at-otel").await;
     let resp = client()
         .get(gw.url("/api/orders/3"))
@@ -212,4 +223,85 @@ async fn a_clients_traceparent_is_replaced_unless_accepted() {
         None,
         "the client's tracestate is not passed on"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_span_says_what_was_found_and_whether_the_cache_answered() {
+    let (gw, sessions, rx, _echo, _redis) = gateway(false, "5s").await;
+    // The cache serves once the revocation bus is subscribed: warm up with another
+    // session until a request is answered from it.
+    let (_w, warm) = sessions.login("bea", "at-warm").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        client()
+            .get(gw.url("/api/orders/warm"))
+            .header("cookie", session_cookie(&warm))
+            .send()
+            .await
+            .expect("warm-up request");
+        let hits = metric(
+            &scrape(&gw).await,
+            "bff_session_cache_total{result=\"hit\"}",
+        );
+        if hits.unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache never answered\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_s, cookie) = sessions.login("ada", "at-otel").await;
+    for (path, cookie) in [
+        ("/api/orders/1", Some(session_cookie(&cookie))),
+        ("/api/orders/2", Some(session_cookie(&cookie))),
+        ("/api/orders/3", None),
+    ] {
+        let mut req = client().get(gw.url(path));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await.expect("request");
+    }
+    let measured = ["/api/orders/1", "/api/orders/2", "/api/orders/3"];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let spans = loop {
+        let spans = rx.spans();
+        let all_there = measured.iter().all(|p| {
+            spans
+                .iter()
+                .any(|s| s.name == "request" && s.attr("url.path") == Some(p))
+        });
+        if all_there || Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lookup_of = |path: &str| {
+        let request = only(
+            &spans,
+            |s| s.name == "request" && s.attr("url.path") == Some(path),
+            "request",
+        );
+        let lookup = only(
+            &spans,
+            |s| s.name == "session.lookup" && s.parent_span_id == request.span_id,
+            "session.lookup",
+        );
+        let stores = spans
+            .iter()
+            .filter(|s| s.name == "store" && s.parent_span_id == lookup.span_id)
+            .count();
+        (
+            lookup.attr("bff.session.result"),
+            lookup.attr("bff.session.cache"),
+            stores,
+        )
+    };
+    // The first read goes to Redis and is kept; the second is answered from the cache.
+    assert_eq!(lookup_of("/api/orders/1"), (Some("ok"), Some("miss"), 1));
+    assert_eq!(lookup_of("/api/orders/2"), (Some("ok"), Some("hit"), 0));
+    assert_eq!(lookup_of("/api/orders/3"), (Some("missing"), None, 0));
 }

@@ -29,6 +29,17 @@ pub enum Lookup {
 }
 
 impl Lookup {
+    /// What the lookup found, as the `result` label of `bff_session_lookups_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Lookup::Missing => "missing",
+            Lookup::Invalid(_) => "invalid",
+            Lookup::Expired => "expired",
+            Lookup::Found { .. } => "ok",
+            Lookup::StoreFailed(_) => "error",
+        }
+    }
+
     /// The error answered when no live session was found (`Found` is not a refusal: it
     /// maps to [`ApiError::Internal`] and should not be asked).
     pub fn refusal(&self) -> ApiError {

@@ -89,10 +89,16 @@ impl Guard {
 
     /// The session the request's cookie names, per `live`'s cookie policy.
     pub async fn lookup(&self, req: &RequestHeader, live: &LiveConfig) -> Lookup {
-        let span = crate::current_child_span!("session.lookup");
-        lookup(&self.store, &live.cookie, req)
-            .instrument(span)
-            .await
+        let span = crate::current_child_span!(
+            "session.lookup",
+            bff.session.result = tracing::field::Empty,
+            bff.session.cache = tracing::field::Empty,
+        );
+        let found = lookup(&self.store, &live.cookie, req)
+            .instrument(span.clone())
+            .await;
+        span.record("bff.session.result", found.label());
+        found
     }
 
     /// The live session the request's cookie names.

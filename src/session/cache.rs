@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The field of the `session.lookup` span that says whether the cache answered.
+const CACHE_FIELD: &str = "bff.session.cache";
+
 /// Decoded sessions by storage-key hash (see [`super::codec::key_hash`]).
 pub struct SessionCache {
     /// Each session with the moment its read was sent; shared, so a hit copies nothing.
@@ -194,9 +197,11 @@ impl SessionStore {
         let hash = hash.as_str();
         if let Some(session) = cache.get(hash) {
             if session.expires_at > now_secs() {
+                crate::telemetry::record_current(CACHE_FIELD, "hit");
                 return Ok(Some(session));
             }
         }
+        crate::telemetry::record_current(CACHE_FIELD, "miss");
         let read = cache.read_starts();
         let found = self.get_hashed(id, hash).await?.map(Arc::new);
         if let Some(session) = &found {
