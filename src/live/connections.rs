@@ -329,23 +329,20 @@ mod tests {
         };
         let idle = Duration::from_secs(60);
         let slack = Duration::from_secs(2);
-        let at = |after: u64, secs: u64| (registered_at + Duration::from_secs(after), secs);
-        assert_eq!(
-            gone_reason(&t, at(0, 500), idle, slack),
-            CloseReason::Revoked
-        );
-        assert_eq!(
-            gone_reason(&t, at(57, 500), idle, slack),
-            CloseReason::Revoked
-        );
-        assert_eq!(
-            gone_reason(&t, at(58, 500), idle, slack),
-            CloseReason::Expired
-        );
-        assert_eq!(
-            gone_reason(&t, at(0, 999), idle, slack),
-            CloseReason::Expired
-        );
+        // (seconds after registration, unix seconds now) → the reason counted.
+        for (after, now_secs, reason) in [
+            (0, 500, CloseReason::Revoked),
+            (57, 500, CloseReason::Revoked),
+            (58, 500, CloseReason::Expired),
+            (0, 999, CloseReason::Expired),
+        ] {
+            let now = (registered_at + Duration::from_secs(after), now_secs);
+            assert_eq!(
+                gone_reason(&t, now, idle, slack),
+                reason,
+                "{after} s, {now_secs}"
+            );
+        }
         let live = LiveConnections::default();
         live.register("e".repeat(64), a.as_raw_fd(), u64::MAX)
             .expect("registers");
