@@ -11,8 +11,10 @@
 //! `max_entries` N and `MAX_BYTES`, default 64 MiB: it holds what fits). N defaults to
 //! 100000. `TOKEN_SIZES=access,refresh,id` sets the tokens' lengths in characters (default
 //! `1000,64,1000`; `0` for the refresh or ID token leaves it out), e.g. `43,43,0` for a
-//! provider issuing opaque tokens. Prints the process's RSS before and after, and the difference per session. bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus
-//! this difference is what a bffgate holding N sessions in memory needs.
+//! provider issuing opaque tokens. Prints the process's RSS before and after, the difference
+//! per session, and in `cache` mode the bytes the cache's `max_bytes` bound counts.
+//! bffgate's own RSS at start (measured separately by bench/run.sh's notes) plus this
+//! difference is what a bffgate holding N sessions in memory needs.
 
 #![allow(
     clippy::expect_used,
@@ -135,8 +137,17 @@ async fn main() {
     };
     let after = rss_kib();
     let per = (after.saturating_sub(before) as f64) * 1024.0 / stored.max(1) as f64;
+    // What the cache's byte bound counts, beside what the process grew by.
+    let counted = if mode == "cache" {
+        format!(
+            " counted_mib={:.1}",
+            cache.weighted_bytes() as f64 / (1 << 20) as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "mode={mode} tokens={access_len},{refresh_len},{id_len} sessions={n} held={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}",
+        "mode={mode} tokens={access_len},{refresh_len},{id_len} sessions={n} held={stored} rss_before_mib={:.1} rss_after_mib={:.1} added_mib={:.1} bytes_per_session={per:.0}{counted}",
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         after.saturating_sub(before) as f64 / 1024.0

@@ -398,7 +398,7 @@ pub struct SessionCacheConfig {
     pub window: Duration,
     /// Most sessions held.
     pub max_entries: u64,
-    /// Most bytes held (approximate: decoded sessions' sizes).
+    /// Most bytes held (approximate: what the cached sessions and their entries take).
     pub max_bytes: u64,
 }
 

@@ -55,25 +55,55 @@ pub struct Read {
     sent: Instant,
 }
 
-/// The approximate heap and inline size of a cached session, in bytes.
+/// What one entry costs besides its session: the cache's own bookkeeping for it (`moka`'s
+/// entry, access-order and expiry nodes), its key (a 64-character hash) and the `Arc`
+/// holding the session. Measured with `bench/memsessions.rs` (bench/RESULTS.md).
+const ENTRY_OVERHEAD: usize = 560;
+
+/// What a `serde_json` object's tree costs beyond its keys and values: one B-tree node
+/// (11 slots of a `String` key and a `Value`) per up to 8 entries (nodes are rarely full).
+const OBJECT_NODE: usize = 11 * (24 + 32) + 16;
+
+/// The approximate memory a cached session takes, in bytes: the entry, the session, and
+/// what its strings and claims hold on the heap. `max_bytes` bounds the sum of these, so
+/// it is meant to be close to what the process's resident size grows by.
 fn weight(session: &UserSession) -> usize {
     let t = &session.tokens;
-    std::mem::size_of::<UserSession>()
-        + 64
-        + session.sub.len()
-        + session.sid.as_ref().map_or(0, String::len)
-        + session.claims.to_string().len()
-        + t.access_token.len()
-        + t.refresh_token.as_ref().map_or(0, String::len)
-        + t.id_token.as_ref().map_or(0, String::len)
-        + session.client_addr.as_ref().map_or(0, String::len)
-        + session.user_agent.as_ref().map_or(0, String::len)
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+    ENTRY_OVERHEAD
+        + std::mem::size_of::<UserSession>()
+        + session.sub.capacity()
+        + opt(&session.sid)
+        + json_heap(&session.claims)
+        + t.access_token.capacity()
+        + opt(&t.refresh_token)
+        + opt(&t.id_token)
+        + opt(&session.client_addr)
+        + opt(&session.user_agent)
         + session
             .route_tokens
             .iter()
-            .map(|(k, t)| k.len() + t.access_token.len() + 32)
+            .map(|(k, t)| k.capacity() + t.access_token.capacity() + OBJECT_NODE / 4)
             .sum::<usize>()
         + session.dpop_key.as_ref().map_or(0, |_| 256)
+}
+
+/// The heap memory a JSON value holds (its own inline size is its parent's).
+fn json_heap(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.capacity(),
+        Value::Array(a) => {
+            a.capacity() * std::mem::size_of::<Value>() + a.iter().map(json_heap).sum::<usize>()
+        }
+        Value::Object(m) => {
+            m.len().div_ceil(8) * OBJECT_NODE
+                + m.iter()
+                    .map(|(k, v)| k.capacity() + json_heap(v))
+                    .sum::<usize>()
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
 }
 
 impl SessionCache {
@@ -177,6 +207,12 @@ impl SessionCache {
     /// Whether no session is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The approximate bytes held, as `max_bytes` counts them.
+    pub fn weighted_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
     }
 }
 
@@ -298,5 +334,27 @@ mod tests {
             by_bytes.keep(format!("k{i}"), session("u"), by_bytes.read_starts());
         }
         assert!(by_bytes.len() <= 3, "{}", by_bytes.len());
+    }
+
+    #[test]
+    fn claims_weigh_their_tree_not_their_text() {
+        let three = serde_json::json!({"sub": "u", "name": "Ada", "email": "ada@example.com"});
+        let text = three.to_string().len();
+        let heap = json_heap(&three);
+        assert!(heap >= OBJECT_NODE + 3 + 4 + 5 + 1 + 3 + 15, "{heap}");
+        assert!(heap > 5 * text, "{heap} for {text} bytes of text");
+        let nested = serde_json::json!({"groups": ["a", "b"], "address": {"city": "Paris"}});
+        assert_eq!(
+            json_heap(&nested),
+            OBJECT_NODE
+                + "groups".len()
+                + 2 * std::mem::size_of::<serde_json::Value>()
+                + 2
+                + "address".len()
+                + OBJECT_NODE
+                + "city".len()
+                + "Paris".len()
+        );
+        assert_eq!(json_heap(&serde_json::json!({})), 0);
     }
 }
