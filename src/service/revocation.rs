@@ -95,8 +95,10 @@ impl RevocationService {
             // missing by a sweep that happened to be due at the same time.
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
+                changed = shutdown.changed() => {
+                    // A dropped sender is a shutdown too (and would otherwise be ready
+                    // forever, first in this biased select).
+                    if changed.is_err() || *shutdown.borrow() {
                         return;
                     }
                 }
