@@ -66,23 +66,29 @@ impl Lookup {
 
 /// Finds the session a request's cookie names, counting the result.
 pub async fn lookup(store: &SessionStore, cookie: &SessionCookie, req: &RequestHeader) -> Lookup {
+    let found = find(store, cookie, req).await;
+    match &found {
+        Lookup::Found { .. } => metrics::LOOKUP_OK.inc(),
+        other => metrics::SESSION_LOOKUPS
+            .with_label_values(&[other.label()])
+            .inc(),
+    }
+    found
+}
+
+/// The session a request's cookie names.
+async fn find(store: &SessionStore, cookie: &SessionCookie, req: &RequestHeader) -> Lookup {
     let values = req
         .headers
         .get_all(header::COOKIE)
         .iter()
         .map(HeaderValue::as_bytes);
     let Some(value) = cookie.find(values) else {
-        metrics::SESSION_LOOKUPS
-            .with_label_values(&["missing"])
-            .inc();
         return Lookup::Missing;
     };
     let opened = match cookie.cipher().open(value) {
         Ok(o) => o,
         Err(e) => {
-            metrics::SESSION_LOOKUPS
-                .with_label_values(&["invalid"])
-                .inc();
             metrics::COOKIE_FAILURES
                 .with_label_values(&[e.label()])
                 .inc();
@@ -90,21 +96,12 @@ pub async fn lookup(store: &SessionStore, cookie: &SessionCookie, req: &RequestH
         }
     };
     match store.get_cached(&opened.id).await {
-        Ok(Some(session)) => {
-            metrics::LOOKUP_OK.inc();
-            Lookup::Found {
-                session,
-                reseal: opened.needs_reseal,
-            }
-        }
-        Ok(None) => {
-            metrics::SESSION_LOOKUPS
-                .with_label_values(&["expired"])
-                .inc();
-            Lookup::Expired
-        }
+        Ok(Some(session)) => Lookup::Found {
+            session,
+            reseal: opened.needs_reseal,
+        },
+        Ok(None) => Lookup::Expired,
         Err(e) => {
-            metrics::SESSION_LOOKUPS.with_label_values(&["error"]).inc();
             tracing::warn!(error = %e, "session lookup failed");
             Lookup::StoreFailed(e)
         }

@@ -126,14 +126,7 @@ impl LiveConnections {
 
     /// Ends every connection of the sessions `hashes`; how many were ended.
     pub fn close_sessions(&self, hashes: &[String], reason: CloseReason) -> usize {
-        let mut map = self.map();
-        let mut closed = 0;
-        for hash in hashes {
-            if let Some(list) = map.remove(hash) {
-                closed += close_all(&list, |_| reason);
-            }
-        }
-        closed
+        self.close(hashes, |_| reason)
     }
 
     /// Ends every connection of the sessions `hashes`, which the store no longer holds.
@@ -148,11 +141,16 @@ impl LiveConnections {
         idle: Duration,
         slack: Duration,
     ) -> usize {
+        self.close(hashes, |t| gone_reason(t, (now, now_secs), idle, slack))
+    }
+
+    /// Ends every connection of the sessions `hashes`, each counted for its `reason`.
+    fn close(&self, hashes: &[String], reason: impl Fn(&Tracked) -> CloseReason) -> usize {
         let mut map = self.map();
         let mut closed = 0;
         for hash in hashes {
             if let Some(list) = map.remove(hash) {
-                closed += close_all(&list, |t| gone_reason(t, (now, now_secs), idle, slack));
+                closed += close_all(&list, &reason);
             }
         }
         closed

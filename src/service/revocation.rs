@@ -3,9 +3,8 @@
 //! session's absolute end, and once the store no longer holds a session that may have
 //! gone idle.
 
-use crate::config::StoreConfig;
 use crate::live::{CloseReason, LiveConnections, LiveHandle};
-use crate::session::{now_secs, Revocation, SessionStore};
+use crate::session::{now_secs, Revocation, SessionCache, SessionStore};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -51,14 +50,13 @@ impl RevocationService {
     /// announcement the check overtook). Sessions the store could not be asked about are
     /// checked again at the next sweep.
     async fn check(&self, now: Instant, max: usize) {
-        let (idle, slack) = {
-            let live = self.live.load();
-            let cache_window = match &live.session.store {
-                StoreConfig::Redis { cache, .. } => cache.window,
-                StoreConfig::Memory { .. } => Duration::ZERO,
-            };
-            (live.session.idle_timeout, cache_window + LAST_USE_SLACK)
-        };
+        let idle = self.live.load().session.idle_timeout;
+        let cache_window = self
+            .store
+            .revocations()
+            .cache()
+            .map_or(Duration::ZERO, SessionCache::window);
+        let slack = cache_window + LAST_USE_SLACK;
         let due = self.conns.due_for_check(now, idle, max);
         if due.is_empty() {
             return;

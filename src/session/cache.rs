@@ -204,6 +204,11 @@ impl SessionCache {
         self.entries.entry_count()
     }
 
+    /// Longest a session read from the store is served from here.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     /// Whether no session is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
